@@ -1,0 +1,32 @@
+# SPDX-License-Identifier: Apache-2.0
+# Resolves SPCCL_WITH_* (AUTO/ON/OFF) into SPCCL_HAVE_* booleans.
+
+function(spccl_resolve option found what)
+  if(${option} STREQUAL "OFF")
+    set(have OFF)
+  elseif(${found})
+    set(have ON)
+  elseif(${option} STREQUAL "ON")
+    message(FATAL_ERROR "${option}=ON but ${what} was not found")
+  else()
+    set(have OFF)
+  endif()
+  string(REPLACE "SPCCL_WITH_" "SPCCL_HAVE_" have_var ${option})
+  set(${have_var} ${have} PARENT_SCOPE)
+  message(STATUS "spccl: ${what}: ${have}")
+endfunction()
+
+if(NOT SPCCL_WITH_MPI STREQUAL "OFF")
+  find_package(MPI COMPONENTS C)
+endif()
+spccl_resolve(SPCCL_WITH_MPI MPI_C_FOUND "MPI transport")
+
+set(spccl_cuda_found OFF)
+if(NOT SPCCL_WITH_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(spccl_cuda_found ON)
+  endif()
+endif()
+spccl_resolve(SPCCL_WITH_CUDA spccl_cuda_found "CUDA kernels")

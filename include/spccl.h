@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * spccl: compressed collectives for data-parallel training.
+ *
+ * The public C API. C99, no CUDA or MPI header needed: streams are `struct CUstream_st*`
+ * (exactly what cudaStream_t is), communicators come from spccl_mpi.h or spccl_nccl.h.
+ * Every function returns spcclResult_t; on failure spcclGetLastError() says why.
+ * Nothing here calls exit or abort, and nothing prints unless SPCCL_DEBUG asks for it.
+ */
+#ifndef SPCCL_H_
+#define SPCCL_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SPCCL_MAJOR 0
+#define SPCCL_MINOR 1
+#define SPCCL_PATCH 0
+#define SPCCL_VERSION(X, Y, Z) ((X) * 10000 + (Y) * 100 + (Z))
+#define SPCCL_VERSION_CODE SPCCL_VERSION(SPCCL_MAJOR, SPCCL_MINOR, SPCCL_PATCH)
+
+typedef struct spcclComm* spcclComm_t;
+typedef struct spcclState* spcclState_t;
+typedef struct CUstream_st* spcclStream_t;
+
+/* Same values and meanings as ncclResult_t. */
+typedef enum {
+  spcclSuccess = 0,
+  spcclUnhandledCudaError = 1,
+  spcclSystemError = 2,
+  spcclInternalError = 3,
+  spcclInvalidArgument = 4,
+  spcclInvalidUsage = 5,
+  spcclRemoteError = 6,
+  spcclInProgress = 7,
+  spcclTimeout = 8,
+  spcclNumResults = 9
+} spcclResult_t;
+
+/* NCCL's numbers, so a cast to ncclDataType_t is the identity. 0..5 are NCCL's integer
+ * types, which spccl does not reduce: they are rejected with spcclInvalidArgument. */
+typedef enum {
+  spcclFloat16 = 6,
+  spcclFloat32 = 7,
+  spcclFloat64 = 8,
+  spcclBfloat16 = 9,
+  spcclNumTypes = 10
+} spcclDataType_t;
+
+/* NCCL's numbers. Half types accumulate in fp32. */
+typedef enum { spcclSum = 0, spcclAvg = 4, spcclNumOps = 5 } spcclRedOp_t;
+
+typedef enum {
+  spcclMethodDense = 0,
+  spcclMethodRandomBlock = 1,
+  spcclMethodTopK = 2,
+  spcclMethodGaussianK = 3,
+  spcclMethodGTopK = 4,
+  spcclNumMethods = 5
+} spcclMethod_t;
+
+typedef enum { spcclBlocksContiguous = 0, spcclBlocksScattered = 1, spcclNumBlockPatterns = 2 } spcclBlockPattern_t;
+typedef enum { spcclFeedbackNone = 0, spcclFeedbackEF = 1, spcclNumFeedbacks = 2 } spcclFeedback_t;
+
+/* Padding index of an unused (index, value) slot in top-k payloads; receivers skip it. */
+#define SPCCL_PAD_INDEX 0xFFFFFFFFu
+
+/* --------------------------------------------------------------------------------------
+ * Configuration. Like ncclConfig_t: initialise with SPCCL_CONFIG_INITIALIZER, then set the
+ * fields you care about. Fields left at their "undefined" sentinel are resolved inside the
+ * library, from SPCCL_<FIELD> environment variables or the defaults below; a struct that
+ * was not initialised (wrong size, magic or version) is rejected.
+ *   method        spcclMethodRandomBlock       SPCCL_METHOD (dense|randomblock|topk|gaussiank|gtopk)
+ *   density       1/64                         SPCCL_DENSITY
+ *   blockSize     256 elements                 SPCCL_BLOCK_SIZE
+ *   blockPattern  spcclBlocksContiguous        SPCCL_BLOCK_PATTERN (contiguous|scattered)
+ *   feedback      spcclFeedbackEF              SPCCL_FEEDBACK (none|ef)
+ *   seed          0x5bcc1                      SPCCL_SEED
+ *   tensorKey     0
+ *   denseSwitch   1 (allowed)                  SPCCL_DENSE_SWITCH
+ * ------------------------------------------------------------------------------------ */
+#define SPCCL_CONFIG_MAGIC 0x5bcc1c0fu
+#define SPCCL_CONFIG_UNDEF_INT (-2147483647 - 1)
+#define SPCCL_CONFIG_UNDEF_DOUBLE (-1.0e300)
+#define SPCCL_CONFIG_UNDEF_U64 (~0ull)
+
+typedef struct {
+  size_t size;         /* sizeof(spcclConfig_t), set by the initializer */
+  unsigned int magic;  /* SPCCL_CONFIG_MAGIC */
+  unsigned int version;/* SPCCL_VERSION_CODE of the header the caller compiled against */
+  int method;          /* spcclMethod_t */
+  double density;      /* fraction of elements (top-k) or blocks (random block) sent, (0, 1] */
+  int blockSize;       /* elements per block (random block), >= 1 */
+  int blockPattern;    /* spcclBlockPattern_t */
+  int feedback;        /* spcclFeedback_t */
+  unsigned long long seed;      /* shared by all ranks */
+  unsigned long long tensorKey; /* distinguishes tensors that share a seed */
+  int denseSwitch;     /* 1: run dense when the sparse payload would cost more (logged at INFO) */
+} spcclConfig_t;
+
+#define SPCCL_CONFIG_INITIALIZER                                                            \
+  {                                                                                         \
+    sizeof(spcclConfig_t), SPCCL_CONFIG_MAGIC, SPCCL_VERSION_CODE, SPCCL_CONFIG_UNDEF_INT, \
+        SPCCL_CONFIG_UNDEF_DOUBLE, SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT,          \
+        SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_U64, 0ull, SPCCL_CONFIG_UNDEF_INT        \
+  }
+
+/* ---------------------------------- Library and errors ------------------------------- */
+
+/* Writes SPCCL_VERSION_CODE of the library (which may differ from the header's). */
+spcclResult_t spcclGetVersion(int* version);
+
+/* A short name for a result code ("invalid argument"); never NULL. */
+const char* spcclGetErrorString(spcclResult_t result);
+
+/* The sentence that explains the last failure, e.g. "spcclStateCreate : density 1.5 is
+ * outside (0, 1]". Kept whatever SPCCL_DEBUG is. comm may be NULL (failures inside
+ * spcclCommInit* happen before a comm exists); the text is per thread. */
+const char* spcclGetLastError(spcclComm_t comm);
+
+/* ------------------------------------ Communicators ---------------------------------- */
+/* Created by spcclCommInitMPI (spccl_mpi.h) or spcclCommInitNccl / spcclCommInitRank
+ * (spccl_nccl.h). Local queries, no communication. */
+spcclResult_t spcclCommCount(const spcclComm_t comm, int* count);
+spcclResult_t spcclCommUserRank(const spcclComm_t comm, int* rank);
+
+/* Frees the comm; the underlying MPI or NCCL communicator stays the caller's. States created
+ * on the comm must be destroyed first. Local. */
+spcclResult_t spcclCommDestroy(spcclComm_t comm);
+
+/* ------------------------------- Dense pass-through ---------------------------------- */
+/* NCCL's argument order. On an MPI comm: host buffers, stream NULL, blocking, in-place
+ * (sendbuff == recvbuff) allowed. fp16/bf16 are reduced in fp32 and rounded once per hop. */
+spcclResult_t spcclAllReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
+                             spcclRedOp_t op, spcclComm_t comm, spcclStream_t stream);
+/* recvbuff holds nranks * sendcount elements, rank r's at offset r * sendcount. */
+spcclResult_t spcclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount, spcclDataType_t datatype,
+                             spcclComm_t comm, spcclStream_t stream);
+spcclResult_t spcclBroadcast(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype, int root,
+                             spcclComm_t comm, spcclStream_t stream);
+/* sendbuff holds nranks * recvcount elements; rank r receives the reduction of block r. */
+spcclResult_t spcclReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount, spcclDataType_t datatype,
+                                 spcclRedOp_t op, spcclComm_t comm, spcclStream_t stream);
+
+/* --------------------------------- Per-tensor state ---------------------------------- */
+/* Allocates the error-feedback residual (zeroed) and every workspace the method needs,
+ * where the comm's buffers live (host for MPI, device for NCCL), so later calls never
+ * allocate. Local: all ranks must pass the same config, count and datatype. */
+spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcclConfig_t* config, size_t count,
+                               spcclDataType_t datatype);
+spcclResult_t spcclStateDestroy(spcclState_t state);
+/* residual = 0, step = 0. */
+spcclResult_t spcclStateReset(spcclState_t state);
+/* The residual (count elements of the state's datatype), in the same memory kind as the
+ * buffers; valid until the state is destroyed. */
+spcclResult_t spcclStateGetResidual(spcclState_t state, void** residual);
+/* The step the next spcclSparseAllReduce / spcclCompress will use. */
+spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step);
+/* The resolved configuration (no undefined fields left). */
+spcclResult_t spcclStateGetConfig(spcclState_t state, spcclConfig_t* config);
+
+/* ------------------------------ The compressed collective ---------------------------- */
+/* recvbuff[i] = sum (or average) over ranks of each rank's compressed contribution
+ * c = C(sendbuff + residual); zero where no rank sent anything. The residual becomes
+ * (sendbuff + residual) - c and the step advances by one. In-place allowed.
+ * count, datatype and comm must be those the state was created with.
+ * MPI comm: host buffers, blocking. On failure residual and step are unchanged. */
+spcclResult_t spcclSparseAllReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
+                                   spcclRedOp_t op, spcclState_t state, spcclComm_t comm, spcclStream_t stream);
+
+/* ------------------------- Compression without communication ------------------------- */
+/* The capacity of the values (and indices) arrays spcclCompress writes. */
+spcclResult_t spcclCompressedCount(spcclState_t state, size_t* nvalues);
+
+/* Applies feedback, writes this rank's contribution, updates the residual, advances the
+ * step and writes the step it used to *step. Random block: values only (indices may be
+ * NULL), the selected blocks back to back, the same shape on every rank. Top-k methods:
+ * values and 32-bit indices, padded slots carry SPCCL_PAD_INDEX. Local, blocking on host. */
+spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indices, size_t* nvalues,
+                            unsigned long long* step, spcclState_t state, spcclStream_t stream);
+
+/* recvbuff[count] = scale * (the given contributions), zero elsewhere. Random block: values
+ * are the packed blocks of `step` (indices unused). Top-k methods: nvalues pairs, possibly
+ * several ranks' back to back; repeated indices add up; SPCCL_PAD_INDEX is skipped; any other
+ * index >= count is spcclRemoteError and nothing is written. Local, blocking on host. */
+spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_t nvalues, unsigned long long step,
+                              double scale, void* recvbuff, spcclState_t state, spcclStream_t stream);
+
+/* The block indices, in packed-slot order (a wrapping run for CONTIGUOUS), that every rank
+ * chooses at `step`. blocks has room for *nblocks on entry (may be NULL to query); *nblocks
+ * receives the number chosen. */
+spcclResult_t spcclBlockSelection(spcclState_t state, unsigned long long step, size_t* blocks, size_t* nblocks);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPCCL_H_ */

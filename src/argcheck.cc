@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// PtrCheck, CommCheck, StateCheck, ArgsCheck and ConfigCheck: everything a call is checked
+// against before it touches a buffer or a peer.
+
+#include "argcheck.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "checks.h"
+#include "param.h"
+
+namespace spccl {
+
+spcclResult_t ptrCheck(const void* ptr, const char* api, const char* what) {
+  SPCCL_REQUIRE(ptr != nullptr, spcclInvalidArgument, "%s : %s argument is NULL", api, what);
+  return spcclSuccess;
+}
+
+spcclResult_t commCheck(const spcclComm* comm, const char* api) {
+  SPCCLCHECK(ptrCheck(comm, api, "comm"));
+  SPCCL_REQUIRE(comm->startMagic == kCommMagic && comm->endMagic == kCommMagic, spcclInvalidArgument,
+                "%s : comm %p is not a live spccl communicator", api, (const void*)comm);
+  return spcclSuccess;
+}
+
+spcclResult_t stateCheck(const spcclState* state, const char* api) {
+  SPCCLCHECK(ptrCheck(state, api, "state"));
+  SPCCL_REQUIRE(state->startMagic == kStateMagic && state->endMagic == kStateMagic, spcclInvalidArgument,
+                "%s : state %p is not a live spccl state", api, (const void*)state);
+  return spcclSuccess;
+}
+
+spcclResult_t dataTypeCheck(int datatype, const char* api) {
+  SPCCL_REQUIRE(dataTypeSize((spcclDataType_t)datatype) != 0, spcclInvalidArgument,
+                "%s : invalid datatype %d (supported: spcclFloat16 6, spcclFloat32 7, spcclFloat64 8, "
+                "spcclBfloat16 9)",
+                api, datatype);
+  return spcclSuccess;
+}
+
+spcclResult_t opCheck(int op, const char* api) {
+  SPCCL_REQUIRE(op == spcclSum || op == spcclAvg, spcclInvalidArgument,
+                "%s : invalid reduction op %d (supported: spcclSum 0, spcclAvg 4)", api, op);
+  return spcclSuccess;
+}
+
+spcclResult_t argsCheck(const spcclInfo& info) {
+  SPCCLCHECK(commCheck(info.comm, info.opName));
+  SPCCLCHECK(dataTypeCheck(info.datatype, info.opName));
+  SPCCLCHECK(opCheck(info.op, info.opName));
+  if (info.state) {
+    const spcclState* st = info.state;
+    SPCCLCHECK(stateCheck(st, info.opName));
+    SPCCL_REQUIRE(st->comm == info.comm, spcclInvalidUsage,
+                  "%s : state %p was created on comm %p, not on comm %p", info.opName, (const void*)st,
+                  (const void*)st->comm, (const void*)info.comm);
+  }
+  if (info.count == 0) return spcclSuccess;  // a no-op: buffers may be NULL
+  if (info.state) {
+    const spcclState* st = info.state;
+    SPCCL_REQUIRE(st->count == info.count, spcclInvalidUsage,
+                  "%s : count %zu differs from the state's count %zu", info.opName, info.count, st->count);
+    SPCCL_REQUIRE(st->datatype == info.datatype, spcclInvalidUsage,
+                  "%s : datatype %s differs from the state's datatype %s", info.opName,
+                  dataTypeName(info.datatype), dataTypeName(st->datatype));
+  }
+  SPCCLCHECK(ptrCheck(info.sendbuff, info.opName, "sendbuff"));
+  SPCCLCHECK(ptrCheck(info.recvbuff, info.opName, "recvbuff"));
+  size_t elem = dataTypeSize(info.datatype);
+  SPCCL_REQUIRE(info.count <= SIZE_MAX / elem / (size_t)info.comm->nranks, spcclInvalidArgument,
+                "%s : count %zu is too large (the byte size overflows)", info.opName, info.count);
+  return spcclSuccess;
+}
+
+namespace {
+
+// "name" or "NUMBER" from the environment, matched against a table of names.
+template <size_t N>
+int envEnum(const char* var, const char* const (&names)[N], int deflt, bool* bad) {
+  const char* v = paramString(var);
+  if (!v) return deflt;
+  for (size_t i = 0; i < N; ++i)
+    if (names[i] && strcasecmp(v, names[i]) == 0) return (int)i;
+  char* end = nullptr;
+  long n = strtol(v, &end, 10);
+  if (end && *end == '\0') return (int)n;
+  *bad = true;
+  WARN("%s=%s is not one of the accepted values", var, v);
+  return deflt;
+}
+
+}  // namespace
+
+spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const char* api) {
+  SPCCLCHECK(ptrCheck(in, api, "config"));
+  SPCCL_REQUIRE(in->size == sizeof(spcclConfig_t) && in->magic == SPCCL_CONFIG_MAGIC, spcclInvalidArgument,
+                "%s : config was not initialised with SPCCL_CONFIG_INITIALIZER (size %zu, magic 0x%x)", api, in->size,
+                in->magic);
+  SPCCL_REQUIRE(in->version <= SPCCL_VERSION_CODE, spcclInvalidArgument,
+                "%s : config version %u is newer than this library's %d", api, in->version, SPCCL_VERSION_CODE);
+  static const char* const kMethods[] = {"dense", "randomblock", "topk", "gaussiank", "gtopk"};
+  static const char* const kPatterns[] = {"contiguous", "scattered"};
+  static const char* const kFeedbacks[] = {"none", "ef"};
+  bool bad = false;
+  spcclConfig_t c = *in;
+  if (c.method == SPCCL_CONFIG_UNDEF_INT) c.method = envEnum("SPCCL_METHOD", kMethods, spcclMethodRandomBlock, &bad);
+  if (c.blockPattern == SPCCL_CONFIG_UNDEF_INT)
+    c.blockPattern = envEnum("SPCCL_BLOCK_PATTERN", kPatterns, spcclBlocksContiguous, &bad);
+  if (c.feedback == SPCCL_CONFIG_UNDEF_INT) c.feedback = envEnum("SPCCL_FEEDBACK", kFeedbacks, spcclFeedbackEF, &bad);
+  if (c.blockSize == SPCCL_CONFIG_UNDEF_INT) c.blockSize = (int)paramInt("SPCCL_BLOCK_SIZE", 256);
+  if (c.denseSwitch == SPCCL_CONFIG_UNDEF_INT) c.denseSwitch = (int)paramInt("SPCCL_DENSE_SWITCH", 1);
+  if (c.seed == SPCCL_CONFIG_UNDEF_U64) c.seed = (unsigned long long)paramInt("SPCCL_SEED", 0x5bcc1);
+  if (c.density == SPCCL_CONFIG_UNDEF_DOUBLE) {
+    const char* v = paramString("SPCCL_DENSITY");
+    c.density = v ? strtod(v, nullptr) : 1.0 / 64;
+  }
+  SPCCL_REQUIRE(!bad, spcclInvalidArgument, "%s : an SPCCL_* configuration variable has an unknown value", api);
+  SPCCL_REQUIRE(c.method >= 0 && c.method < spcclNumMethods, spcclInvalidArgument,
+                "%s : invalid method %d (0..%d: dense, randomblock, topk, gaussiank, gtopk)", api, c.method,
+                spcclNumMethods - 1);
+  SPCCL_REQUIRE(c.density > 0.0 && c.density <= 1.0, spcclInvalidArgument, "%s : density %g is outside (0, 1]", api,
+                c.density);
+  SPCCL_REQUIRE(c.blockSize >= 1, spcclInvalidArgument, "%s : block size %d is not >= 1", api, c.blockSize);
+  SPCCL_REQUIRE(c.blockPattern >= 0 && c.blockPattern < spcclNumBlockPatterns, spcclInvalidArgument,
+                "%s : invalid block pattern %d (0 contiguous, 1 scattered)", api, c.blockPattern);
+  SPCCL_REQUIRE(c.feedback >= 0 && c.feedback < spcclNumFeedbacks, spcclInvalidArgument,
+                "%s : invalid feedback %d (0 none, 1 ef)", api, c.feedback);
+  SPCCL_REQUIRE(c.denseSwitch == 0 || c.denseSwitch == 1, spcclInvalidArgument,
+                "%s : denseSwitch %d is not 0 or 1", api, c.denseSwitch);
+  *out = c;
+  return spcclSuccess;
+}
+
+}  // namespace spccl

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Argument checks shared by every entry point. Each WARNs one sentence of the form
+ * "<api> : <what> <value> <allowed>" and returns the code; none has side effects.
+ */
+#ifndef SPCCL_ARGCHECK_H_
+#define SPCCL_ARGCHECK_H_
+
+#include "info.h"
+#include "state.h"
+
+namespace spccl {
+
+spcclResult_t ptrCheck(const void* ptr, const char* api, const char* what);
+spcclResult_t commCheck(const spcclComm* comm, const char* api);
+spcclResult_t stateCheck(const spcclState* state, const char* api);
+spcclResult_t dataTypeCheck(int datatype, const char* api);
+spcclResult_t opCheck(int op, const char* api);
+// Buffers, count, type and op of a collective; a state, if any, must match comm, count, type.
+spcclResult_t argsCheck(const spcclInfo& info);
+// Fills unset fields from SPCCL_* variables or defaults, then checks every field.
+spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const char* api);
+
+}  // namespace spccl
+
+#endif  // SPCCL_ARGCHECK_H_

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef SPCCL_COMM_H_
+#define SPCCL_COMM_H_
+
+#include <stdint.h>
+
+#include <atomic>
+#include <memory>
+
+#include "transport.h"
+
+namespace spccl {
+constexpr uint64_t kCommMagic = 0x5bcc1c0aa11c0aaull;
+}
+
+// Start and end magic numbers let CommCheck reject a pointer that is not a live comm.
+struct spcclComm {
+  uint64_t startMagic = spccl::kCommMagic;
+  int rank = 0;
+  int nranks = 0;
+  std::unique_ptr<spccl::Transport> transport;
+  std::atomic<int> liveStates{0};
+  uint64_t endMagic = spccl::kCommMagic;
+};
+
+#endif  // SPCCL_COMM_H_

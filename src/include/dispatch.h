@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Calls f with a value of the storage type that matches a spcclDataType_t, so templated
+ * kernels are instantiated once per type in one place. */
+#ifndef SPCCL_DISPATCH_H_
+#define SPCCL_DISPATCH_H_
+
+#include "dtype_core.h"
+#include "spccl.h"
+
+namespace spccl {
+
+template <typename F>
+spcclResult_t withType(spcclDataType_t datatype, F&& f) {
+  switch (datatype) {
+    case spcclFloat32: return f(float{});
+    case spcclFloat64: return f(double{});
+    case spcclFloat16: return f(half_t{});
+    case spcclBfloat16: return f(bfloat16_t{});
+    default: return spcclInvalidArgument;
+  }
+}
+
+}  // namespace spccl
+
+#endif  // SPCCL_DISPATCH_H_

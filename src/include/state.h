@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * The per-tensor state: the resolved config, the error-feedback residual and every buffer
+ * the method needs, all sized and allocated at spcclStateCreate (CUB's size-first rule),
+ * so no collective allocates and the device path can be graph-captured.
+ */
+#ifndef SPCCL_STATE_H_
+#define SPCCL_STATE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm.h"
+#include "select_core.h"
+#include "spccl.h"
+
+namespace spccl {
+constexpr uint64_t kStateMagic = 0x5bcc15a7e5a7e5a7ull;
+struct MethodOps;
+
+// Host or device memory, freed with the state.
+struct Buffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+};
+}  // namespace spccl
+
+struct spcclState {
+  uint64_t startMagic = spccl::kStateMagic;
+  spcclComm* comm = nullptr;
+  spcclConfig_t config;  // resolved: no undefined fields
+  size_t count = 0;
+  spcclDataType_t datatype = spcclFloat32;
+  size_t elemSize = 0;
+  bool onDevice = false;
+  const spccl::MethodOps* method = nullptr;
+  unsigned long long step = 0;
+
+  spccl::Buffer residual;   // count elements; all zero while feedback is NONE
+  spccl::Buffer workspace;  // method-sized scratch (packed blocks, pairs, ...)
+
+  // Random block: nblocks = ceil(count / blockSize), nselected = m.
+  uint64_t nblocks = 0;
+  uint64_t nselected = 0;
+  // Top-k family: k = min(n, max(1, ceil(density * n))).
+  size_t k = 0;
+
+  uint64_t endMagic = spccl::kStateMagic;
+};
+
+namespace spccl {
+
+// The selection the state makes at `step` (random block).
+inline BlockSelection stateSelection(const spcclState& st, unsigned long long step) {
+  return makeBlockSelection(st.nblocks, st.nselected, st.config.blockPattern == spcclBlocksScattered,
+                            selectionKey(st.config.seed, st.config.tensorKey, step));
+}
+
+size_t dataTypeSize(spcclDataType_t datatype);  // 0 for an unsupported type
+const char* dataTypeName(int datatype);
+const char* methodName(int method);
+const char* opName(int op);
+
+}  // namespace spccl
+
+#endif  // SPCCL_STATE_H_

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * The one interface every transport implements. Methods talk to peers only through it,
+ * so MPI (host buffers) and NCCL (device buffers, stream-ordered) are interchangeable.
+ * Reductions are typed (the transport knows how to add fp16/bf16); everything else moves
+ * bytes. All calls are collective over the comm's ranks unless said otherwise.
+ */
+#ifndef SPCCL_TRANSPORT_H_
+#define SPCCL_TRANSPORT_H_
+
+#include <stddef.h>
+
+#include "spccl.h"
+
+namespace spccl {
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual const char* name() const = 0;
+  // true when buffers live on the device and calls are enqueued on a stream.
+  virtual bool deviceBuffers() const = 0;
+
+  // op is spcclSum or spcclAvg; in-place when sendbuff == recvbuff.
+  virtual spcclResult_t allReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
+                                  spcclRedOp_t op, spcclStream_t stream) = 0;
+  virtual spcclResult_t reduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                      spcclDataType_t datatype, spcclRedOp_t op, spcclStream_t stream) = 0;
+  // recvbuff receives nranks * bytes, rank r's at offset r * bytes.
+  virtual spcclResult_t allGather(const void* sendbuff, void* recvbuff, size_t bytes, spcclStream_t stream) = 0;
+  virtual spcclResult_t broadcast(const void* sendbuff, void* recvbuff, size_t bytes, int root,
+                                  spcclStream_t stream) = 0;
+  // Sends to one peer and receives from another (possibly the same) at once.
+  virtual spcclResult_t sendRecv(const void* sendbuff, size_t sendbytes, int sendPeer, void* recvbuff,
+                                 size_t recvbytes, int recvPeer, spcclStream_t stream) = 0;
+  virtual spcclResult_t barrier() = 0;
+};
+
+}  // namespace spccl
+
+#endif  // SPCCL_TRANSPORT_H_

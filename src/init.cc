@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Version, error strings, and the transport-independent half of a communicator's life.
+
+#include "argcheck.h"
+#include "checks.h"
+#include "comm.h"
+#include "state.h"
+
+namespace spccl {
+
+size_t dataTypeSize(spcclDataType_t datatype) {
+  switch (datatype) {
+    case spcclFloat16:
+    case spcclBfloat16: return 2;
+    case spcclFloat32: return 4;
+    case spcclFloat64: return 8;
+    default: return 0;
+  }
+}
+
+const char* dataTypeName(int datatype) {
+  switch (datatype) {
+    case spcclFloat16: return "half";
+    case spcclFloat32: return "float";
+    case spcclFloat64: return "double";
+    case spcclBfloat16: return "bfloat16";
+    default: return "unknown";
+  }
+}
+
+const char* methodName(int method) {
+  static const char* const kNames[] = {"dense", "randomblock", "topk", "gaussiank", "gtopk"};
+  return method >= 0 && method < spcclNumMethods ? kNames[method] : "unknown";
+}
+
+const char* opName(int op) { return op == spcclSum ? "sum" : op == spcclAvg ? "avg" : "unknown"; }
+
+}  // namespace spccl
+
+using namespace spccl;
+
+extern "C" {
+
+spcclResult_t spcclGetVersion(int* version) {
+  SPCCLCHECK(ptrCheck(version, "spcclGetVersion", "version"));
+  *version = SPCCL_VERSION_CODE;
+  return spcclSuccess;
+}
+
+const char* spcclGetErrorString(spcclResult_t result) {
+  switch (result) {
+    case spcclSuccess: return "no error";
+    case spcclUnhandledCudaError: return "unhandled cuda error (run with SPCCL_DEBUG=INFO for details)";
+    case spcclSystemError: return "unhandled system error (run with SPCCL_DEBUG=INFO for details)";
+    case spcclInternalError: return "internal error - please report this issue to the spccl developers";
+    case spcclInvalidArgument: return "invalid argument (run with SPCCL_DEBUG=WARN for details)";
+    case spcclInvalidUsage: return "invalid usage (run with SPCCL_DEBUG=WARN for details)";
+    case spcclRemoteError: return "remote process exited or there was a network error";
+    case spcclInProgress: return "spccl operation in progress";
+    case spcclTimeout: return "spccl operation timed out";
+    default: return "unknown result code";
+  }
+}
+
+const char* spcclGetLastError(spcclComm_t) { return lastError(); }
+
+spcclResult_t spcclCommCount(const spcclComm_t comm, int* count) {
+  SPCCLCHECK(commCheck(comm, "spcclCommCount"));
+  SPCCLCHECK(ptrCheck(count, "spcclCommCount", "count"));
+  *count = comm->nranks;
+  return spcclSuccess;
+}
+
+spcclResult_t spcclCommUserRank(const spcclComm_t comm, int* rank) {
+  SPCCLCHECK(commCheck(comm, "spcclCommUserRank"));
+  SPCCLCHECK(ptrCheck(rank, "spcclCommUserRank", "rank"));
+  *rank = comm->rank;
+  return spcclSuccess;
+}
+
+spcclResult_t spcclCommDestroy(spcclComm_t comm) {
+  SPCCLCHECK(commCheck(comm, "spcclCommDestroy"));
+  SPCCL_REQUIRE(comm->liveStates.load() == 0, spcclInvalidUsage,
+                "spcclCommDestroy : %d states still use this comm (destroy them first)", comm->liveStates.load());
+  INFO(kSubsysInit, "spcclCommDestroy : rank %d", comm->rank);
+  comm->startMagic = comm->endMagic = 0;
+  delete comm;
+  return spcclSuccess;
+}
+
+}  // extern "C"

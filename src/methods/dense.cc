@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Dense: the whole tensor through one allreduce. The last resort of every method, and the
+// baseline the perf binary measures the others against. Everything is sent, so the residual
+// stays zero whatever the feedback setting, and compress is the identity.
+
+#include <string.h>
+
+#include "checks.h"
+#include "method.h"
+
+namespace spccl {
+namespace {
+
+spcclResult_t setup(spcclState&) { return spcclSuccess; }
+size_t workspaceBytes(const spcclState&) { return 0; }
+size_t compressedCount(const spcclState& st) { return st.count; }
+
+size_t wireBytes(const spcclState& st) {
+  const int P = st.comm->nranks;
+  return P > 1 ? 2 * (P - 1) * st.count * st.elemSize / P : 0;
+}
+
+spcclResult_t sparseAllReduce(const spcclInfo& info) {
+  return info.comm->transport->allReduce(info.sendbuff, info.recvbuff, info.count, info.datatype, info.op,
+                                         info.stream);
+}
+
+spcclResult_t compress(const spcclInfo& info, void* values, uint32_t*, size_t* nvalues) {
+  memcpy(values, info.sendbuff, info.count * info.state->elemSize);
+  *nvalues = info.count;
+  return spcclSuccess;
+}
+
+spcclResult_t decompress(const spcclState& st, const void* values, const uint32_t*, size_t nvalues,
+                         unsigned long long, double scale, void* recvbuff, spcclStream_t) {
+  SPCCL_REQUIRE(nvalues == st.count, spcclInvalidArgument,
+                "spcclDecompress : nvalues %zu is not the dense payload size %zu", nvalues, st.count);
+  SPCCL_REQUIRE(scale == 1.0, spcclInvalidArgument, "spcclDecompress : dense decompress takes scale 1, not %g", scale);
+  memcpy(recvbuff, values, nvalues * st.elemSize);
+  return spcclSuccess;
+}
+
+}  // namespace
+
+extern const MethodOps kDenseMethod = {"dense",         setup,    workspaceBytes, compressedCount, wireBytes,
+                                       sparseAllReduce, compress, decompress};
+
+}  // namespace spccl

@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The method table, indexed by spcclMethod_t. A method this build lacks is a null entry.
+
+#include "method.h"
+
+namespace spccl {
+
+extern const MethodOps kDenseMethod;
+extern const MethodOps kRandomBlockMethod;
+
+const MethodOps* methodOps(int method) {
+  static const MethodOps* const kTable[spcclNumMethods] = {
+      &kDenseMethod,        // spcclMethodDense
+      &kRandomBlockMethod,  // spcclMethodRandomBlock
+      nullptr,              // spcclMethodTopK
+      nullptr,              // spcclMethodGaussianK
+      nullptr,              // spcclMethodGTopK
+  };
+  return method >= 0 && method < spcclNumMethods ? kTable[method] : nullptr;
+}
+
+}  // namespace spccl

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The compressed collective and stand-alone compression: thin entry points over the
+// checking funnel (enqueue.cc) and the method table (methods/).
+
+#include "argcheck.h"
+#include "checks.h"
+#include "enqueue.h"
+#include "method.h"
+
+using namespace spccl;
+
+extern "C" {
+
+spcclResult_t spcclSparseAllReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
+                                   spcclRedOp_t op, spcclState_t state, spcclComm_t comm, spcclStream_t stream) {
+  spcclInfo info = {"spcclSparseAllReduce", sendbuff, recvbuff, count, datatype, op, 0, state, comm, stream};
+  SPCCLCHECK(ptrCheck(state, info.opName, "state"));
+  return enqueueSparse(info);
+}
+
+spcclResult_t spcclCompressedCount(spcclState_t state, size_t* nvalues) {
+  SPCCLCHECK(stateCheck(state, "spcclCompressedCount"));
+  SPCCLCHECK(ptrCheck(nvalues, "spcclCompressedCount", "nvalues"));
+  *nvalues = state->method->compressedCount(*state);
+  return spcclSuccess;
+}
+
+spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indices, size_t* nvalues,
+                            unsigned long long* step, spcclState_t state, spcclStream_t stream) {
+  const char* api = "spcclCompress";
+  SPCCLCHECK(stateCheck(state, api));
+  SPCCLCHECK(ptrCheck(nvalues, api, "nvalues"));
+  SPCCLCHECK(ptrCheck(step, api, "step"));
+  if (state->count > 0) {
+    SPCCLCHECK(ptrCheck(sendbuff, api, "sendbuff"));
+    SPCCLCHECK(ptrCheck(values, api, "values"));
+  }
+  spcclInfo info = {api, sendbuff, values, state->count, state->datatype, spcclSum, 0, state, state->comm, stream};
+  size_t written = 0;
+  if (state->count > 0) SPCCLCHECK(state->method->compress(info, values, indices, &written));
+  *nvalues = written;
+  *step = state->step++;
+  return spcclSuccess;
+}
+
+spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_t nvalues, unsigned long long step,
+                              double scale, void* recvbuff, spcclState_t state, spcclStream_t stream) {
+  const char* api = "spcclDecompress";
+  SPCCLCHECK(stateCheck(state, api));
+  if (state->count == 0) return spcclSuccess;
+  SPCCLCHECK(ptrCheck(recvbuff, api, "recvbuff"));
+  if (nvalues > 0) SPCCLCHECK(ptrCheck(values, api, "values"));
+  SPCCL_REQUIRE(scale == scale, spcclInvalidArgument, "%s : scale is NaN", api);
+  return state->method->decompress(*state, values, indices, nvalues, step, scale, recvbuff, stream);
+}
+
+spcclResult_t spcclBlockSelection(spcclState_t state, unsigned long long step, size_t* blocks, size_t* nblocks) {
+  const char* api = "spcclBlockSelection";
+  SPCCLCHECK(stateCheck(state, api));
+  SPCCLCHECK(ptrCheck(nblocks, api, "nblocks"));
+  SPCCL_REQUIRE(state->config.method == spcclMethodRandomBlock, spcclInvalidUsage,
+                "%s : the state's method is %s, not randomblock", api, methodName(state->config.method));
+  const size_t capacity = *nblocks;
+  *nblocks = state->nselected;
+  if (!blocks) return spcclSuccess;
+  SPCCL_REQUIRE(capacity >= state->nselected, spcclInvalidArgument,
+                "%s : blocks has room for %zu entries, the selection has %zu", api, capacity,
+                (size_t)state->nselected);
+  const BlockSelection sel = stateSelection(*state, step);
+  for (uint64_t slot = 0; slot < sel.nselected; ++slot) blocks[slot] = slotBlock(sel, slot);
+  return spcclSuccess;
+}
+
+}  // extern "C"

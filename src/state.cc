@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// State lifetime. The residual and all workspace are sized and allocated here, once, so no
+// collective allocates (and the device path can be captured in a CUDA graph).
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <memory>
+
+#include "argcheck.h"
+#include "checks.h"
+#include "method.h"
+#include "state.h"
+
+namespace spccl {
+namespace {
+
+spcclResult_t bufferAlloc(Buffer* buf, size_t bytes, const char* api) {
+  buf->bytes = bytes;
+  if (bytes == 0) return spcclSuccess;
+  buf->ptr = calloc(1, bytes);  // zeroed: a fresh residual is zero
+  SPCCL_REQUIRE(buf->ptr != nullptr, spcclSystemError, "%s : failed to allocate %zu bytes of host memory", api, bytes);
+  INFO(kSubsysAlloc, "%s : allocated %zu bytes at %p", api, bytes, buf->ptr);
+  return spcclSuccess;
+}
+
+void bufferFree(Buffer* buf) {
+  free(buf->ptr);
+  buf->ptr = nullptr;
+  buf->bytes = 0;
+}
+
+void stateFree(spcclState* st) {
+  bufferFree(&st->workspace);
+  bufferFree(&st->residual);
+  st->startMagic = st->endMagic = 0;
+  delete st;
+}
+
+}  // namespace
+}  // namespace spccl
+
+using namespace spccl;
+
+extern "C" {
+
+spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcclConfig_t* config, size_t count,
+                               spcclDataType_t datatype) {
+  const char* api = "spcclStateCreate";
+  SPCCLCHECK(ptrCheck(state, api, "state"));
+  *state = nullptr;
+  SPCCLCHECK(commCheck(comm, api));
+  SPCCLCHECK(dataTypeCheck(datatype, api));
+  spcclConfig_t resolved;
+  SPCCLCHECK(configResolve(config, &resolved, api));
+  const MethodOps* method = methodOps(resolved.method);
+  SPCCL_REQUIRE(method != nullptr, spcclInvalidArgument, "%s : method %s is not available in this build", api,
+                methodName(resolved.method));
+  const size_t elem = dataTypeSize(datatype);
+  SPCCL_REQUIRE(count <= SIZE_MAX / elem / 4, spcclInvalidArgument, "%s : count %zu is too large", api, count);
+
+  std::unique_ptr<spcclState> st(new spcclState());
+  st->comm = comm;
+  st->config = resolved;
+  st->count = count;
+  st->datatype = datatype;
+  st->elemSize = elem;
+  st->onDevice = comm->transport->deviceBuffers();
+  st->method = method;
+  SPCCLCHECK(method->setup(*st));
+  SPCCL_REQUIRE(!st->onDevice, spcclInvalidUsage, "%s : device buffers need a build with CUDA", api);
+  spcclResult_t res;
+  SPCCLCHECKGOTO(bufferAlloc(&st->residual, count * elem, api), res, fail);
+  SPCCLCHECKGOTO(bufferAlloc(&st->workspace, method->workspaceBytes(*st), api), res, fail);
+  comm->liveStates++;
+  INFO(kSubsysInit, "%s : %s count %zu %s density %g block %d %s feedback %s seed %llu key %llu", api, method->name,
+       count, dataTypeName(datatype), resolved.density, resolved.blockSize,
+       resolved.blockPattern == spcclBlocksScattered ? "scattered" : "contiguous",
+       resolved.feedback == spcclFeedbackEF ? "ef" : "none", resolved.seed, resolved.tensorKey);
+  *state = st.release();
+  return spcclSuccess;
+fail:
+  bufferFree(&st->workspace);
+  bufferFree(&st->residual);
+  return res;
+}
+
+spcclResult_t spcclStateDestroy(spcclState_t state) {
+  SPCCLCHECK(stateCheck(state, "spcclStateDestroy"));
+  state->comm->liveStates--;
+  stateFree(state);
+  return spcclSuccess;
+}
+
+spcclResult_t spcclStateReset(spcclState_t state) {
+  SPCCLCHECK(stateCheck(state, "spcclStateReset"));
+  if (state->residual.bytes) memset(state->residual.ptr, 0, state->residual.bytes);
+  state->step = 0;
+  return spcclSuccess;
+}
+
+spcclResult_t spcclStateGetResidual(spcclState_t state, void** residual) {
+  SPCCLCHECK(stateCheck(state, "spcclStateGetResidual"));
+  SPCCLCHECK(ptrCheck(residual, "spcclStateGetResidual", "residual"));
+  *residual = state->residual.ptr;
+  return spcclSuccess;
+}
+
+spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step) {
+  SPCCLCHECK(stateCheck(state, "spcclStateGetStep"));
+  SPCCLCHECK(ptrCheck(step, "spcclStateGetStep", "step"));
+  *step = state->step;
+  return spcclSuccess;
+}
+
+spcclResult_t spcclStateGetConfig(spcclState_t state, spcclConfig_t* config) {
+  SPCCLCHECK(stateCheck(state, "spcclStateGetConfig"));
+  SPCCLCHECK(ptrCheck(config, "spcclStateGetConfig", "config"));
+  *config = state->config;
+  return spcclSuccess;
+}
+
+}  // extern "C"

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The MPI transport: host buffers, blocking calls. Which wire it uses (shared memory, TCP,
+// UCX) is Open MPI's choice, steered by mpirun's --mca flags.
+//
+// MPI has no half-precision types, so fp16 and bf16 travel as 16-bit words and are added by
+// user ops that widen to fp32, add, and round once per hop.
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include "checks.h"
+#include "comm.h"
+#include "dtype_core.h"
+#include "spccl_mpi.h"
+#include "state.h"
+
+namespace spccl {
+namespace {
+
+template <typename T>
+void sumHalfOp(void* in, void* inout, int* len, MPI_Datatype*) {
+  const T* a = static_cast<const T*>(in);
+  T* b = static_cast<T*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = fromAcc<T>(toAcc(a[i]) + toAcc(b[i]));
+}
+
+std::string mpiErrorText(int err) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(err, text, &len);
+  return std::string(text, len);
+}
+
+#define MPICHECK(call) \
+  do { \
+    int err_ = (call); \
+    if (err_ != MPI_SUCCESS) { \
+      WARN("MPI failure in %s: %s", #call, mpiErrorText(err_).c_str()); \
+      return spcclSystemError; \
+    } \
+  } while (0)
+
+// MPI counts are int: large messages go in pieces of at most this many elements.
+constexpr size_t kMaxChunk = size_t(1) << 30;
+
+class MpiTransport final : public Transport {
+ public:
+  explicit MpiTransport(MPI_Comm comm) : comm_(comm) {
+    MPI_Op_create(&sumHalfOp<half_t>, 1, &sumHalf_);
+    MPI_Op_create(&sumHalfOp<bfloat16_t>, 1, &sumBf16_);
+  }
+  ~MpiTransport() override {
+    MPI_Op_free(&sumHalf_);
+    MPI_Op_free(&sumBf16_);
+    MPI_Comm_free(&comm_);
+  }
+  const char* name() const override { return "MPI"; }
+  bool deviceBuffers() const override { return false; }
+
+  spcclResult_t allReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
+                          spcclRedOp_t op, spcclStream_t) override {
+    const size_t elem = dataTypeSize(datatype);
+    for (size_t off = 0; off < count; off += kMaxChunk) {
+      const int n = (int)std::min(kMaxChunk, count - off);
+      const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : static_cast<const char*>(sendbuff) + off * elem;
+      MPICHECK(MPI_Allreduce(src, static_cast<char*>(recvbuff) + off * elem, n, mpiType(datatype),
+                             sumOp(datatype), comm_));
+    }
+    if (op == spcclAvg) divideByRanks(recvbuff, count, datatype);
+    return spcclSuccess;
+  }
+
+  spcclResult_t reduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount, spcclDataType_t datatype,
+                              spcclRedOp_t op, spcclStream_t) override {
+    SPCCL_REQUIRE(recvcount <= INT_MAX, spcclInvalidArgument,
+                  "spcclReduceScatter : recvcount %zu exceeds the MPI transport's limit %d", recvcount, INT_MAX);
+    const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : sendbuff;
+    MPICHECK(MPI_Reduce_scatter_block(src, recvbuff, (int)recvcount, mpiType(datatype), sumOp(datatype), comm_));
+    if (op == spcclAvg) divideByRanks(recvbuff, recvcount, datatype);
+    return spcclSuccess;
+  }
+
+  spcclResult_t allGather(const void* sendbuff, void* recvbuff, size_t bytes, spcclStream_t) override {
+    MPI_Datatype unit;
+    SPCCLCHECK(byteUnit(bytes, &unit));
+    int nranks = 0, rank = 0;
+    MPI_Comm_size(comm_, &nranks);
+    MPI_Comm_rank(comm_, &rank);
+    const void* src = sendbuff == static_cast<char*>(recvbuff) + rank * bytes ? MPI_IN_PLACE : sendbuff;
+    int err = MPI_Allgather(src, 1, unit, recvbuff, 1, unit, comm_);
+    MPI_Type_free(&unit);
+    MPICHECK(err);
+    return spcclSuccess;
+  }
+
+  spcclResult_t broadcast(const void* sendbuff, void* recvbuff, size_t bytes, int root, spcclStream_t) override {
+    int rank = 0;
+    MPI_Comm_rank(comm_, &rank);
+    if (rank == root && sendbuff != recvbuff) memcpy(recvbuff, sendbuff, bytes);
+    for (size_t off = 0; off < bytes; off += kMaxChunk)
+      MPICHECK(MPI_Bcast(static_cast<char*>(recvbuff) + off, (int)std::min(kMaxChunk, bytes - off), MPI_BYTE, root,
+                         comm_));
+    return spcclSuccess;
+  }
+
+  spcclResult_t sendRecv(const void* sendbuff, size_t sendbytes, int sendPeer, void* recvbuff, size_t recvbytes,
+                         int recvPeer, spcclStream_t) override {
+    SPCCL_REQUIRE(sendbytes <= INT_MAX && recvbytes <= INT_MAX, spcclInvalidArgument,
+                  "sendRecv : %zu / %zu bytes exceed the MPI transport's limit %d", sendbytes, recvbytes, INT_MAX);
+    MPICHECK(MPI_Sendrecv(sendbuff, (int)sendbytes, MPI_BYTE, sendPeer, kTag, recvbuff, (int)recvbytes, MPI_BYTE,
+                          recvPeer, kTag, comm_, MPI_STATUS_IGNORE));
+    return spcclSuccess;
+  }
+
+  spcclResult_t barrier() override {
+    MPICHECK(MPI_Barrier(comm_));
+    return spcclSuccess;
+  }
+
+ private:
+  static constexpr int kTag = 0x5bcc;
+
+  static MPI_Datatype mpiType(spcclDataType_t datatype) {
+    switch (datatype) {
+      case spcclFloat32: return MPI_FLOAT;
+      case spcclFloat64: return MPI_DOUBLE;
+      default: return MPI_UINT16_T;  // fp16, bf16: raw words, added by our ops
+    }
+  }
+  MPI_Op sumOp(spcclDataType_t datatype) const {
+    if (datatype == spcclFloat16) return sumHalf_;
+    if (datatype == spcclBfloat16) return sumBf16_;
+    return MPI_SUM;
+  }
+  // A contiguous type of `bytes` bytes, so one element covers any message size.
+  static spcclResult_t byteUnit(size_t bytes, MPI_Datatype* unit) {
+    if (bytes <= INT_MAX) {
+      MPICHECK(MPI_Type_contiguous((int)bytes, MPI_BYTE, unit));
+    } else {
+      MPI_Datatype chunk;
+      MPICHECK(MPI_Type_contiguous((int)kMaxChunk, MPI_BYTE, &chunk));
+      MPI_Aint count = bytes / kMaxChunk, rest = bytes % kMaxChunk;
+      int lens[2] = {(int)count, (int)rest};
+      MPI_Aint disps[2] = {0, count * (MPI_Aint)kMaxChunk};
+      MPI_Datatype types[2] = {chunk, MPI_BYTE};
+      int err = MPI_Type_create_struct(2, lens, disps, types, unit);
+      MPI_Type_free(&chunk);
+      MPICHECK(err);
+    }
+    MPICHECK(MPI_Type_commit(unit));
+    return spcclSuccess;
+  }
+  void divideByRanks(void* buff, size_t count, spcclDataType_t datatype) const {
+    int nranks = 1;
+    MPI_Comm_size(comm_, &nranks);
+    auto scale = [&](auto* p) {
+      using T = std::remove_pointer_t<decltype(p)>;
+      using AccT = typename AccumOf<T>::type;
+      const AccT inv = AccT(1) / AccT(nranks);
+      for (size_t i = 0; i < count; ++i) p[i] = fromAcc<T>(toAcc(p[i]) * inv);
+    };
+    switch (datatype) {
+      case spcclFloat32: scale(static_cast<float*>(buff)); break;
+      case spcclFloat64: scale(static_cast<double*>(buff)); break;
+      case spcclFloat16: scale(static_cast<half_t*>(buff)); break;
+      default: scale(static_cast<bfloat16_t*>(buff)); break;
+    }
+  }
+
+  MPI_Comm comm_;
+  MPI_Op sumHalf_ = MPI_OP_NULL, sumBf16_ = MPI_OP_NULL;
+};
+
+}  // namespace
+}  // namespace spccl
+
+extern "C" spcclResult_t spcclCommInitMPI(spcclComm_t* comm, MPI_Comm mpiComm) {
+  using namespace spccl;
+  SPCCL_REQUIRE(comm != nullptr, spcclInvalidArgument, "spcclCommInitMPI : comm argument is NULL");
+  *comm = nullptr;
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  SPCCL_REQUIRE(initialized && !finalized, spcclInvalidUsage,
+                "spcclCommInitMPI : MPI is not initialized (call MPI_Init first)");
+  SPCCL_REQUIRE(mpiComm != MPI_COMM_NULL, spcclInvalidArgument, "spcclCommInitMPI : mpiComm is MPI_COMM_NULL");
+  MPI_Comm dup;
+  MPICHECK(MPI_Comm_dup(mpiComm, &dup));
+  // Errors come back as codes (and become spcclSystemError), never as an abort.
+  MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+  auto c = std::make_unique<spcclComm>();
+  MPI_Comm_rank(dup, &c->rank);
+  MPI_Comm_size(dup, &c->nranks);
+  c->transport = std::make_unique<MpiTransport>(dup);
+  debugSetRank(c->rank);
+  INFO(kSubsysInit, "spcclCommInitMPI : rank %d of %d, transport MPI", c->rank, c->nranks);
+  *comm = c.release();
+  return spcclSuccess;
+}

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Bad input returns its code and message on every rank, without a hang, and leaves the
+// residual and the step exactly as they were.
+
+#include <cmath>
+#include <functional>
+#include <string>
+
+#include "mpi_test.h"
+
+namespace spccl_test {
+namespace {
+
+constexpr size_t kCount = 1000;
+
+class BadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cfg_ = SPCCL_CONFIG_INITIALIZER;
+    cfg_.density = 0.1;
+    cfg_.blockSize = 16;
+    ASSERT_EQ(spcclStateCreate(&st_, world().comm, &cfg_, kCount, spcclFloat32), spcclSuccess);
+    // One good step, so the residual is not trivially zero.
+    std::vector<float> g = inputs<float>(world().rank, 0, kCount), out(kCount);
+    ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), kCount, spcclFloat32, spcclSum, st_, world().comm, nullptr),
+              spcclSuccess);
+    snapshot_ = residual();
+  }
+  void TearDown() override { spcclStateDestroy(st_); }
+
+  std::vector<float> residual() {
+    float* r = nullptr;
+    spcclStateGetResidual(st_, reinterpret_cast<void**>(&r));
+    return std::vector<float>(r, r + kCount);
+  }
+  // The call returns `code`, its message contains `text`, and the state did not move.
+  void expectRejected(const std::function<spcclResult_t()>& call, spcclResult_t code, const std::string& text) {
+    EXPECT_EQ(call(), code);
+    EXPECT_NE(std::string(spcclGetLastError(world().comm)).find(text), std::string::npos)
+        << "message was: " << spcclGetLastError(world().comm);
+    unsigned long long step = 0;
+    spcclStateGetStep(st_, &step);
+    EXPECT_EQ(step, 1u);
+    EXPECT_TRUE(residual() == snapshot_);
+  }
+
+  spcclConfig_t cfg_;
+  spcclState_t st_ = nullptr;
+  std::vector<float> snapshot_;
+  std::vector<float> buf_ = std::vector<float>(kCount, 1.0f), out_ = std::vector<float>(kCount);
+};
+
+TEST_F(BadInput, SparseAllReduceArguments) {
+  spcclComm_t comm = world().comm;
+  auto call = [&](const void* s, void* r, size_t n, int dt, int op, spcclState_t st, spcclComm_t c) {
+    return [=] { return spcclSparseAllReduce(s, r, n, (spcclDataType_t)dt, (spcclRedOp_t)op, st, c, nullptr); };
+  };
+  float* b = buf_.data();
+  float* o = out_.data();
+  expectRejected(call(nullptr, o, kCount, spcclFloat32, spcclSum, st_, comm), spcclInvalidArgument,
+                 "spcclSparseAllReduce : sendbuff argument is NULL");
+  expectRejected(call(b, nullptr, kCount, spcclFloat32, spcclSum, st_, comm), spcclInvalidArgument,
+                 "recvbuff argument is NULL");
+  expectRejected(call(b, o, kCount, spcclFloat32, spcclSum, st_, nullptr), spcclInvalidArgument,
+                 "comm argument is NULL");
+  expectRejected(call(b, o, kCount, spcclFloat32, spcclSum, nullptr, comm), spcclInvalidArgument,
+                 "state argument is NULL");
+  expectRejected(call(b, o, kCount - 1, spcclFloat32, spcclSum, st_, comm), spcclInvalidUsage,
+                 "count 999 differs from the state's count 1000");
+  expectRejected(call(b, o, kCount, spcclFloat64, spcclSum, st_, comm), spcclInvalidUsage,
+                 "datatype double differs from the state's datatype float");
+  expectRejected(call(b, o, kCount, 3, spcclSum, st_, comm), spcclInvalidArgument, "invalid datatype 3");
+  expectRejected(call(b, o, kCount, 99, spcclSum, st_, comm), spcclInvalidArgument, "invalid datatype 99");
+  expectRejected(call(b, o, kCount, spcclFloat32, 1, st_, comm), spcclInvalidArgument, "invalid reduction op 1");
+  expectRejected(call(b, o, kCount, spcclFloat32, spcclSum, reinterpret_cast<spcclState_t>(b), comm),
+                 spcclInvalidArgument, "is not a live spccl state");
+  // A state used with another comm.
+  spcclComm_t other = nullptr;
+  ASSERT_EQ(spcclCommInitMPI(&other, MPI_COMM_WORLD), spcclSuccess);
+  expectRejected(call(b, o, kCount, spcclFloat32, spcclSum, st_, other), spcclInvalidUsage, "was created on comm");
+  EXPECT_EQ(spcclCommDestroy(other), spcclSuccess);
+  // count 0 is a successful no-op that does not advance the step.
+  expectRejected(call(nullptr, nullptr, 0, spcclFloat32, spcclSum, st_, comm), spcclSuccess, "");
+}
+
+TEST_F(BadInput, StateCreateConfig) {
+  spcclComm_t comm = world().comm;
+  auto create = [&](spcclConfig_t c, size_t n = kCount, int dt = spcclFloat32) {
+    return [=]() mutable {
+      spcclState_t s = reinterpret_cast<spcclState_t>(0x1);
+      spcclResult_t res = spcclStateCreate(&s, comm, &c, n, (spcclDataType_t)dt);
+      EXPECT_EQ(s, res == spcclSuccess ? s : nullptr);
+      if (res == spcclSuccess) spcclStateDestroy(s);
+      return res;
+    };
+  };
+  auto with = [](auto field, auto value) {
+    spcclConfig_t c = SPCCL_CONFIG_INITIALIZER;
+    c.*field = value;
+    return c;
+  };
+  expectRejected(create(with(&spcclConfig_t::density, 1.5)), spcclInvalidArgument,
+                 "spcclStateCreate : density 1.5 is outside (0, 1]");
+  expectRejected(create(with(&spcclConfig_t::density, 0.0)), spcclInvalidArgument, "density 0 is outside (0, 1]");
+  expectRejected(create(with(&spcclConfig_t::density, -0.5)), spcclInvalidArgument, "is outside (0, 1]");
+  expectRejected(create(with(&spcclConfig_t::density, (double)NAN)), spcclInvalidArgument, "is outside (0, 1]");
+  expectRejected(create(with(&spcclConfig_t::blockSize, 0)), spcclInvalidArgument, "block size 0 is not >= 1");
+  expectRejected(create(with(&spcclConfig_t::blockSize, -4)), spcclInvalidArgument, "block size -4 is not >= 1");
+  expectRejected(create(with(&spcclConfig_t::method, 17)), spcclInvalidArgument, "invalid method 17");
+  expectRejected(create(with(&spcclConfig_t::blockPattern, 2)), spcclInvalidArgument, "invalid block pattern 2");
+  expectRejected(create(with(&spcclConfig_t::feedback, 5)), spcclInvalidArgument, "invalid feedback 5");
+  spcclConfig_t raw;
+  memset(&raw, 0, sizeof(raw));
+  expectRejected(create(raw), spcclInvalidArgument, "was not initialised with SPCCL_CONFIG_INITIALIZER");
+  expectRejected(create(cfg_, kCount, 2), spcclInvalidArgument, "invalid datatype 2");
+  expectRejected(create(cfg_, SIZE_MAX), spcclInvalidArgument, "is too large");
+  expectRejected(create(cfg_, SIZE_MAX / 64), spcclSystemError, "failed to allocate");
+  expectRejected([&] { return spcclStateCreate(nullptr, comm, &cfg_, kCount, spcclFloat32); }, spcclInvalidArgument,
+                 "state argument is NULL");
+  expectRejected(
+      [&] {
+        spcclState_t s;
+        return spcclStateCreate(&s, comm, nullptr, kCount, spcclFloat32);
+      },
+      spcclInvalidArgument, "config argument is NULL");
+}
+
+TEST_F(BadInput, CompressionEntryPoints) {
+  size_t n = 0;
+  unsigned long long step = 0;
+  expectRejected([&] { return spcclCompress(buf_.data(), out_.data(), nullptr, nullptr, &step, st_, nullptr); },
+                 spcclInvalidArgument, "spcclCompress : nvalues argument is NULL");
+  expectRejected([&] { return spcclCompress(nullptr, out_.data(), nullptr, &n, &step, st_, nullptr); },
+                 spcclInvalidArgument, "sendbuff argument is NULL");
+  expectRejected([&] { return spcclDecompress(out_.data(), nullptr, 3, 0, 1.0, buf_.data(), st_, nullptr); },
+                 spcclInvalidArgument, "nvalues 3 is not the random-block payload size");
+  expectRejected([&] { return spcclDecompress(out_.data(), nullptr, 3, 0, 1.0, nullptr, st_, nullptr); },
+                 spcclInvalidArgument, "recvbuff argument is NULL");
+  size_t blocks[1];
+  size_t room = 1;
+  expectRejected([&] { return spcclBlockSelection(st_, 0, blocks, &room); }, spcclInvalidArgument,
+                 "blocks has room for 1 entries");
+  spcclConfig_t dense = SPCCL_CONFIG_INITIALIZER;
+  dense.method = spcclMethodDense;
+  spcclState_t ds;
+  ASSERT_EQ(spcclStateCreate(&ds, world().comm, &dense, 10, spcclFloat32), spcclSuccess);
+  expectRejected([&] { return spcclBlockSelection(ds, 0, nullptr, &room); }, spcclInvalidUsage,
+                 "the state's method is dense, not randomblock");
+  spcclStateDestroy(ds);
+  expectRejected([&] { return spcclCommDestroy(world().comm); }, spcclInvalidUsage, "states still use this comm");
+}
+
+TEST_F(BadInput, DenseCollectives) {
+  spcclComm_t comm = world().comm;
+  expectRejected([&] { return spcclBroadcast(buf_.data(), out_.data(), 10, spcclFloat32, world().nranks, comm, nullptr); },
+                 spcclInvalidArgument, "invalid root");
+  expectRejected([&] { return spcclAllReduce(buf_.data(), nullptr, 10, spcclFloat32, spcclSum, comm, nullptr); },
+                 spcclInvalidArgument, "spcclAllReduce : recvbuff argument is NULL");
+  expectRejected([&] { return spcclAllGather(buf_.data(), out_.data(), 10, (spcclDataType_t)0, comm, nullptr); },
+                 spcclInvalidArgument, "invalid datatype 0");
+  expectRejected([&] { return spcclAllReduce(buf_.data(), out_.data(), SIZE_MAX / 2, spcclFloat32, spcclSum, comm, nullptr); },
+                 spcclInvalidArgument, "is too large");
+}
+
+}  // namespace
+}  // namespace spccl_test

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Dense pass-through collectives against references computed from every rank's inputs.
+
+#include "mpi_test.h"
+
+namespace spccl_test {
+namespace {
+
+using spccl::toAcc;
+
+class DenseTest : public ::testing::TestWithParam<spcclDataType_t> {};
+
+template <typename F>
+void withStorage(spcclDataType_t dt, F&& f) {
+  switch (dt) {
+    case spcclFloat32: f(float{}); break;
+    case spcclFloat64: f(double{}); break;
+    case spcclFloat16: f(spccl::half_t{}); break;
+    default: f(spccl::bfloat16_t{}); break;
+  }
+}
+
+TEST_P(DenseTest, AllReduceSumAndAvg) {
+  const World& w = world();
+  withStorage(GetParam(), [&](auto tag) {
+    using T = decltype(tag);
+    using AccT = typename spccl::AccumOf<T>::type;
+    for (size_t n : {size_t(1), size_t(1000), size_t(65537)}) {
+      for (spcclRedOp_t op : {spcclSum, spcclAvg}) {
+        std::vector<T> send = inputs<T>(w.rank, 0, n), recv(n);
+        ASSERT_EQ(spcclAllReduce(send.data(), recv.data(), n, GetParam(), op, w.comm, nullptr), spcclSuccess);
+        size_t wrong = 0;
+        for (size_t i = 0; i < n; ++i) {
+          AccT sum = 0;
+          for (int r = 0; r < w.nranks; ++r) sum += inputValue(r, 0, i);
+          AccT want = toAcc(spccl::fromAcc<T>(sum));
+          if (op == spcclAvg) want = toAcc(spccl::fromAcc<T>(want * (AccT(1) / AccT(w.nranks))));
+          wrong += toAcc(recv[i]) != want;
+        }
+        EXPECT_EQ(wrong, 0u) << "n " << n << " op " << op;
+        // In place gives the same.
+        std::vector<T> inplace = send;
+        ASSERT_EQ(spcclAllReduce(inplace.data(), inplace.data(), n, GetParam(), op, w.comm, nullptr), spcclSuccess);
+        EXPECT_EQ(0, memcmp(inplace.data(), recv.data(), n * sizeof(T)));
+      }
+    }
+  });
+}
+
+TEST_P(DenseTest, AllGatherBroadcastReduceScatter) {
+  const World& w = world();
+  withStorage(GetParam(), [&](auto tag) {
+    using T = decltype(tag);
+    const size_t n = 777;
+    std::vector<T> send = inputs<T>(w.rank, 1, n), gathered(n * w.nranks);
+    ASSERT_EQ(spcclAllGather(send.data(), gathered.data(), n, GetParam(), w.comm, nullptr), spcclSuccess);
+    for (int r = 0; r < w.nranks; ++r)
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(toAcc(gathered[r * n + i]), inputValue(r, 1, i));
+
+    const int root = w.nranks - 1;
+    std::vector<T> bcast(n);
+    ASSERT_EQ(spcclBroadcast(send.data(), bcast.data(), n, GetParam(), root, w.comm, nullptr), spcclSuccess);
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(toAcc(bcast[i]), inputValue(root, 1, i));
+
+    std::vector<T> big = inputs<T>(w.rank, 2, n * w.nranks), mine(n);
+    ASSERT_EQ(spcclReduceScatter(big.data(), mine.data(), n, GetParam(), spcclSum, w.comm, nullptr), spcclSuccess);
+    for (size_t i = 0; i < n; ++i) {
+      float sum = 0;
+      for (int r = 0; r < w.nranks; ++r) sum += inputValue(r, 2, w.rank * n + i);
+      ASSERT_EQ(toAcc(mine[i]), sum);
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, DenseTest, ::testing::ValuesIn(allTypes));
+
+TEST(Dense, CommQueries) {
+  const World& w = world();
+  int count = 0, rank = -1;
+  ASSERT_EQ(spcclCommCount(w.comm, &count), spcclSuccess);
+  ASSERT_EQ(spcclCommUserRank(w.comm, &rank), spcclSuccess);
+  EXPECT_EQ(count, w.nranks);
+  EXPECT_EQ(rank, w.rank);
+}
+
+}  // namespace
+}  // namespace spccl_test
