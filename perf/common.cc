@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The perf harness (see common.h). Timing and checking are separate passes, as in
+// nccl-tests: the timed iterations build up feedback history, so the check pass resets the
+// state first and compares one call with a reference that depends only on the inputs.
+
+#include "common.h"
+
+#include <getopt.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include "dtype_core.h"
+#include "spccl_mpi.h"
+
+namespace spccl_perf {
+namespace {
+
+#define PERFCHECK(call)                                                                                 \
+  do {                                                                                                  \
+    spcclResult_t res_ = (call);                                                                        \
+    if (res_ != spcclSuccess) {                                                                         \
+      fprintf(stderr, "rank %d: %s:%d '%s' failed: %s (%s)\n", rank_, __FILE__, __LINE__, #call,       \
+              spcclGetErrorString(res_), spcclGetLastError(nullptr));                                   \
+      return false;                                                                                     \
+    }                                                                                                   \
+  } while (0)
+
+size_t parseSize(const char* text) {
+  char* end = nullptr;
+  double value = strtod(text, &end);
+  switch (end && *end ? toupper(*end) : 0) {
+    case 'G': value *= 1024; [[fallthrough]];
+    case 'M': value *= 1024; [[fallthrough]];
+    case 'K': value *= 1024;
+  }
+  return (size_t)value;
+}
+
+size_t typeSize(spcclDataType_t t) { return t == spcclFloat64 ? 8 : t == spcclFloat32 ? 4 : 2; }
+
+const char* typeName(spcclDataType_t t) {
+  switch (t) {
+    case spcclFloat16: return "half";
+    case spcclBfloat16: return "bfloat16";
+    case spcclFloat64: return "double";
+    default: return "float";
+  }
+}
+
+template <typename F>
+void withStorage(spcclDataType_t dt, F&& f) {
+  switch (dt) {
+    case spcclFloat32: f(float{}); break;
+    case spcclFloat64: f(double{}); break;
+    case spcclFloat16: f(spccl::half_t{}); break;
+    default: f(spccl::bfloat16_t{}); break;
+  }
+}
+
+void usage(const char* prog) {
+  fprintf(stderr,
+          "usage: %s [-b minbytes] [-e maxbytes] [-f factor] [-n iters] [-w warmup] [-c 0|1]\n"
+          "          [-d float|half|bfloat16|double] [-o sum|avg] [-m dense,randomblock,...]\n"
+          "          [-D density] [-B blocksize] [-p contiguous|scattered] [-F none|ef] [-J file.json]\n",
+          prog);
+}
+
+bool parseOptions(int argc, char** argv, Options* o) {
+  int c;
+  while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:m:D:B:p:F:J:h")) != -1) {
+    switch (c) {
+      case 'b': o->minBytes = parseSize(optarg); break;
+      case 'e': o->maxBytes = parseSize(optarg); break;
+      case 'f': o->stepFactor = atof(optarg); break;
+      case 'n': o->iters = atoi(optarg); break;
+      case 'w': o->warmup = atoi(optarg); break;
+      case 'c': o->check = atoi(optarg) != 0; break;
+      case 'd':
+        if (!strcasecmp(optarg, "float")) o->datatype = spcclFloat32;
+        else if (!strcasecmp(optarg, "half")) o->datatype = spcclFloat16;
+        else if (!strcasecmp(optarg, "bfloat16")) o->datatype = spcclBfloat16;
+        else if (!strcasecmp(optarg, "double")) o->datatype = spcclFloat64;
+        else return false;
+        break;
+      case 'o':
+        if (!strcasecmp(optarg, "sum")) o->op = spcclSum;
+        else if (!strcasecmp(optarg, "avg")) o->op = spcclAvg;
+        else return false;
+        break;
+      case 'm': {
+        o->methods.clear();
+        std::stringstream list(optarg);
+        for (std::string m; std::getline(list, m, ',');) o->methods.push_back(m);
+        break;
+      }
+      case 'D': o->density = atof(optarg); break;
+      case 'B': o->blockSize = atoi(optarg); break;
+      case 'p': o->blockPattern = !strcasecmp(optarg, "scattered") ? spcclBlocksScattered : spcclBlocksContiguous; break;
+      case 'F': o->feedback = !strcasecmp(optarg, "none") ? spcclFeedbackNone : spcclFeedbackEF; break;
+      case 'J': o->jsonPath = optarg; break;
+      default: return false;
+    }
+  }
+  return o->minBytes > 0 && o->maxBytes >= o->minBytes && o->stepFactor > 1 && o->iters > 0;
+}
+
+struct Result {
+  size_t bytes, count;
+  std::string method;
+  double timeUs, algbw, busbw;
+  size_t wire;
+  double speedup;  // 0 when there is no dense baseline in the run
+  long long wrong;
+};
+
+class Harness {
+ public:
+  Harness(const Options& opts, const std::vector<MethodDesc>& table) : opts_(opts) {
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks_);
+    for (const auto& name : opts.methods)
+      for (const auto& d : table)
+        if (name == d.name) methods_.push_back(&d);
+  }
+
+  bool run() {
+    if (methods_.size() != opts_.methods.size()) {
+      if (rank_ == 0) fprintf(stderr, "unknown method in -m; known: dense,randomblock,...\n");
+      return false;
+    }
+    if (spcclCommInitMPI(&comm_, MPI_COMM_WORLD) != spcclSuccess) {
+      fprintf(stderr, "spcclCommInitMPI: %s\n", spcclGetLastError(nullptr));
+      return false;
+    }
+    printHeader();
+    bool ok = true;
+    for (size_t bytes = opts_.minBytes; bytes <= opts_.maxBytes && ok;
+         bytes = std::max(bytes + 1, (size_t)(bytes * opts_.stepFactor)))
+      ok = runSize(bytes);
+    spcclCommDestroy(comm_);
+    if (rank_ == 0) printFooter(ok);
+    if (ok && rank_ == 0 && !opts_.jsonPath.empty()) writeJson();
+    return ok && wrongTotal_ == 0;
+  }
+
+ private:
+  bool runSize(size_t bytes) {
+    const size_t elem = typeSize(opts_.datatype), count = bytes / elem;
+    if (count == 0) return true;
+    std::vector<char> send(count * elem), recv(count * elem);
+    fillInputs(send.data(), count);
+    std::vector<Result> rows;
+    for (const MethodDesc* m : methods_) {
+      Result r{count * elem, count, m->name, 0, 0, 0, 0, 0, 0};
+      if (!measure(*m, send, recv, count, &r)) return false;
+      rows.push_back(r);
+    }
+    double denseUs = 0;
+    for (const Result& r : rows)
+      if (r.method == "dense") denseUs = r.timeUs;
+    for (Result& r : rows) {
+      r.speedup = denseUs > 0 ? denseUs / r.timeUs : 0;
+      if (rank_ == 0) printRow(r);
+      wrongTotal_ += r.wrong;
+      results_.push_back(r);
+    }
+    return true;
+  }
+
+  bool measure(const MethodDesc& m, std::vector<char>& send, std::vector<char>& recv, size_t count, Result* r) {
+    spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+    cfg.method = m.method;
+    cfg.density = opts_.density;
+    cfg.blockSize = opts_.blockSize;
+    cfg.blockPattern = opts_.blockPattern;
+    cfg.feedback = opts_.feedback;
+    spcclState_t st;
+    PERFCHECK(spcclStateCreate(&st, comm_, &cfg, count, opts_.datatype));
+    std::unique_ptr<spcclState, decltype(&spcclStateDestroy)> guard(st, spcclStateDestroy);
+    auto call = [&] {
+      return spcclSparseAllReduce(send.data(), recv.data(), count, opts_.datatype, opts_.op, st, comm_, nullptr);
+    };
+    for (int i = 0; i < opts_.warmup; ++i) PERFCHECK(call());
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double start = MPI_Wtime();
+    for (int i = 0; i < opts_.iters; ++i) PERFCHECK(call());
+    const double mine = (MPI_Wtime() - start) / opts_.iters;
+    double sum = 0;
+    MPI_Allreduce(&mine, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    const double seconds = sum / nranks_;  // averaged over ranks, as nccl-tests does
+    const Context ctx{&opts_, rank_, nranks_, count, st};
+    r->timeUs = seconds * 1e6;
+    r->algbw = r->bytes / seconds / 1e9;
+    r->busbw = r->algbw * 2.0 * (nranks_ - 1) / nranks_;
+    r->wire = m.wireBytes(ctx);
+    r->wrong = -1;
+    if (opts_.check) {
+      PERFCHECK(spcclStateReset(st));
+      PERFCHECK(call());
+      long long wrong = countWrong(m, ctx, recv.data());
+      MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
+      r->wrong = wrong;
+    }
+    return true;
+  }
+
+  void fillInputs(void* buf, size_t count) const {
+    withStorage(opts_.datatype, [&](auto tag) {
+      using T = decltype(tag);
+      T* p = static_cast<T*>(buf);
+      for (size_t i = 0; i < count; ++i) p[i] = spccl::fromAcc<T>(inputValue(rank_, i));
+    });
+  }
+
+  long long countWrong(const MethodDesc& m, const Context& ctx, const void* out) const {
+    std::vector<double> expected(ctx.count, 0.0);
+    m.reference(ctx, expected);
+    long long wrong = 0;
+    withStorage(opts_.datatype, [&](auto tag) {
+      using T = decltype(tag);
+      using AccT = typename spccl::AccumOf<T>::type;
+      const T* p = static_cast<const T*>(out);
+      for (size_t i = 0; i < ctx.count; ++i) {
+        AccT want = spccl::toAcc(spccl::fromAcc<T>((AccT)expected[i]));
+        if (opts_.op == spcclAvg) want = spccl::toAcc(spccl::fromAcc<T>(want * (AccT(1) / AccT(nranks_))));
+        wrong += spccl::toAcc(p[i]) != want;
+      }
+    });
+    return wrong;
+  }
+
+  void printHeader() const {
+    if (rank_ != 0) return;
+    printf("# spccl sparse_all_reduce_perf: nranks %d, type %s, op %s, density %g, block %d (%s), feedback %s\n",
+           nranks_, typeName(opts_.datatype), opts_.op == spcclAvg ? "avg" : "sum", opts_.density, opts_.blockSize,
+           opts_.blockPattern == spcclBlocksScattered ? "scattered" : "contiguous",
+           opts_.feedback == spcclFeedbackEF ? "ef" : "none");
+    printf("# algbw = size / time (dense-equivalent), busbw = algbw * 2(P-1)/P, wire = bytes sent per rank,\n"
+           "# speedup = time(dense) / time(method) at the same size in this run\n");
+    printf("%12s %12s %9s %12s %8s %12s %12s %12s %12s %8s %7s\n", "size(B)", "count", "type", "method", "density",
+           "time(us)", "algbw(GB/s)", "busbw(GB/s)", "wire(B)", "speedup", "#wrong");
+  }
+
+  void printRow(const Result& r) const {
+    char speedup[16], wrong[24];
+    if (r.speedup > 0) snprintf(speedup, sizeof(speedup), "%.2f", r.speedup);
+    else snprintf(speedup, sizeof(speedup), "-");
+    if (r.wrong >= 0) snprintf(wrong, sizeof(wrong), "%lld", r.wrong);
+    else snprintf(wrong, sizeof(wrong), "N/A");
+    printf("%12zu %12zu %9s %12s %8.4g %12.1f %12.3f %12.3f %12zu %8s %7s\n", r.bytes, r.count,
+           typeName(opts_.datatype), r.method.c_str(), r.method == "dense" ? 1.0 : opts_.density, r.timeUs, r.algbw,
+           r.busbw, r.wire, speedup, wrong);
+    fflush(stdout);
+  }
+
+  void printFooter(bool ok) const {
+    printf("# Out of bounds values : %lld %s\n", wrongTotal_, ok && wrongTotal_ == 0 ? "OK" : "FAILED");
+  }
+
+  void writeJson() const {
+    FILE* f = fopen(opts_.jsonPath.c_str(), "w");
+    if (!f) {
+      fprintf(stderr, "cannot write %s\n", opts_.jsonPath.c_str());
+      return;
+    }
+    fprintf(f, "{\n  \"nranks\": %d, \"type\": \"%s\", \"op\": \"%s\", \"density\": %g, \"blockSize\": %d,\n",
+            nranks_, typeName(opts_.datatype), opts_.op == spcclAvg ? "avg" : "sum", opts_.density, opts_.blockSize);
+    fprintf(f, "  \"pattern\": \"%s\", \"feedback\": \"%s\",\n  \"results\": [\n",
+            opts_.blockPattern == spcclBlocksScattered ? "scattered" : "contiguous",
+            opts_.feedback == spcclFeedbackEF ? "ef" : "none");
+    for (size_t i = 0; i < results_.size(); ++i) {
+      const Result& r = results_[i];
+      fprintf(f,
+              "    {\"size\": %zu, \"count\": %zu, \"method\": \"%s\", \"time_us\": %.3f, \"algbw\": %.6f, "
+              "\"busbw\": %.6f, \"wire\": %zu, \"speedup\": %.4f, \"wrong\": %lld}%s\n",
+              r.bytes, r.count, r.method.c_str(), r.timeUs, r.algbw, r.busbw, r.wire, r.speedup, r.wrong,
+              i + 1 < results_.size() ? "," : "");
+    }
+    fprintf(f, "  ]\n}\n");
+    fclose(f);
+  }
+
+  const Options& opts_;
+  std::vector<const MethodDesc*> methods_;
+  int rank_ = 0, nranks_ = 1;
+  spcclComm_t comm_ = nullptr;
+  long long wrongTotal_ = 0;
+  std::vector<Result> results_;
+};
+
+}  // namespace
+
+float inputValue(int rank, size_t i) { return float(int((rank * 5 + i * 7) % 9) - 4) * 0.5f; }
+
+int perfMain(int argc, char** argv, const std::vector<MethodDesc>& table) {
+  MPI_Init(&argc, &argv);
+  Options opts;
+  int status = 1;
+  if (!parseOptions(argc, argv, &opts)) {
+    usage(argv[0]);
+  } else {
+    Harness harness(opts, table);
+    status = harness.run() ? 0 : 1;
+  }
+  MPI_Finalize();
+  return status;
+}
+
+}  // namespace spccl_perf

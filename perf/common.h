@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * The perf harness shared by every spccl perf binary, in the manner of nccl-tests'
+ * common.cu: option parsing, the size loop, buffers, timing averaged over ranks, a separate
+ * check pass against a CPU reference, #wrong summed over ranks, the table, JSON, the exit
+ * status. A binary only registers method descriptors and calls perfMain.
+ */
+#ifndef SPCCL_PERF_COMMON_H_
+#define SPCCL_PERF_COMMON_H_
+
+#include <stddef.h>
+
+#include <string>
+#include <vector>
+
+#include "spccl.h"
+
+namespace spccl_perf {
+
+struct Options {
+  size_t minBytes = 32 << 20, maxBytes = 32 << 20;
+  double stepFactor = 2;
+  int iters = 20, warmup = 5;
+  bool check = true;
+  spcclDataType_t datatype = spcclFloat32;
+  spcclRedOp_t op = spcclSum;
+  std::vector<std::string> methods = {"dense", "randomblock"};
+  double density = 1.0 / 64;
+  int blockSize = 256;
+  int blockPattern = spcclBlocksContiguous;
+  int feedback = spcclFeedbackEF;
+  std::string jsonPath;
+};
+
+// What a method needs to know about the run to compute its reference and wire bytes.
+struct Context {
+  const Options* opts;
+  int rank, nranks;
+  size_t count;
+  spcclState_t state;
+};
+
+// The deterministic input of rank r at element i: k/2 with k in [-4, 4], so any sum of a
+// few ranks is exact in every type, whatever the order of summation.
+float inputValue(int rank, size_t i);
+
+// One method of the sparse allreduce, as nccl-tests' struct testColl: a name (the -m value),
+// the library method, the bytes this rank puts on the wire, and the exact expected output
+// of the check pass (state reset: step 0, zero residual), from every rank's inputs.
+struct MethodDesc {
+  const char* name;
+  spcclMethod_t method;
+  size_t (*wireBytes)(const Context& ctx);
+  void (*reference)(const Context& ctx, std::vector<double>& expected);
+};
+
+// Runs the size loop for the methods in opts.methods that are in `table`; returns the exit
+// status (non-zero when any element was wrong or a call failed).
+int perfMain(int argc, char** argv, const std::vector<MethodDesc>& table);
+
+}  // namespace spccl_perf
+
+#endif  // SPCCL_PERF_COMMON_H_
