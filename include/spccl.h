@@ -132,6 +132,15 @@ spcclResult_t spcclCommUserRank(const spcclComm_t comm, int* rank);
  * on the comm must be destroyed first. Local. */
 spcclResult_t spcclCommDestroy(spcclComm_t comm);
 
+/* Frees the comm without waiting for operations in flight (after spcclTimeout, or to give up
+ * on peers). States still on the comm stay valid only for spcclStateDestroy. Local. */
+spcclResult_t spcclCommAbort(spcclComm_t comm);
+
+/* The error that broke the comm, or spcclSuccess: a collective that timed out
+ * (SPCCL_TIMEOUT_MS) or failed in the transport leaves the comm broken, and later
+ * collectives on it return spcclInvalidUsage until it is aborted or destroyed. Local. */
+spcclResult_t spcclCommGetAsyncError(spcclComm_t comm, spcclResult_t* asyncError);
+
 /* ------------------------------- Dense pass-through ---------------------------------- */
 /* NCCL's argument order. On an MPI comm: host buffers, stream NULL, blocking, in-place
  * (sendbuff == recvbuff) allowed. fp16/bf16 are reduced in fp32 and rounded once per hop. */

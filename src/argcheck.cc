@@ -26,6 +26,15 @@ spcclResult_t commCheck(const spcclComm* comm, const char* api) {
   return spcclSuccess;
 }
 
+spcclResult_t commUsableCheck(const spcclComm* comm, const char* api) {
+  SPCCLCHECK(commCheck(comm, api));
+  const int broken = comm->brokenBy.load();
+  SPCCL_REQUIRE(broken == spcclSuccess, spcclInvalidUsage,
+                "%s : comm %p is broken by an earlier error (%s); abort or destroy it", api, (const void*)comm,
+                spcclGetErrorString((spcclResult_t)broken));
+  return spcclSuccess;
+}
+
 spcclResult_t stateCheck(const spcclState* state, const char* api) {
   SPCCLCHECK(ptrCheck(state, api, "state"));
   SPCCL_REQUIRE(state->startMagic == kStateMagic && state->endMagic == kStateMagic, spcclInvalidArgument,
@@ -48,7 +57,7 @@ spcclResult_t opCheck(int op, const char* api) {
 }
 
 spcclResult_t argsCheck(const spcclInfo& info) {
-  SPCCLCHECK(commCheck(info.comm, info.opName));
+  SPCCLCHECK(commUsableCheck(info.comm, info.opName));
   SPCCLCHECK(dataTypeCheck(info.datatype, info.opName));
   SPCCLCHECK(opCheck(info.op, info.opName));
   if (info.state) {

@@ -4,22 +4,98 @@
 
 #include "enqueue.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include <memory>
 
 #include "argcheck.h"
 #include "checks.h"
 #include "method.h"
+#include "param.h"
 
 namespace spccl {
+namespace {
+
+// A failure in the transport leaves peers mid-operation: the comm cannot be trusted again.
+spcclResult_t breakCommOn(spcclComm* comm, spcclResult_t res) {
+  if (res == spcclTimeout || res == spcclSystemError || res == spcclRemoteError || res == spcclUnhandledCudaError) {
+    int expected = spcclSuccess;
+    comm->brokenBy.compare_exchange_strong(expected, res);
+  }
+  return res;
+}
+
+// What every rank must agree on for a sparse collective (SPCCL_CHECK=1).
+struct CallSignature {
+  uint64_t count;
+  uint64_t step;
+  uint64_t seed;
+  uint64_t tensorKey;
+  double density;
+  int32_t datatype, op, method, feedback, blockSize, blockPattern;
+};
+
+CallSignature signatureOf(const spcclInfo& info) {
+  const spcclState& st = *info.state;
+  return {info.count, st.step, st.config.seed, st.config.tensorKey, st.config.density, info.datatype, info.op,
+       st.config.method, st.config.feedback, st.config.blockSize, st.config.blockPattern};
+}
+
+// Names the first field in which `theirs` differs from `mine`, or returns nullptr.
+const char* firstDifference(const CallSignature& a, const CallSignature& b, char* text, size_t len) {
+#define SPCCL_COMPARE(field, fmt, cast)                                                                \
+  if (a.field != b.field) {                                                                            \
+    snprintf(text, len, #field " " fmt " against " fmt, (cast)a.field, (cast)b.field);                \
+    return text;                                                                                       \
+  }
+  SPCCL_COMPARE(count, "%llu", unsigned long long)
+  SPCCL_COMPARE(datatype, "%d", int)
+  SPCCL_COMPARE(op, "%d", int)
+  SPCCL_COMPARE(method, "%d", int)
+  SPCCL_COMPARE(density, "%g", double)
+  SPCCL_COMPARE(blockSize, "%d", int)
+  SPCCL_COMPARE(blockPattern, "%d", int)
+  SPCCL_COMPARE(feedback, "%d", int)
+  SPCCL_COMPARE(seed, "%llu", unsigned long long)
+  SPCCL_COMPARE(tensorKey, "%llu", unsigned long long)
+  SPCCL_COMPARE(step, "%llu", unsigned long long)
+#undef SPCCL_COMPARE
+  return nullptr;
+}
+
+// SPCCL_CHECK=1: one tiny allgather of every rank's call signature before the collective, so
+// ranks that disagree all get spcclInvalidUsage with a message instead of a hang or garbage.
+spcclResult_t consistencyCheck(const spcclInfo& info) {
+  static const bool enabled = paramInt("SPCCL_CHECK", 0) != 0;
+  if (!enabled || info.comm->transport->deviceBuffers()) return spcclSuccess;
+  const int P = info.comm->nranks;
+  std::unique_ptr<CallSignature[]> all(new CallSignature[P]);
+  const CallSignature mine = signatureOf(info);
+  const spcclResult_t res = info.comm->transport->allGather(&mine, all.get(), sizeof(mine), nullptr);
+  if (res == spcclTimeout) all.release();  // a late peer may still write into it
+  SPCCLCHECK(res);
+  char text[256];
+  for (int r = 1; r < P; ++r) {
+    if (const char* diff = firstDifference(all[r], all[0], text, sizeof(text))) {
+      WARN("%s : ranks disagree (SPCCL_CHECK): rank %d has %s on rank 0", info.opName, r, diff);
+      return spcclInvalidUsage;
+    }
+  }
+  return spcclSuccess;
+}
+
+}  // namespace
 
 spcclResult_t enqueueSparse(const spcclInfo& info) {
   SPCCLCHECK(argsCheck(info));
   if (info.count == 0) return spcclSuccess;
   spcclState& st = *info.state;
+  SPCCLCHECK(breakCommOn(info.comm, consistencyCheck(info)));
   INFO(kSubsysColl, "%s : %s step %llu sendbuff %p recvbuff %p count %zu datatype %s op %s comm %p [nranks=%d]",
        info.opName, st.method->name, st.step, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype),
        opName(info.op), (void*)info.comm, info.comm->nranks);
-  SPCCLCHECK(st.method->sparseAllReduce(info));
+  SPCCLCHECK(breakCommOn(info.comm, st.method->sparseAllReduce(info)));
   st.step++;  // commit: the method succeeded
   return spcclSuccess;
 }
@@ -27,24 +103,29 @@ spcclResult_t enqueueSparse(const spcclInfo& info) {
 spcclResult_t enqueueDense(const spcclInfo& info) {
   SPCCLCHECK(argsCheck(info));
   if (info.count == 0) return spcclSuccess;
-  Transport& t = *info.comm->transport;
   INFO(kSubsysColl, "%s : sendbuff %p recvbuff %p count %zu datatype %s op %s root %d comm %p [nranks=%d]",
        info.opName, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype), opName(info.op), info.root,
        (void*)info.comm, info.comm->nranks);
+  Transport& t = *info.comm->transport;
   const size_t bytes = info.count * dataTypeSize(info.datatype);
-  if (!strcmp(info.opName, "spcclAllReduce"))
-    return t.allReduce(info.sendbuff, info.recvbuff, info.count, info.datatype, info.op, info.stream);
-  if (!strcmp(info.opName, "spcclReduceScatter"))
-    return t.reduceScatter(info.sendbuff, info.recvbuff, info.count, info.datatype, info.op, info.stream);
-  if (!strcmp(info.opName, "spcclAllGather")) return t.allGather(info.sendbuff, info.recvbuff, bytes, info.stream);
-  if (!strcmp(info.opName, "spcclBroadcast")) {
-    SPCCL_REQUIRE(info.root >= 0 && info.root < info.comm->nranks, spcclInvalidArgument,
-                  "spcclBroadcast : invalid root %d (root should be in the 0..%d range)", info.root,
-                  info.comm->nranks - 1);
-    return t.broadcast(info.sendbuff, info.recvbuff, bytes, info.root, info.stream);
+  spcclResult_t res = spcclInternalError;
+  switch (info.func) {
+    case spcclFuncAllReduce:
+      res = t.allReduce(info.sendbuff, info.recvbuff, info.count, info.datatype, info.op, info.stream);
+      break;
+    case spcclFuncReduceScatter:
+      res = t.reduceScatter(info.sendbuff, info.recvbuff, info.count, info.datatype, info.op, info.stream);
+      break;
+    case spcclFuncAllGather: res = t.allGather(info.sendbuff, info.recvbuff, bytes, info.stream); break;
+    case spcclFuncBroadcast:
+      SPCCL_REQUIRE(info.root >= 0 && info.root < info.comm->nranks, spcclInvalidArgument,
+                    "spcclBroadcast : invalid root %d (root should be in the 0..%d range)", info.root,
+                    info.comm->nranks - 1);
+      res = t.broadcast(info.sendbuff, info.recvbuff, bytes, info.root, info.stream);
+      break;
+    default: WARN("%s : not a dense collective", info.opName);
   }
-  WARN("%s : unknown collective", info.opName);
-  return spcclInternalError;
+  return breakCommOn(info.comm, res);
 }
 
 }  // namespace spccl

@@ -79,8 +79,31 @@ spcclResult_t spcclCommUserRank(const spcclComm_t comm, int* rank) {
   return spcclSuccess;
 }
 
+spcclResult_t spcclCommAbort(spcclComm_t comm) {
+  SPCCLCHECK(commCheck(comm, "spcclCommAbort"));
+  INFO(kSubsysInit, "spcclCommAbort : rank %d, %d states still open", comm->rank, comm->liveStates.load());
+  comm->transport.reset();
+  int expected = spcclSuccess;
+  comm->brokenBy.compare_exchange_strong(expected, spcclInvalidUsage);
+  if (comm->liveStates.load() > 0) {
+    comm->aborted = true;  // freed by the last spcclStateDestroy
+    return spcclSuccess;
+  }
+  comm->startMagic = comm->endMagic = 0;
+  delete comm;
+  return spcclSuccess;
+}
+
+spcclResult_t spcclCommGetAsyncError(spcclComm_t comm, spcclResult_t* asyncError) {
+  SPCCLCHECK(commCheck(comm, "spcclCommGetAsyncError"));
+  SPCCLCHECK(ptrCheck(asyncError, "spcclCommGetAsyncError", "asyncError"));
+  *asyncError = (spcclResult_t)comm->brokenBy.load();
+  return spcclSuccess;
+}
+
 spcclResult_t spcclCommDestroy(spcclComm_t comm) {
   SPCCLCHECK(commCheck(comm, "spcclCommDestroy"));
+  SPCCL_REQUIRE(!comm->aborted, spcclInvalidUsage, "spcclCommDestroy : comm was aborted already");
   SPCCL_REQUIRE(comm->liveStates.load() == 0, spcclInvalidUsage,
                 "spcclCommDestroy : %d states still use this comm (destroy them first)", comm->liveStates.load());
   INFO(kSubsysInit, "spcclCommDestroy : rank %d", comm->rank);

@@ -14,7 +14,7 @@ extern "C" {
 
 spcclResult_t spcclSparseAllReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
                                    spcclRedOp_t op, spcclState_t state, spcclComm_t comm, spcclStream_t stream) {
-  spcclInfo info = {"spcclSparseAllReduce", sendbuff, recvbuff, count, datatype, op, 0, state, comm, stream};
+  spcclInfo info = {spcclFuncSparseAllReduce, "spcclSparseAllReduce", sendbuff, recvbuff, count, datatype, op, 0, state, comm, stream};
   SPCCLCHECK(ptrCheck(state, info.opName, "state"));
   return enqueueSparse(info);
 }
@@ -36,7 +36,7 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
     SPCCLCHECK(ptrCheck(sendbuff, api, "sendbuff"));
     SPCCLCHECK(ptrCheck(values, api, "values"));
   }
-  spcclInfo info = {api, sendbuff, values, state->count, state->datatype, spcclSum, 0, state, state->comm, stream};
+  spcclInfo info = {spcclFuncCompress, api, sendbuff, values, state->count, state->datatype, spcclSum, 0, state, state->comm, stream};
   size_t written = 0;
   if (state->count > 0) SPCCLCHECK(state->method->compress(info, values, indices, &written));
   *nvalues = written;

@@ -32,6 +32,13 @@ void bufferFree(Buffer* buf) {
 }
 
 void stateFree(spcclState* st) {
+  // After a timeout, a late peer can still complete the abandoned operation into the
+  // workspace (the packed buffer): it is left allocated rather than handed back to malloc.
+  if (st->comm->brokenBy.load() == spcclTimeout) {
+    INFO(kSubsysAlloc, "spcclStateDestroy : keeping %zu workspace bytes a timed-out operation may still write",
+         st->workspace.bytes);
+    st->workspace = Buffer();
+  }
   bufferFree(&st->workspace);
   bufferFree(&st->residual);
   st->startMagic = st->endMagic = 0;
@@ -50,7 +57,7 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   const char* api = "spcclStateCreate";
   SPCCLCHECK(ptrCheck(state, api, "state"));
   *state = nullptr;
-  SPCCLCHECK(commCheck(comm, api));
+  SPCCLCHECK(commUsableCheck(comm, api));
   SPCCLCHECK(dataTypeCheck(datatype, api));
   spcclConfig_t resolved;
   SPCCLCHECK(configResolve(config, &resolved, api));
@@ -88,8 +95,12 @@ fail:
 
 spcclResult_t spcclStateDestroy(spcclState_t state) {
   SPCCLCHECK(stateCheck(state, "spcclStateDestroy"));
-  state->comm->liveStates--;
+  spcclComm* comm = state->comm;
   stateFree(state);
+  if (--comm->liveStates == 0 && comm->aborted) {  // the last state of an aborted comm frees it
+    comm->startMagic = comm->endMagic = 0;
+    delete comm;
+  }
   return spcclSuccess;
 }
 

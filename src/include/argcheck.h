@@ -13,6 +13,8 @@ namespace spccl {
 
 spcclResult_t ptrCheck(const void* ptr, const char* api, const char* what);
 spcclResult_t commCheck(const spcclComm* comm, const char* api);
+// A live comm that no earlier timeout or transport failure has broken.
+spcclResult_t commUsableCheck(const spcclComm* comm, const char* api);
 spcclResult_t stateCheck(const spcclState* state, const char* api);
 spcclResult_t dataTypeCheck(int datatype, const char* api);
 spcclResult_t opCheck(int op, const char* api);

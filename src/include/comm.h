@@ -20,6 +20,11 @@ struct spcclComm {
   int nranks = 0;
   std::unique_ptr<spccl::Transport> transport;
   std::atomic<int> liveStates{0};
+  // The error that broke the comm (a timeout, a transport failure), or spcclSuccess. A broken
+  // comm refuses collectives until it is destroyed: its peers may be mid-operation.
+  std::atomic<int> brokenBy{spcclSuccess};
+  // spcclCommAbort ran while states still referenced the comm: the last spcclStateDestroy frees it.
+  bool aborted = false;
   uint64_t endMagic = spccl::kCommMagic;
 };
 

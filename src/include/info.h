@@ -9,7 +9,17 @@
 
 #include "spccl.h"
 
+enum spcclFunc {
+  spcclFuncAllReduce,
+  spcclFuncAllGather,
+  spcclFuncBroadcast,
+  spcclFuncReduceScatter,
+  spcclFuncSparseAllReduce,
+  spcclFuncCompress,
+};
+
 struct spcclInfo {
+  spcclFunc func;
   const char* opName;
   const void* sendbuff;
   void* recvbuff;

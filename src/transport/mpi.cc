@@ -18,6 +18,7 @@
 #include "checks.h"
 #include "comm.h"
 #include "dtype_core.h"
+#include "param.h"
 #include "spccl_mpi.h"
 #include "state.h"
 
@@ -52,11 +53,16 @@ constexpr size_t kMaxChunk = size_t(1) << 30;
 
 class MpiTransport final : public Transport {
  public:
-  explicit MpiTransport(MPI_Comm comm) : comm_(comm) {
+  MpiTransport(MPI_Comm comm, long long timeoutMs) : comm_(comm), timeoutMs_(timeoutMs) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &nranks_);
     MPI_Op_create(&sumHalfOp<half_t>, 1, &sumHalf_);
     MPI_Op_create(&sumHalfOp<bfloat16_t>, 1, &sumBf16_);
   }
   ~MpiTransport() override {
+    // An operation that timed out may still be in flight: MPI could touch the comm and the
+    // ops when a late peer arrives, so they are left to MPI_Finalize.
+    if (abandoned_) return;
     MPI_Op_free(&sumHalf_);
     MPI_Op_free(&sumBf16_);
     MPI_Comm_free(&comm_);
@@ -70,8 +76,10 @@ class MpiTransport final : public Transport {
     for (size_t off = 0; off < count; off += kMaxChunk) {
       const int n = (int)std::min(kMaxChunk, count - off);
       const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : static_cast<const char*>(sendbuff) + off * elem;
-      MPICHECK(MPI_Allreduce(src, static_cast<char*>(recvbuff) + off * elem, n, mpiType(datatype),
-                             sumOp(datatype), comm_));
+      MPI_Request req;
+      MPICHECK(MPI_Iallreduce(src, static_cast<char*>(recvbuff) + off * elem, n, mpiType(datatype), sumOp(datatype),
+                              comm_, &req));
+      SPCCLCHECK(complete(&req, 1, "allreduce"));
     }
     if (op == spcclAvg) divideByRanks(recvbuff, count, datatype);
     return spcclSuccess;
@@ -82,7 +90,10 @@ class MpiTransport final : public Transport {
     SPCCL_REQUIRE(recvcount <= INT_MAX, spcclInvalidArgument,
                   "spcclReduceScatter : recvcount %zu exceeds the MPI transport's limit %d", recvcount, INT_MAX);
     const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : sendbuff;
-    MPICHECK(MPI_Reduce_scatter_block(src, recvbuff, (int)recvcount, mpiType(datatype), sumOp(datatype), comm_));
+    MPI_Request req;
+    MPICHECK(MPI_Ireduce_scatter_block(src, recvbuff, (int)recvcount, mpiType(datatype), sumOp(datatype), comm_,
+                                       &req));
+    SPCCLCHECK(complete(&req, 1, "reduce-scatter"));
     if (op == spcclAvg) divideByRanks(recvbuff, recvcount, datatype);
     return spcclSuccess;
   }
@@ -90,23 +101,22 @@ class MpiTransport final : public Transport {
   spcclResult_t allGather(const void* sendbuff, void* recvbuff, size_t bytes, spcclStream_t) override {
     MPI_Datatype unit;
     SPCCLCHECK(byteUnit(bytes, &unit));
-    int nranks = 0, rank = 0;
-    MPI_Comm_size(comm_, &nranks);
-    MPI_Comm_rank(comm_, &rank);
-    const void* src = sendbuff == static_cast<char*>(recvbuff) + rank * bytes ? MPI_IN_PLACE : sendbuff;
-    int err = MPI_Allgather(src, 1, unit, recvbuff, 1, unit, comm_);
-    MPI_Type_free(&unit);
+    const void* src = sendbuff == static_cast<char*>(recvbuff) + rank_ * bytes ? MPI_IN_PLACE : sendbuff;
+    MPI_Request req;
+    int err = MPI_Iallgather(src, 1, unit, recvbuff, 1, unit, comm_, &req);
+    MPI_Type_free(&unit);  // MPI keeps the type alive until the operation completes
     MPICHECK(err);
-    return spcclSuccess;
+    return complete(&req, 1, "allgather");
   }
 
   spcclResult_t broadcast(const void* sendbuff, void* recvbuff, size_t bytes, int root, spcclStream_t) override {
-    int rank = 0;
-    MPI_Comm_rank(comm_, &rank);
-    if (rank == root && sendbuff != recvbuff) memcpy(recvbuff, sendbuff, bytes);
-    for (size_t off = 0; off < bytes; off += kMaxChunk)
-      MPICHECK(MPI_Bcast(static_cast<char*>(recvbuff) + off, (int)std::min(kMaxChunk, bytes - off), MPI_BYTE, root,
-                         comm_));
+    if (rank_ == root && sendbuff != recvbuff) memcpy(recvbuff, sendbuff, bytes);
+    for (size_t off = 0; off < bytes; off += kMaxChunk) {
+      MPI_Request req;
+      MPICHECK(MPI_Ibcast(static_cast<char*>(recvbuff) + off, (int)std::min(kMaxChunk, bytes - off), MPI_BYTE, root,
+                          comm_, &req));
+      SPCCLCHECK(complete(&req, 1, "broadcast"));
+    }
     return spcclSuccess;
   }
 
@@ -114,14 +124,16 @@ class MpiTransport final : public Transport {
                          int recvPeer, spcclStream_t) override {
     SPCCL_REQUIRE(sendbytes <= INT_MAX && recvbytes <= INT_MAX, spcclInvalidArgument,
                   "sendRecv : %zu / %zu bytes exceed the MPI transport's limit %d", sendbytes, recvbytes, INT_MAX);
-    MPICHECK(MPI_Sendrecv(sendbuff, (int)sendbytes, MPI_BYTE, sendPeer, kTag, recvbuff, (int)recvbytes, MPI_BYTE,
-                          recvPeer, kTag, comm_, MPI_STATUS_IGNORE));
-    return spcclSuccess;
+    MPI_Request reqs[2];
+    MPICHECK(MPI_Irecv(recvbuff, (int)recvbytes, MPI_BYTE, recvPeer, kTag, comm_, &reqs[0]));
+    MPICHECK(MPI_Isend(sendbuff, (int)sendbytes, MPI_BYTE, sendPeer, kTag, comm_, &reqs[1]));
+    return complete(reqs, 2, "send/receive");
   }
 
   spcclResult_t barrier() override {
-    MPICHECK(MPI_Barrier(comm_));
-    return spcclSuccess;
+    MPI_Request req;
+    MPICHECK(MPI_Ibarrier(comm_, &req));
+    return complete(&req, 1, "barrier");
   }
 
  private:
@@ -158,8 +170,7 @@ class MpiTransport final : public Transport {
     return spcclSuccess;
   }
   void divideByRanks(void* buff, size_t count, spcclDataType_t datatype) const {
-    int nranks = 1;
-    MPI_Comm_size(comm_, &nranks);
+    const int nranks = nranks_;
     auto scale = [&](auto* p) {
       using T = std::remove_pointer_t<decltype(p)>;
       using AccT = typename AccumOf<T>::type;
@@ -174,7 +185,31 @@ class MpiTransport final : public Transport {
     }
   }
 
+  // Every operation is non-blocking and completed here, so SPCCL_TIMEOUT_MS can bound it:
+  // a peer that stops calling, or dies, turns into spcclTimeout instead of a hang.
+  spcclResult_t complete(MPI_Request* reqs, int n, const char* what) {
+    if (timeoutMs_ <= 0) {
+      MPICHECK(MPI_Waitall(n, reqs, MPI_STATUSES_IGNORE));
+      return spcclSuccess;
+    }
+    const double deadline = MPI_Wtime() + timeoutMs_ * 1e-3;
+    int done = 0;
+    while (true) {
+      MPICHECK(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
+      if (done) return spcclSuccess;
+      if (MPI_Wtime() > deadline) break;
+    }
+    abandoned_ = true;
+    WARN("MPI %s did not complete within SPCCL_TIMEOUT_MS=%lld ms (a peer stopped calling or died); the comm is "
+         "broken: destroy it with spcclCommAbort",
+         what, timeoutMs_);
+    return spcclTimeout;
+  }
+
   MPI_Comm comm_;
+  long long timeoutMs_;
+  bool abandoned_ = false;
+  int rank_ = 0, nranks_ = 1;
   MPI_Op sumHalf_ = MPI_OP_NULL, sumBf16_ = MPI_OP_NULL;
 };
 
@@ -198,7 +233,7 @@ extern "C" spcclResult_t spcclCommInitMPI(spcclComm_t* comm, MPI_Comm mpiComm) {
   auto c = std::make_unique<spcclComm>();
   MPI_Comm_rank(dup, &c->rank);
   MPI_Comm_size(dup, &c->nranks);
-  c->transport = std::make_unique<MpiTransport>(dup);
+  c->transport = std::make_unique<MpiTransport>(dup, paramInt("SPCCL_TIMEOUT_MS", 0));
   debugSetRank(c->rank);
   INFO(kSubsysInit, "spcclCommInitMPI : rank %d of %d, transport MPI", c->rank, c->nranks);
   *comm = c.release();

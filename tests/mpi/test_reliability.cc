@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Ranks that disagree (SPCCL_CHECK=1) or stop calling (SPCCL_TIMEOUT_MS) get an error on
+// every rank, fast, instead of a hang. These run in their own ctest entries, which set the
+// variable; elsewhere they skip with the reason.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+
+#include "mpi_test.h"
+
+namespace spccl_test {
+namespace {
+
+bool envSet(const char* name) { return getenv(name) && *getenv(name) && std::string(getenv(name)) != "0"; }
+
+double secondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Every rank reports how long its failure took; the slowest is printed for the closing note.
+void reportSlowest(const char* what, double seconds) {
+  double slowest = 0;
+  MPI_Allreduce(&seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  if (world().rank == 0) printf("[ reliability ] %s: slowest rank returned after %.3f s\n", what, slowest);
+  EXPECT_LT(slowest, 5.0);
+}
+
+class ConsistencyCheck : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!envSet("SPCCL_CHECK")) GTEST_SKIP() << "needs SPCCL_CHECK=1 (ctest entry mpi_check_np3)";
+    if (world().nranks < 2) GTEST_SKIP() << "needs two ranks or more";
+  }
+  // Every rank calls with its own config/count; the last rank differs in one field.
+  void expectDisagreement(size_t count, spcclConfig_t cfg, const std::string& field) {
+    spcclState_t st;
+    ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, count, spcclFloat32), spcclSuccess);
+    std::vector<float> g(count, 1.0f), out(count);
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(spcclSparseAllReduce(g.data(), out.data(), count, spcclFloat32, spcclSum, st, world().comm, nullptr),
+              spcclInvalidUsage);
+    reportSlowest(field.c_str(), secondsSince(t0));
+    const std::string msg = spcclGetLastError(world().comm);
+    EXPECT_NE(msg.find("ranks disagree"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(field), std::string::npos) << msg;
+    unsigned long long step = 9;
+    spcclStateGetStep(st, &step);
+    EXPECT_EQ(step, 0u);
+    spcclStateDestroy(st);
+  }
+  bool last() const { return world().rank == world().nranks - 1; }
+};
+
+TEST_F(ConsistencyCheck, CountDensityMethodAndStep) {
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  expectDisagreement(last() ? 999 : 1000, cfg, "count 999");
+  cfg.density = last() ? 0.5 : 0.25;
+  expectDisagreement(1000, cfg, "density 0.5");
+  cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = last() ? spcclMethodDense : spcclMethodRandomBlock;
+  expectDisagreement(1000, cfg, "method 0");
+  cfg.method = spcclMethodRandomBlock;
+  cfg.seed = last() ? 2 : 1;
+  expectDisagreement(1000, cfg, "seed 2");
+}
+
+TEST_F(ConsistencyCheck, AgreeingRanksPass) {
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  spcclState_t st;
+  ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, 100, spcclFloat32), spcclSuccess);
+  std::vector<float> g(100, 1.0f);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(spcclSparseAllReduce(g.data(), g.data(), 100, spcclFloat32, spcclSum, st, world().comm, nullptr),
+              spcclSuccess);
+  spcclStateDestroy(st);
+}
+
+TEST(Timeout, RankThatStopsCallingTimesOutTheOthers) {
+  if (!envSet("SPCCL_TIMEOUT_MS")) GTEST_SKIP() << "needs SPCCL_TIMEOUT_MS (ctest entry mpi_timeout_np3)";
+  if (world().nranks < 2) GTEST_SKIP() << "needs two ranks or more";
+  const double timeout = atof(getenv("SPCCL_TIMEOUT_MS")) * 1e-3;
+  spcclComm_t comm;
+  ASSERT_EQ(spcclCommInitMPI(&comm, MPI_COMM_WORLD), spcclSuccess);
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  spcclState_t st;
+  ASSERT_EQ(spcclStateCreate(&st, comm, &cfg, 4096, spcclFloat32), spcclSuccess);
+  std::vector<float> g(4096, 1.0f), out(4096);
+  const bool stalled = world().rank == world().nranks - 1;
+  if (stalled) {
+    // Stops calling for longer than the timeout, then joins late so MPI can drain.
+    usleep(useconds_t((timeout + 1.5) * 1e6));
+  } else {
+    float* residual;
+    spcclStateGetResidual(st, reinterpret_cast<void**>(&residual));
+    const std::vector<float> before(residual, residual + 4096);
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(spcclSparseAllReduce(g.data(), out.data(), 4096, spcclFloat32, spcclSum, st, comm, nullptr),
+              spcclTimeout);
+    const double took = secondsSince(t0);
+    EXPECT_GE(took, timeout * 0.9);
+    EXPECT_LT(took, timeout + 2.0);
+    EXPECT_TRUE(std::vector<float>(residual, residual + 4096) == before) << "a timed-out call changed the residual";
+    spcclResult_t async = spcclSuccess;
+    EXPECT_EQ(spcclCommGetAsyncError(comm, &async), spcclSuccess);
+    EXPECT_EQ(async, spcclTimeout);
+    // The comm is broken now: later calls refuse at once.
+    EXPECT_EQ(spcclSparseAllReduce(g.data(), out.data(), 4096, spcclFloat32, spcclSum, st, comm, nullptr),
+              spcclInvalidUsage);
+    EXPECT_NE(std::string(spcclGetLastError(comm)).find("is broken"), std::string::npos);
+    printf("[ reliability ] rank %d: timeout returned after %.3f s (SPCCL_TIMEOUT_MS %s)\n", world().rank, took,
+           getenv("SPCCL_TIMEOUT_MS"));
+  }
+  if (stalled) {  // the late call finds its peers gone: it must return too, not hang
+    const spcclResult_t late =
+        spcclSparseAllReduce(g.data(), out.data(), 4096, spcclFloat32, spcclSum, st, comm, nullptr);
+    EXPECT_TRUE(late == spcclSuccess || late == spcclTimeout) << spcclGetErrorString(late);
+  }
+  EXPECT_EQ(spcclCommAbort(comm), spcclSuccess);  // states still open: freed with the last one
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+}  // namespace
+}  // namespace spccl_test
