@@ -48,11 +48,12 @@ typedef enum {
   spcclFloat32 = 7,
   spcclFloat64 = 8,
   spcclBfloat16 = 9,
-  spcclNumTypes = 10
+  spcclNumTypes = 10,
+  spcclDataTypeMaxEnum = 0x7fffffff /* any int is a valid value to pass (and to reject) */
 } spcclDataType_t;
 
 /* NCCL's numbers. Half types accumulate in fp32. */
-typedef enum { spcclSum = 0, spcclAvg = 4, spcclNumOps = 5 } spcclRedOp_t;
+typedef enum { spcclSum = 0, spcclAvg = 4, spcclNumOps = 5, spcclRedOpMaxEnum = 0x7fffffff } spcclRedOp_t;
 
 typedef enum {
   spcclMethodDense = 0,
