@@ -170,6 +170,9 @@ spcclResult_t spcclStateReset(spcclState_t state);
 spcclResult_t spcclStateGetResidual(spcclState_t state, void** residual);
 /* The step the next spcclSparseAllReduce / spcclCompress will use. */
 spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step);
+/* Bytes of memory the state holds for its tensor: the residual plus every workspace buffer
+ * (what compression costs in memory, beyond the gradient itself). */
+spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes);
 /* The resolved configuration (no undefined fields left). */
 spcclResult_t spcclStateGetConfig(spcclState_t state, spcclConfig_t* config);
 

@@ -125,6 +125,13 @@ spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step) {
   return spcclSuccess;
 }
 
+spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes) {
+  SPCCLCHECK(stateCheck(state, "spcclStateGetMemoryFootprint"));
+  SPCCLCHECK(ptrCheck(bytes, "spcclStateGetMemoryFootprint", "bytes"));
+  *bytes = state->residual.bytes + state->workspace.bytes;
+  return spcclSuccess;
+}
+
 spcclResult_t spcclStateGetConfig(spcclState_t state, spcclConfig_t* config) {
   SPCCLCHECK(stateCheck(state, "spcclStateGetConfig"));
   SPCCLCHECK(ptrCheck(config, "spcclStateGetConfig", "config"));

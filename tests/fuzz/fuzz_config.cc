@@ -9,8 +9,8 @@
 #include <cmath>
 #include <vector>
 
-#include "fuzz_input.h"
-#include "loopback_comm.h"
+#include "common/fuzz_input.h"
+#include "common/loopback_comm.h"
 #include "spccl.h"
 
 using spccl_fuzz::FuzzInput;

@@ -6,8 +6,8 @@
 
 #include <vector>
 
-#include "fuzz_input.h"
-#include "loopback_comm.h"
+#include "common/fuzz_input.h"
+#include "common/loopback_comm.h"
 #include "spccl.h"
 
 using spccl_fuzz::FuzzInput;

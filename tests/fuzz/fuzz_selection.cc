@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "fuzz_input.h"
+#include "common/fuzz_input.h"
 #include "select_core.h"
 
 using spccl_fuzz::FuzzInput;
