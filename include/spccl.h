@@ -83,6 +83,7 @@ typedef enum { spcclFeedbackNone = 0, spcclFeedbackEF = 1, spcclNumFeedbacks = 2
  *   seed          0x5bcc1                      SPCCL_SEED
  *   tensorKey     0
  *   denseSwitch   1 (allowed)                  SPCCL_DENSE_SWITCH
+ *   pipeline      0                            SPCCL_PIPELINE
  * ------------------------------------------------------------------------------------ */
 #define SPCCL_CONFIG_MAGIC 0x5bcc1c0fu
 #define SPCCL_CONFIG_UNDEF_INT (-2147483647 - 1)
@@ -101,13 +102,17 @@ typedef struct {
   unsigned long long seed;      /* shared by all ranks */
   unsigned long long tensorKey; /* distinguishes tensors that share a seed */
   int denseSwitch;     /* 1: run dense when the sparse payload would cost more (logged at INFO) */
+  int pipeline;        /* 1: overlap the residual/output pass with the reduction (host path); the
+                          state then double-buffers the residual, so the pointer that
+                          spcclStateGetResidual returns is valid until the next call on the state */
 } spcclConfig_t;
 
 #define SPCCL_CONFIG_INITIALIZER                                                            \
   {                                                                                         \
     sizeof(spcclConfig_t), SPCCL_CONFIG_MAGIC, SPCCL_VERSION_CODE, SPCCL_CONFIG_UNDEF_INT, \
         SPCCL_CONFIG_UNDEF_DOUBLE, SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT,          \
-        SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_U64, 0ull, SPCCL_CONFIG_UNDEF_INT        \
+        SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_U64, 0ull, SPCCL_CONFIG_UNDEF_INT,       \
+        SPCCL_CONFIG_UNDEF_INT                                                              \
   }
 
 /* ---------------------------------- Library and errors ------------------------------- */
@@ -166,7 +171,7 @@ spcclResult_t spcclStateDestroy(spcclState_t state);
 /* residual = 0, step = 0. */
 spcclResult_t spcclStateReset(spcclState_t state);
 /* The residual (count elements of the state's datatype), in the same memory kind as the
- * buffers; valid until the state is destroyed. */
+ * buffers; valid until the state is destroyed (with config.pipeline: until the next call). */
 spcclResult_t spcclStateGetResidual(spcclState_t state, void** residual);
 /* The step the next spcclSparseAllReduce / spcclCompress will use. */
 spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step);

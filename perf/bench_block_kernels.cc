@@ -61,8 +61,8 @@ void BM_FeedbackPack(benchmark::State& state) {
 void BM_UnpackCommitEF(benchmark::State& state) {
   Buffers b(state.range(0), state.range(1));
   for (auto _ : state) {
-    cpu::unpackCommit<float>(b.g.data(), b.e.data(), b.packed.data(), 1.0f, b.n, kBlock, b.order.data(),
-                             b.sel.nselected, b.out.data());
+    cpu::unpackCommit<float>({b.g.data(), b.e.data(), b.e.data(), b.packed.data(), 1.0f, b.out.data()}, b.n, kBlock,
+                             b.order.data(), b.sel.nselected);
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(state.iterations() * 4 * b.n * sizeof(float));
@@ -71,8 +71,8 @@ void BM_UnpackCommitEF(benchmark::State& state) {
 void BM_Unpack(benchmark::State& state) {  // no feedback: zero fill plus the chosen blocks
   Buffers b(state.range(0), state.range(1));
   for (auto _ : state) {
-    cpu::unpackCommit<float>(nullptr, nullptr, b.packed.data(), 1.0f, b.n, kBlock, b.order.data(), b.sel.nselected,
-                             b.out.data());
+    cpu::unpackCommit<float>({nullptr, nullptr, nullptr, b.packed.data(), 1.0f, b.out.data()}, b.n, kBlock,
+                             b.order.data(), b.sel.nselected);
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(state.iterations() * (b.n + b.packed.size()) * sizeof(float));

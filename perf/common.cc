@@ -182,6 +182,7 @@ class Harness {
     cfg.blockSize = opts_.blockSize;
     cfg.blockPattern = opts_.blockPattern;
     cfg.feedback = opts_.feedback;
+    cfg.pipeline = m.pipeline;
     spcclState_t st;
     PERFCHECK(spcclStateCreate(&st, comm_, &cfg, count, opts_.datatype));
     std::unique_ptr<spcclState, decltype(&spcclStateDestroy)> guard(st, spcclStateDestroy);

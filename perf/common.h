@@ -50,6 +50,7 @@ float inputValue(int rank, size_t i);
 struct MethodDesc {
   const char* name;
   spcclMethod_t method;
+  int pipeline;  // config.pipeline: overlap the residual pass with the reduction
   size_t (*wireBytes)(const Context& ctx);
   void (*reference)(const Context& ctx, std::vector<double>& expected);
 };

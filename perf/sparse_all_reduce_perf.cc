@@ -49,8 +49,9 @@ void randomBlockReference(const Context& ctx, std::vector<double>& expected) {
 int main(int argc, char** argv) {
   using namespace spccl_perf;
   const std::vector<MethodDesc> methods = {
-      {"dense", spcclMethodDense, denseWire, denseReference},
-      {"randomblock", spcclMethodRandomBlock, randomBlockWire, randomBlockReference},
+      {"dense", spcclMethodDense, 0, denseWire, denseReference},
+      {"randomblock", spcclMethodRandomBlock, 0, randomBlockWire, randomBlockReference},
+      {"randomblock_pipe", spcclMethodRandomBlock, 1, randomBlockWire, randomBlockReference},
   };
   return perfMain(argc, argv, methods);
 }

@@ -121,6 +121,7 @@ spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const c
   if (c.feedback == SPCCL_CONFIG_UNDEF_INT) c.feedback = envEnum("SPCCL_FEEDBACK", kFeedbacks, spcclFeedbackEF, &bad);
   if (c.blockSize == SPCCL_CONFIG_UNDEF_INT) c.blockSize = (int)paramInt("SPCCL_BLOCK_SIZE", 256);
   if (c.denseSwitch == SPCCL_CONFIG_UNDEF_INT) c.denseSwitch = (int)paramInt("SPCCL_DENSE_SWITCH", 1);
+  if (c.pipeline == SPCCL_CONFIG_UNDEF_INT) c.pipeline = (int)paramInt("SPCCL_PIPELINE", 0);
   if (c.seed == SPCCL_CONFIG_UNDEF_U64) c.seed = (unsigned long long)paramInt("SPCCL_SEED", 0x5bcc1);
   if (c.density == SPCCL_CONFIG_UNDEF_DOUBLE) {
     const char* v = paramString("SPCCL_DENSITY");
@@ -139,6 +140,8 @@ spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const c
                 "%s : invalid feedback %d (0 none, 1 ef)", api, c.feedback);
   SPCCL_REQUIRE(c.denseSwitch == 0 || c.denseSwitch == 1, spcclInvalidArgument,
                 "%s : denseSwitch %d is not 0 or 1", api, c.denseSwitch);
+  SPCCL_REQUIRE(c.pipeline == 0 || c.pipeline == 1, spcclInvalidArgument, "%s : pipeline %d is not 0 or 1", api,
+                c.pipeline);
   *out = c;
   return spcclSuccess;
 }

@@ -40,6 +40,7 @@ void stateFree(spcclState* st) {
     st->workspace = Buffer();
   }
   bufferFree(&st->workspace);
+  bufferFree(&st->residualNext);
   bufferFree(&st->residual);
   st->startMagic = st->endMagic = 0;
   delete st;
@@ -80,6 +81,8 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   spcclResult_t res;
   SPCCLCHECKGOTO(bufferAlloc(&st->residual, count * elem, api), res, fail);
   SPCCLCHECKGOTO(bufferAlloc(&st->workspace, method->workspaceBytes(*st), api), res, fail);
+  if (resolved.pipeline && resolved.feedback == spcclFeedbackEF)
+    SPCCLCHECKGOTO(bufferAlloc(&st->residualNext, count * elem, api), res, fail);
   comm->liveStates++;
   INFO(kSubsysInit, "%s : %s count %zu %s density %g block %d %s feedback %s seed %llu key %llu", api, method->name,
        count, dataTypeName(datatype), resolved.density, resolved.blockSize,
@@ -88,6 +91,7 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   *state = st.release();
   return spcclSuccess;
 fail:
+  bufferFree(&st->residualNext);
   bufferFree(&st->workspace);
   bufferFree(&st->residual);
   return res;
@@ -128,7 +132,7 @@ spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step) {
 spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes) {
   SPCCLCHECK(stateCheck(state, "spcclStateGetMemoryFootprint"));
   SPCCLCHECK(ptrCheck(bytes, "spcclStateGetMemoryFootprint", "bytes"));
-  *bytes = state->residual.bytes + state->workspace.bytes;
+  *bytes = state->residual.bytes + state->residualNext.bytes + state->workspace.bytes;
   return spcclSuccess;
 }
 

@@ -14,6 +14,7 @@
 #define SPCCL_CPU_BLOCK_KERNELS_H_
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <algorithm>
@@ -63,29 +64,43 @@ void feedbackPack(const T* g, const T* e, size_t n, size_t blockSize, const Bloc
   }
 }
 
-// e += g, the residual of the elements that were not sent.
+// What the commit pass reads and writes. Any pointer may be null: g in decompress (nothing
+// to keep), eIn/eOut without feedback, packed when the chosen blocks of out are written
+// later (unpackChosen, after an overlapped reduction), out when compressing.
+// eOut == eIn updates the residual in place; a separate eOut keeps eIn intact until the
+// caller commits (the overlapped path, whose reduction may still fail).
 template <typename T>
-inline void accumulate(T* __restrict e, const T* __restrict g, size_t len) {
-  for (size_t i = 0; i < len; ++i) e[i] = fromAcc<T>(toAcc(g[i]) + toAcc(e[i]));
+struct CommitArgs {
+  const T* g;
+  const T* eIn;
+  T* eOut;
+  const T* packed;
+  typename AccumOf<T>::type scale;
+  T* out;
+};
+
+// eOut = g + eIn: the residual of elements that were not sent.
+template <typename T>
+inline void accumulate(T* eOut, const T* g, const T* eIn, size_t len) {
+  for (size_t i = 0; i < len; ++i) eOut[i] = fromAcc<T>(toAcc(g[i]) + toAcc(eIn[i]));
 }
 
-// Elements [begin, end) were not chosen: e += g, out = 0. g is null when there is nothing
-// to keep (decompress), e is null without feedback, out is null when compressing.
+// Elements [begin, end) were not chosen: residual keeps g + e, out is zero.
 template <typename T>
-inline void commitRun(const T* g, T* e, T* out, size_t begin, size_t end) {
+inline void commitRun(const CommitArgs<T>& a, size_t begin, size_t end) {
   if (begin >= end) return;
   const size_t len = end - begin;
-  if (g && e) {
-    if (out == g) {  // in-place: read g before zeroing it
+  if (a.g && a.eIn) {
+    if (a.out == a.g) {  // in-place: read g before zeroing it
       for (size_t i = begin; i < end; ++i) {
-        e[i] = fromAcc<T>(toAcc(g[i]) + toAcc(e[i]));
-        out[i] = T();
+        a.eOut[i] = fromAcc<T>(toAcc(a.g[i]) + toAcc(a.eIn[i]));
+        a.out[i] = T();
       }
       return;
     }
-    accumulate(e + begin, g + begin, len);
+    accumulate(a.eOut + begin, a.g + begin, a.eIn + begin, len);
   }
-  if (out) memset(static_cast<void*>(out + begin), 0, len * sizeof(T));
+  if (a.out) memset(static_cast<void*>(a.out + begin), 0, len * sizeof(T));
 }
 
 template <typename T>
@@ -97,19 +112,34 @@ inline void unpackBlock(const T* packed, typename AccumOf<T>::type scale, T* out
   for (size_t i = 0; i < len; ++i) out[i] = fromAcc<T>(toAcc(packed[i]) * scale);
 }
 
+// The commit pass over elements [begin, end) (multiples of blockSize; end is clipped to n),
+// so an overlapped caller can run it in slices between progress calls.
 template <typename T>
-void unpackCommit(const T* g, T* e, const T* packed, typename AccumOf<T>::type scale, size_t n, size_t blockSize,
-                  const BlockSlot* order, uint64_t nselected, T* out) {
-  size_t pos = 0;
-  for (uint64_t i = 0; i < nselected; ++i) {
-    const size_t begin = order[i].block * blockSize;
-    const size_t len = std::min(blockSize, n - begin);
-    commitRun(g, e, out, pos, begin);
-    if (e) memset(static_cast<void*>(e + begin), 0, len * sizeof(T));
-    if (out) unpackBlock(packed + order[i].slot * blockSize, scale, out + begin, len);
-    pos = begin + len;
+void unpackCommit(const CommitArgs<T>& a, size_t n, size_t blockSize, const BlockSlot* order, uint64_t nselected,
+                  size_t begin = 0, size_t end = SIZE_MAX) {
+  end = std::min(end, n);
+  const BlockSlot* first = std::lower_bound(order, order + nselected, begin / blockSize,
+                                            [](const BlockSlot& s, uint64_t b) { return s.block < b; });
+  size_t pos = begin;
+  for (const BlockSlot* c = first; c != order + nselected && c->block * blockSize < end; ++c) {
+    const size_t blockBegin = c->block * blockSize;
+    const size_t len = std::min(blockSize, n - blockBegin);
+    commitRun(a, pos, blockBegin);
+    if (a.eOut) memset(static_cast<void*>(a.eOut + blockBegin), 0, len * sizeof(T));
+    if (a.out && a.packed) unpackBlock(a.packed + c->slot * blockSize, a.scale, a.out + blockBegin, len);
+    pos = blockBegin + len;
   }
-  commitRun(g, e, out, pos, n);
+  commitRun(a, pos, end);
+}
+
+// The chosen blocks of out from the reduced packed buffer (the rest was written earlier).
+template <typename T>
+void unpackChosen(const T* packed, typename AccumOf<T>::type scale, size_t n, size_t blockSize,
+                  const BlockSlot* order, uint64_t nselected, T* out) {
+  for (uint64_t i = 0; i < nselected; ++i) {
+    const size_t blockBegin = order[i].block * blockSize;
+    unpackBlock(packed + order[i].slot * blockSize, scale, out + blockBegin, std::min(blockSize, n - blockBegin));
+  }
 }
 
 }  // namespace cpu

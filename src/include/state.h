@@ -37,6 +37,9 @@ struct spcclState {
   unsigned long long step = 0;
 
   spccl::Buffer residual;   // count elements; all zero while feedback is NONE
+  // config.pipeline with EF: the next residual is written here while the reduction is in
+  // flight, and swapped with `residual` only when the call succeeds.
+  spccl::Buffer residualNext;
   spccl::Buffer workspace;  // method-sized scratch (packed blocks, pairs, ...)
 
   // Random block: nblocks = ceil(count / blockSize), nselected = m.

@@ -9,10 +9,16 @@
 #define SPCCL_TRANSPORT_H_
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "spccl.h"
 
 namespace spccl {
+
+// An operation in flight, opaque to everyone but the transport that started it.
+struct PendingOp {
+  uintptr_t handle = 0;
+};
 
 class Transport {
  public:
@@ -26,6 +32,16 @@ class Transport {
                                   spcclRedOp_t op, spcclStream_t stream) = 0;
   virtual spcclResult_t reduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
                                       spcclDataType_t datatype, spcclRedOp_t op, spcclStream_t stream) = 0;
+  // The same sum allreduce, non-blocking, so a method can overlap its own memory passes with
+  // the communication: start it, call progress() between slices of work, finish with wait().
+  // The defaults complete everything inside start, which is correct for any transport.
+  virtual spcclResult_t allReduceStart(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
+                                       spcclStream_t stream, PendingOp*) {
+    return allReduce(sendbuff, recvbuff, count, datatype, spcclSum, stream);
+  }
+  virtual spcclResult_t progress(PendingOp*) { return spcclSuccess; }
+  virtual spcclResult_t wait(PendingOp*) { return spcclSuccess; }
+
   // recvbuff receives nranks * bytes, rank r's at offset r * bytes.
   virtual spcclResult_t allGather(const void* sendbuff, void* recvbuff, size_t bytes, spcclStream_t stream) = 0;
   virtual spcclResult_t broadcast(const void* sendbuff, void* recvbuff, size_t bytes, int root,

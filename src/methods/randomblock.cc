@@ -70,27 +70,63 @@ spcclResult_t pack(const spcclState& st, const void* sendbuff, unsigned long lon
   });
 }
 
-// The commit pass: residual update and/or unpack of `packed` into recvbuff.
+template <typename T>
+cpu::CommitArgs<T> commitArgs(const void* sendbuff, const void* eIn, void* eOut, const void* packed, double scale,
+                              void* recvbuff) {
+  using AccT = typename AccumOf<T>::type;
+  return {static_cast<const T*>(sendbuff), static_cast<const T*>(eIn), static_cast<T*>(eOut),
+          static_cast<const T*>(packed), (AccT)scale, static_cast<T*>(recvbuff)};
+}
+
+// The commit pass in one go: residual update and/or unpack of `packed` into recvbuff.
 spcclResult_t commit(const spcclState& st, const void* sendbuff, void* residual, const void* packed, double scale,
                      unsigned long long step, void* recvbuff) {
-  const BlockSelection sel = stateSelection(st, step);
   cpu::BlockSlot* order = workspaceOf(st).order;
-  cpu::sortedSelection(sel, order);
+  cpu::sortedSelection(stateSelection(st, step), order);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
-    using AccT = typename AccumOf<T>::type;
-    cpu::unpackCommit(static_cast<const T*>(sendbuff), static_cast<T*>(residual), static_cast<const T*>(packed),
-                      (AccT)scale, st.count, st.config.blockSize, order, sel.nselected, static_cast<T*>(recvbuff));
+    cpu::unpackCommit(commitArgs<T>(sendbuff, residual, residual, packed, scale, recvbuff), st.count,
+                      st.config.blockSize, order, st.nselected);
     return spcclSuccess;
   });
 }
 
+// config.pipeline: the reduction of the packed blocks runs while the residual pass (the bulk
+// of the memory traffic) writes the next residual into the spare buffer, in slices between
+// progress calls; the chosen blocks of recvbuff are written once the reduction is done.
+// The residual is swapped only after the reduction succeeded, so a failure changes nothing.
+spcclResult_t overlappedAllReduce(spcclState& st, const spcclInfo& info, void* packed, double scale) {
+  Transport& t = *info.comm->transport;
+  PendingOp op;
+  SPCCLCHECK(t.allReduceStart(packed, packed, compressedCount(st), st.datatype, info.stream, &op));
+  cpu::BlockSlot* order = workspaceOf(st).order;
+  cpu::sortedSelection(stateSelection(st, st.step), order);
+  void* eNext = st.residualNext.ptr;
+  const size_t slice = ceilDiv(size_t(1) << 18, st.config.blockSize) * st.config.blockSize;
+  spcclResult_t res = withType(st.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    const auto args = commitArgs<T>(info.sendbuff, st.residual.ptr, eNext, nullptr, scale, info.recvbuff);
+    for (size_t begin = 0; begin < st.count; begin += slice) {
+      cpu::unpackCommit(args, st.count, st.config.blockSize, order, st.nselected, begin, begin + slice);
+      SPCCLCHECK(t.progress(&op));
+    }
+    SPCCLCHECK(t.wait(&op));
+    cpu::unpackChosen(static_cast<const T*>(packed), args.scale, st.count, st.config.blockSize, order, st.nselected,
+                      static_cast<T*>(info.recvbuff));
+    return spcclSuccess;
+  });
+  SPCCLCHECK(res);
+  std::swap(st.residual, st.residualNext);  // commit
+  return spcclSuccess;
+}
+
 spcclResult_t sparseAllReduce(const spcclInfo& info) {
-  const spcclState& st = *info.state;
+  spcclState& st = *info.state;
   void* packed = workspaceOf(st).packed;
   SPCCLCHECK(pack(st, info.sendbuff, st.step, packed));
-  SPCCLCHECK(info.comm->transport->allReduce(packed, packed, compressedCount(st), st.datatype, spcclSum, info.stream));
   const double scale = info.op == spcclAvg ? 1.0 / info.comm->nranks : 1.0;
+  if (st.residualNext.ptr) return overlappedAllReduce(st, info, packed, scale);
+  SPCCLCHECK(info.comm->transport->allReduce(packed, packed, compressedCount(st), st.datatype, spcclSum, info.stream));
   void* residual = st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
   return commit(st, info.sendbuff, residual, packed, scale, st.step, info.recvbuff);
 }

@@ -85,6 +85,38 @@ class MpiTransport final : public Transport {
     return spcclSuccess;
   }
 
+  spcclResult_t allReduceStart(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
+                               spcclStream_t stream, PendingOp* op) override {
+    op->handle = 0;
+    if (count > kMaxChunk) return allReduce(sendbuff, recvbuff, count, datatype, spcclSum, stream);
+    const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : sendbuff;
+    MPI_Request req;
+    MPICHECK(MPI_Iallreduce(src, recvbuff, (int)count, mpiType(datatype), sumOp(datatype), comm_, &req));
+    static_assert(sizeof(MPI_Request) <= sizeof(op->handle), "an MPI_Request must fit a PendingOp");
+    memcpy(&op->handle, &req, sizeof(req));
+    return spcclSuccess;
+  }
+
+  // Open MPI moves a non-blocking collective forward only inside MPI calls.
+  spcclResult_t progress(PendingOp* op) override {
+    if (!op->handle) return spcclSuccess;
+    MPI_Request req;
+    memcpy(&req, &op->handle, sizeof(req));
+    int done = 0;
+    MPICHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    memcpy(&op->handle, &req, sizeof(req));  // MPI_REQUEST_NULL once done
+    return spcclSuccess;
+  }
+
+  spcclResult_t wait(PendingOp* op) override {
+    if (!op->handle) return spcclSuccess;
+    MPI_Request req;
+    memcpy(&req, &op->handle, sizeof(req));
+    op->handle = 0;
+    if (req == MPI_REQUEST_NULL) return spcclSuccess;
+    return complete(&req, 1, "allreduce");
+  }
+
   spcclResult_t reduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount, spcclDataType_t datatype,
                               spcclRedOp_t op, spcclStream_t) override {
     SPCCL_REQUIRE(recvcount <= INT_MAX, spcclInvalidArgument,

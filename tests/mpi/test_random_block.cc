@@ -65,8 +65,9 @@ TEST_P(RandomBlockTest, MatchesReferenceOverManySteps) {
                          inPlace = inPlace](auto tag) {
     using T = decltype(tag);
     using AccT = typename spccl::AccumOf<T>::type;
-    for (size_t n : {size_t(1), size_t(1000), size_t(4099)}) {
+    for (auto [n, pipeline] : {std::pair<size_t, int>{1, 0}, {1000, 0}, {4099, 0}, {1000, 1}, {300000, 1}}) {
       spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+      cfg.pipeline = pipeline;
       cfg.method = spcclMethodRandomBlock;
       cfg.density = 0.1;
       cfg.blockSize = 64;
@@ -95,8 +96,8 @@ TEST_P(RandomBlockTest, MatchesReferenceOverManySteps) {
           wrongOut += toAcc(out[i]) != expect;
           wrongResidual += toAcc(residual[i]) != (AccT)ref.residual[w.rank][i];
         }
-        ASSERT_EQ(wrongOut, 0u) << "n " << n << " step " << s;
-        ASSERT_EQ(wrongResidual, 0u) << "n " << n << " step " << s;
+        ASSERT_EQ(wrongOut, 0u) << "n " << n << " step " << s << " pipeline " << pipeline;
+        ASSERT_EQ(wrongResidual, 0u) << "n " << n << " step " << s << " pipeline " << pipeline;
       }
       unsigned long long step = 0;
       ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);

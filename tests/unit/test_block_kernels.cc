@@ -54,9 +54,10 @@ TYPED_TEST(Typed, ConservationIsExact) {
     std::vector<cpu::BlockSlot> order(sel.nselected);
     cpu::sortedSelection(sel, order.data());
     cpu::feedbackPack(g.data(), e.data(), c.n, c.blockSize, sel, packed.data());
-    cpu::unpackCommit<T>(g.data(), e.data(), nullptr, 1, c.n, c.blockSize, order.data(), sel.nselected, nullptr);
-    cpu::unpackCommit<T>(nullptr, nullptr, packed.data(), 1, c.n, c.blockSize, order.data(), sel.nselected,
-                         contribution.data());
+    cpu::unpackCommit<T>({g.data(), e.data(), e.data(), nullptr, 1, nullptr}, c.n, c.blockSize, order.data(),
+                         sel.nselected);
+    cpu::unpackCommit<T>({nullptr, nullptr, nullptr, packed.data(), 1, contribution.data()}, c.n, c.blockSize,
+                         order.data(), sel.nselected);
     size_t moved = 0;
     for (size_t i = 0; i < c.n; ++i) {
       const AccT acc = toAcc(fromAcc<T>(toAcc(g[i]) + toAcc(e0[i])));  // acc rounded once into T
@@ -91,8 +92,8 @@ TYPED_TEST(Typed, PackUnpackRoundTrip) {
         ASSERT_EQ(toAcc(packed[slot * c.blockSize + j]), want);
       }
     }
-    cpu::unpackCommit<T>(nullptr, nullptr, packed.data(), 0.5f, c.n, c.blockSize, order.data(), sel.nselected,
-                         out.data());
+    cpu::unpackCommit<T>({nullptr, nullptr, nullptr, packed.data(), 0.5f, out.data()}, c.n, c.blockSize,
+                         order.data(), sel.nselected);
     for (size_t i = 0; i < c.n; ++i) {
       const bool chosen = blockSlot(sel, i / c.blockSize) != sel.nselected;
       const float want = chosen ? toAcc(fromAcc<T>(toAcc(g[i]) * 0.5f)) : 0.0f;
@@ -110,11 +111,36 @@ TEST(BlockKernels, InPlaceCommitReadsBeforeWriting) {
   std::vector<cpu::BlockSlot> order(sel.nselected);
   cpu::sortedSelection(sel, order.data());
   cpu::feedbackPack(g.data(), e.data(), n, B, sel, packed.data());
-  cpu::unpackCommit<float>(g.data(), e.data(), packed.data(), 1, n, B, order.data(), sel.nselected, g.data());
+  cpu::unpackCommit<float>({g.data(), e.data(), e.data(), packed.data(), 1, g.data()}, n, B, order.data(),
+                           sel.nselected);
   for (size_t i = 0; i < n; ++i) {
     const bool chosen = blockSlot(sel, i / B) != sel.nselected;
     ASSERT_EQ(g[i], chosen ? float(i) + 0.5f : 0.0f);
     ASSERT_EQ(e[i], chosen ? 0.0f : float(i) + 0.5f);
+  }
+}
+
+// The overlapped path: the commit pass in slices into a second residual buffer, then the
+// chosen blocks; the result equals one in-place pass, and the old residual is untouched.
+TEST(BlockKernels, SlicedDoubleBufferedCommitEqualsOnePass) {
+  std::mt19937_64 rng(3);
+  for (const Case& c : randomCases(rng)) {
+    const BlockSelection sel = makeBlockSelection((c.n + c.blockSize - 1) / c.blockSize, c.nselected, c.scattered,
+                                                  selectionKey(2, 2, rng()));
+    std::vector<float> g = randomVector<float>(c.n, rng), e = randomVector<float>(c.n, rng), e0 = e;
+    std::vector<float> packed = randomVector<float>(sel.nselected * c.blockSize, rng);
+    std::vector<cpu::BlockSlot> order(sel.nselected);
+    cpu::sortedSelection(sel, order.data());
+    std::vector<float> outOnce(c.n), outSliced(c.n), eNext(c.n);
+    cpu::unpackCommit<float>({g.data(), e.data(), e.data(), packed.data(), 0.25f, outOnce.data()}, c.n, c.blockSize,
+                             order.data(), sel.nselected);
+    const size_t slice = c.blockSize * (1 + rng() % 5);
+    for (size_t begin = 0; begin < c.n; begin += slice)
+      cpu::unpackCommit<float>({g.data(), e0.data(), eNext.data(), nullptr, 0.25f, outSliced.data()}, c.n,
+                               c.blockSize, order.data(), sel.nselected, begin, begin + slice);
+    cpu::unpackChosen(packed.data(), 0.25f, c.n, c.blockSize, order.data(), sel.nselected, outSliced.data());
+    ASSERT_EQ(outOnce, outSliced);
+    ASSERT_EQ(e, eNext);
   }
 }
 
