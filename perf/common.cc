@@ -69,13 +69,14 @@ void usage(const char* prog) {
   fprintf(stderr,
           "usage: %s [-b minbytes] [-e maxbytes] [-f factor] [-n iters] [-w warmup] [-c 0|1]\n"
           "          [-d float|half|bfloat16|double] [-o sum|avg] [-m dense,randomblock,...]\n"
-          "          [-D density] [-B blocksize] [-p contiguous|scattered] [-F none|ef] [-J file.json]\n",
+          "          [-D density] [-B blocksize] [-p contiguous|scattered] [-F none|ef] [-J file.json]\n"
+          "          [-l: list the methods]\n",
           prog);
 }
 
 bool parseOptions(int argc, char** argv, Options* o) {
   int c;
-  while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:m:D:B:p:F:J:h")) != -1) {
+  while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:m:D:B:p:F:J:lh")) != -1) {
     switch (c) {
       case 'b': o->minBytes = parseSize(optarg); break;
       case 'e': o->maxBytes = parseSize(optarg); break;
@@ -106,6 +107,7 @@ bool parseOptions(int argc, char** argv, Options* o) {
       case 'p': o->blockPattern = !strcasecmp(optarg, "scattered") ? spcclBlocksScattered : spcclBlocksContiguous; break;
       case 'F': o->feedback = !strcasecmp(optarg, "none") ? spcclFeedbackNone : spcclFeedbackEF; break;
       case 'J': o->jsonPath = optarg; break;
+      case 'l': o->listMethods = true; break;
       default: return false;
     }
   }
@@ -117,6 +119,7 @@ struct Result {
   std::string method;
   double timeUs, algbw, busbw;
   size_t wire;
+  size_t memory;   // bytes the state holds (residual + workspace)
   double speedup;  // 0 when there is no dense baseline in the run
   long long wrong;
 };
@@ -129,11 +132,14 @@ class Harness {
     for (const auto& name : opts.methods)
       for (const auto& d : table)
         if (name == d.name) methods_.push_back(&d);
+    for (const auto& d : table) knownMethods_ += std::string(knownMethods_.empty() ? "" : ",") + d.name;
   }
+
+  const std::string& knownMethods() const { return knownMethods_; }
 
   bool run() {
     if (methods_.size() != opts_.methods.size()) {
-      if (rank_ == 0) fprintf(stderr, "unknown method in -m; known: dense,randomblock,...\n");
+      if (rank_ == 0) fprintf(stderr, "unknown method in -m; known: %s\n", knownMethods_.c_str());
       return false;
     }
     if (spcclCommInitMPI(&comm_, MPI_COMM_WORLD) != spcclSuccess) {
@@ -159,7 +165,7 @@ class Harness {
     fillInputs(send.data(), count);
     std::vector<Result> rows;
     for (const MethodDesc* m : methods_) {
-      Result r{count * elem, count, m->name, 0, 0, 0, 0, 0, 0};
+      Result r{count * elem, count, m->name, 0, 0, 0, 0, 0, 0, 0};
       if (!measure(*m, send, recv, count, &r)) return false;
       rows.push_back(r);
     }
@@ -202,6 +208,7 @@ class Harness {
     r->algbw = r->bytes / seconds / 1e9;
     r->busbw = r->algbw * 2.0 * (nranks_ - 1) / nranks_;
     r->wire = m.wireBytes(ctx);
+    PERFCHECK(spcclStateGetMemoryFootprint(st, &r->memory));
     r->wrong = -1;
     if (opts_.check) {
       PERFCHECK(spcclStateReset(st));
@@ -281,8 +288,8 @@ class Harness {
       const Result& r = results_[i];
       fprintf(f,
               "    {\"size\": %zu, \"count\": %zu, \"method\": \"%s\", \"time_us\": %.3f, \"algbw\": %.6f, "
-              "\"busbw\": %.6f, \"wire\": %zu, \"speedup\": %.4f, \"wrong\": %lld}%s\n",
-              r.bytes, r.count, r.method.c_str(), r.timeUs, r.algbw, r.busbw, r.wire, r.speedup, r.wrong,
+              "\"busbw\": %.6f, \"wire\": %zu, \"memory\": %zu, \"speedup\": %.4f, \"wrong\": %lld}%s\n",
+              r.bytes, r.count, r.method.c_str(), r.timeUs, r.algbw, r.busbw, r.wire, r.memory, r.speedup, r.wrong,
               i + 1 < results_.size() ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
@@ -291,6 +298,7 @@ class Harness {
 
   const Options& opts_;
   std::vector<const MethodDesc*> methods_;
+  std::string knownMethods_;
   int rank_ = 0, nranks_ = 1;
   spcclComm_t comm_ = nullptr;
   long long wrongTotal_ = 0;
@@ -309,7 +317,12 @@ int perfMain(int argc, char** argv, const std::vector<MethodDesc>& table) {
     usage(argv[0]);
   } else {
     Harness harness(opts, table);
-    status = harness.run() ? 0 : 1;
+    if (opts.listMethods) {
+      printf("%s\n", harness.knownMethods().c_str());
+      status = 0;
+    } else {
+      status = harness.run() ? 0 : 1;
+    }
   }
   MPI_Finalize();
   return status;

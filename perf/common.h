@@ -30,6 +30,7 @@ struct Options {
   int blockPattern = spcclBlocksContiguous;
   int feedback = spcclFeedbackEF;
   std::string jsonPath;
+  bool listMethods = false;
 };
 
 // What a method needs to know about the run to compute its reference and wire bytes.

@@ -15,7 +15,7 @@ spccl_apt_packages=(
   build-essential cmake pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin libucx-dev ucx-utils
-  iproute2
+  iproute2 valgrind python3-matplotlib
 )
 
 spccl_install_packages() {
