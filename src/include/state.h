@@ -45,8 +45,10 @@ struct spcclState {
   // Random block: nblocks = ceil(count / blockSize), nselected = m.
   uint64_t nblocks = 0;
   uint64_t nselected = 0;
-  // Top-k family: k = min(n, max(1, ceil(density * n))).
+  // Top-k family: k = min(n, max(1, ceil(density * n))). denseSwitched: the sparse payload
+  // would cost more than a dense allreduce, so the collective runs dense (SPEC §5).
   size_t k = 0;
+  bool denseSwitched = false;
 
   uint64_t endMagic = spccl::kStateMagic;
 };

@@ -8,14 +8,17 @@ namespace spccl {
 
 extern const MethodOps kDenseMethod;
 extern const MethodOps kRandomBlockMethod;
+extern const MethodOps kTopKMethod;
+extern const MethodOps kGaussianKMethod;
+extern const MethodOps kGTopKMethod;
 
 const MethodOps* methodOps(int method) {
   static const MethodOps* const kTable[spcclNumMethods] = {
       &kDenseMethod,        // spcclMethodDense
       &kRandomBlockMethod,  // spcclMethodRandomBlock
-      nullptr,              // spcclMethodTopK
-      nullptr,              // spcclMethodGaussianK
-      nullptr,              // spcclMethodGTopK
+      &kTopKMethod,         // spcclMethodTopK
+      &kGaussianKMethod,    // spcclMethodGaussianK
+      &kGTopKMethod,        // spcclMethodGTopK
   };
   return method >= 0 && method < spcclNumMethods ? kTable[method] : nullptr;
 }

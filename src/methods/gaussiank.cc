@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// GAUSSIANK: approximate top-k by a threshold from a normal model of acc = g + e, after Shi
+// et al., "Understanding Top-k Sparsification in Distributed Deep Learning" (2019).
+//
+// One pass computes acc and the mean μ and standard deviation σ of its finite values; the
+// threshold t = |μ| + σ·Φ⁻¹(1 − density/2) is counted, and adjusted (t/2 when fewer than
+// 2k/3 pass, 1.5·t when more than 4k/3) at most three counts in all; selection uses the best
+// *measured* threshold (topk_core.h, GaussianKSearch). No sort, a few streaming passes: cheap
+// on GPUs, and the same on the CPU.
+// Wire: exactly TOPK's, k slots per rank in one allgather, so the device path needs no host
+// round trip: when more than k pass, the first k by index are sent (a stable compaction);
+// when fewer, the remaining slots carry SPCCL_PAD_INDEX and 0, which receivers skip.
+// Invariants: c + e_new == g + e_old on every coordinate; everything not sent stays in the
+// residual, which changes only after the allgather and the index check succeeded.
+
+#include "checks.h"
+#include "dispatch.h"
+#include "pairs.h"
+
+namespace spccl {
+namespace {
+
+spcclResult_t select(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws, uint32_t* indices,
+                     void* values) {
+  return withType(st.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* e = st.config.feedback == spcclFeedbackEF ? static_cast<const T*>(st.residual.ptr) : nullptr;
+    const size_t found = cpu::gaussianK(static_cast<const T*>(sendbuff), e, static_cast<T*>(ws.acc), st.count, st.k,
+                                        st.config.density, indices, static_cast<T*>(values));
+    TRACE(kSubsysSelect, "gaussiank : %zu of %zu slots used (count %zu)", found, st.k, st.count);
+    return spcclSuccess;
+  });
+}
+
+spcclResult_t setup(spcclState& st) { return pairsSetup(st, pairsAllGatherWire); }
+size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, pairsAllGatherTailBytes(st)); }
+size_t wireBytes(const spcclState& st) { return pairsWireBytes(st, pairsAllGatherWire); }
+spcclResult_t sparseAllReduce(const spcclInfo& info) { return pairsAllGather(info, select); }
+
+spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, size_t* nvalues) {
+  return pairsCompress(info, select, indices, values, nvalues);
+}
+
+}  // namespace
+
+extern const MethodOps kGaussianKMethod = {"gaussiank", setup,           workspaceBytes, pairsCompressedCount,
+                                           wireBytes,   sparseAllReduce, compress,       pairsDecompress};
+
+}  // namespace spccl

@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The (index, value) pair machinery of the top-k family; see pairs.h for the layout.
+
+#include "pairs.h"
+
+#include <string.h>
+
+#include "checks.h"
+#include "dispatch.h"
+
+namespace spccl {
+namespace {
+
+size_t align8(size_t bytes) { return (bytes + 7) & ~size_t(7); }
+
+// Candidates of the exact top-k: the bucket of the k-th key is listed when it holds at most
+// k + n/8 elements (always so for smooth data at small density); larger buckets are refined
+// over the full array instead, so this bounds memory, not correctness.
+size_t candCap(const spcclState& st) { return std::min(st.count, st.k + st.count / 8); }
+
+const void* residualIfEF(const spcclState& st) {
+  return st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
+}
+
+}  // namespace
+
+size_t pairBlockBytes(const spcclState& st) { return align8(st.k * sizeof(uint32_t)) + align8(st.k * st.elemSize); }
+
+void* blockValues(const spcclState& st, char* block) { return block + align8(st.k * sizeof(uint32_t)); }
+
+size_t pairBytes(const spcclState& st, size_t npairs) { return npairs * (sizeof(uint32_t) + st.elemSize); }
+
+size_t denseWireBytes(const spcclState& st) {
+  const int P = st.comm->nranks;
+  return P > 1 ? 2 * (P - 1) * st.count * st.elemSize / P : 0;
+}
+
+size_t pairsWorkspaceBytes(const spcclState& st, size_t tailBytes) {
+  if (st.denseSwitched) return align64(st.count * st.elemSize);  // acc only
+  return align64(st.count * st.elemSize) + align64(st.k * sizeof(uint32_t)) + align64(candCap(st) * sizeof(uint32_t)) +
+         tailBytes;
+}
+
+PairsWorkspace pairsWorkspace(const spcclState& st) {
+  char* p = static_cast<char*>(st.workspace.ptr);
+  PairsWorkspace ws;
+  ws.acc = p;
+  p += align64(st.count * st.elemSize);
+  ws.scratch.above = reinterpret_cast<uint32_t*>(p);
+  p += align64(st.k * sizeof(uint32_t));
+  ws.scratch.cand = reinterpret_cast<uint32_t*>(p);
+  ws.scratch.candCap = candCap(st);
+  p += align64(candCap(st) * sizeof(uint32_t));
+  ws.tail = p;
+  return ws;
+}
+
+spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&)) {
+  SPCCL_REQUIRE(st.count <= 0xFFFFFFFFull, spcclInvalidArgument,
+                "spcclStateCreate : count %zu is too large for %s's 32-bit indices (count < 2^32)", st.count,
+                st.method->name);
+  st.k = topkCount(st.count, st.config.density);
+  const size_t sparse = sparseWire(st), dense = denseWireBytes(st);
+  st.denseSwitched = st.config.denseSwitch && sparse > dense;
+  if (st.denseSwitched)
+    INFO(kSubsysColl, "spcclStateCreate : %s would send %zu bytes per rank (k %zu of %zu), a dense allreduce %zu: "
+         "running dense", st.method->name, sparse, st.k, st.count, dense);
+  return spcclSuccess;
+}
+
+size_t pairsWireBytes(const spcclState& st, size_t (*sparseWire)(const spcclState&)) {
+  return st.denseSwitched ? denseWireBytes(st) : sparseWire(st);
+}
+
+size_t pairsCompressedCount(const spcclState& st) { return st.k; }
+
+spcclResult_t pairsDense(const spcclInfo& info) {
+  const spcclState& st = *info.state;
+  void* acc = pairsWorkspace(st).acc;
+  SPCCLCHECK(withType(st.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* g = static_cast<const T*>(info.sendbuff);
+    const T* e = static_cast<const T*>(residualIfEF(st));
+    T* a = static_cast<T*>(acc);
+    for (size_t i = 0; i < st.count; ++i) a[i] = cpu::feedbackValue(g, e, i);
+    return spcclSuccess;
+  }));
+  SPCCLCHECK(info.comm->transport->allReduce(acc, info.recvbuff, st.count, st.datatype, info.op, info.stream));
+  if (residualIfEF(st)) memset(st.residual.ptr, 0, st.residual.bytes);  // everything was sent
+  return spcclSuccess;
+}
+
+spcclResult_t pairsCommitResidual(const spcclState& st, const PairsWorkspace& ws, const uint32_t* indices,
+                                  size_t npairs) {
+  if (!residualIfEF(st)) return spcclSuccess;
+  return withType(st.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::residualCommit(static_cast<T*>(st.residual.ptr), static_cast<const T*>(ws.acc), st.count, indices, npairs);
+    return spcclSuccess;
+  });
+}
+
+spcclResult_t pairsCheck(const spcclState& st, const PairLists& lists, const char* api) {
+  for (int l = 0; l < lists.nlists; ++l) {
+    const uint32_t* idx = lists.indicesOf(l);
+    const size_t bad = cpu::firstBadIndex(idx, lists.npairs, st.count, true);
+    SPCCL_REQUIRE(bad == lists.npairs, spcclRemoteError,
+                  "%s : pair %zu of list %d has index %u, outside [0, %zu) and not the padding index", api, bad, l,
+                  idx[bad], st.count);
+  }
+  return spcclSuccess;
+}
+
+spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double scale, void* recvbuff) {
+  return withType(st.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    using AccT = typename AccumOf<T>::type;
+    T* out = static_cast<T*>(recvbuff);
+    memset(static_cast<void*>(out), 0, st.count * sizeof(T));
+    for (int l = 0; l < lists.nlists; ++l)
+      cpu::scatterAdd(lists.indicesOf(l), static_cast<const T*>(lists.valuesOf(l)), lists.npairs, out);
+    if (scale != 1.0) cpu::scale(out, st.count, (AccT)scale);
+    return spcclSuccess;
+  });
+}
+
+spcclResult_t pairsCompress(const spcclInfo& info, PairSelectFn select, uint32_t* indices, void* values,
+                            size_t* nvalues) {
+  const spcclState& st = *info.state;
+  SPCCL_REQUIRE(indices != nullptr, spcclInvalidArgument, "spcclCompress : indices argument is NULL (%s sends pairs)",
+                st.method->name);
+  const PairsWorkspace ws = pairsWorkspace(st);
+  SPCCLCHECK(select(st, info.sendbuff, ws, indices, values));
+  SPCCLCHECK(pairsCommitResidual(st, ws, indices, st.k));
+  *nvalues = st.k;
+  return spcclSuccess;
+}
+
+spcclResult_t pairsDecompress(const spcclState& st, const void* values, const uint32_t* indices, size_t nvalues,
+                              unsigned long long, double scale, void* recvbuff, spcclStream_t) {
+  if (nvalues > 0)
+    SPCCL_REQUIRE(indices != nullptr, spcclInvalidArgument, "spcclDecompress : indices argument is NULL (%s pairs)",
+                  st.method->name);
+  const PairLists list = {indices, values, nvalues, 1, 0};
+  SPCCLCHECK(pairsCheck(st, list, "spcclDecompress"));
+  return pairsScatter(st, list, scale, recvbuff);
+}
+
+size_t pairsAllGatherTailBytes(const spcclState& st) { return st.comm->nranks * pairBlockBytes(st); }
+
+size_t pairsAllGatherWire(const spcclState& st) { return (st.comm->nranks - 1) * pairBytes(st, st.k); }
+
+spcclResult_t pairsAllGather(const spcclInfo& info, PairSelectFn select) {
+  const spcclState& st = *info.state;
+  if (st.denseSwitched) return pairsDense(info);
+  const int P = info.comm->nranks;
+  const size_t block = pairBlockBytes(st);
+  const PairsWorkspace ws = pairsWorkspace(st);
+  char* own = ws.tail + info.comm->rank * block;  // gathered in place
+  SPCCLCHECK(select(st, info.sendbuff, ws, blockIndices(own), blockValues(st, own)));
+  SPCCLCHECK(info.comm->transport->allGather(own, ws.tail, block, info.stream));
+  const PairLists gathered = {blockIndices(ws.tail), blockValues(st, ws.tail), st.k, P, block};
+  SPCCLCHECK(pairsCheck(st, gathered, info.opName));
+  // Commit: nothing below can fail.
+  SPCCLCHECK(pairsCommitResidual(st, ws, blockIndices(own), st.k));
+  return pairsScatter(st, gathered, info.op == spcclAvg ? 1.0 / P : 1.0, info.recvbuff);
+}
+
+}  // namespace spccl

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * The (index, value) pair machinery shared by the top-k family (topk.cc, gaussiank.cc,
+ * gtopk.cc): workspace layout, the dense switch, the residual commit, scatter-add with its
+ * bounds check, and the compress / decompress entry points.
+ *
+ * A rank's payload is a block of k slots: k 32-bit indices, then k values of the tensor's
+ * type (each part 8-byte aligned), sorted by index; unused slots carry SPCCL_PAD_INDEX and 0.
+ *
+ * Workspace, allocated once at spcclStateCreate:
+ *   acc    count elements: g + e, which becomes the residual once communication succeeded
+ *   above  k positions      } exact top-k scratch (cpu::TopKScratch)
+ *   cand   candCap positions}
+ *   tail   the method's own part (the gathered blocks, gTop-k's exchange buffers)
+ */
+#ifndef SPCCL_METHODS_PAIRS_H_
+#define SPCCL_METHODS_PAIRS_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu/topk_kernels.h"
+#include "method.h"
+
+namespace spccl {
+
+inline size_t align64(size_t bytes) { return (bytes + 63) & ~size_t(63); }
+
+struct PairsWorkspace {
+  void* acc;
+  cpu::TopKScratch scratch;
+  char* tail;
+};
+
+PairsWorkspace pairsWorkspace(const spcclState& st);
+size_t pairsWorkspaceBytes(const spcclState& st, size_t tailBytes);
+
+// Bytes of one rank's block of k slots, and its two parts.
+size_t pairBlockBytes(const spcclState& st);
+inline uint32_t* blockIndices(char* block) { return reinterpret_cast<uint32_t*>(block); }
+void* blockValues(const spcclState& st, char* block);
+
+// Bytes of k (index, value) pairs without alignment padding, and what a dense ring
+// allreduce of the tensor sends per rank.
+size_t pairBytes(const spcclState& st, size_t npairs);
+size_t denseWireBytes(const spcclState& st);
+
+// Sets k, refuses count >= 2^32 (indices are 32-bit), and decides the dense switch: with
+// config.denseSwitch, a method whose sparseWire bytes exceed a dense allreduce's runs dense
+// (logged at INFO with both numbers; st.denseSwitched records it).
+spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&));
+// wireBytes of a pairs method: sparseWire, or dense when switched.
+size_t pairsWireBytes(const spcclState& st, size_t (*sparseWire)(const spcclState&));
+
+// A selection: writes acc = g + e into ws.acc and k slots, sorted by index, to
+// indices/values. Never fails on data; returns a code only for an unsupported type.
+typedef spcclResult_t (*PairSelectFn)(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws,
+                                      uint32_t* indices, void* values);
+// Exact top-k (topk.cc): used by TOPK and by gTop-k's local step.
+spcclResult_t selectTopK(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws, uint32_t* indices,
+                         void* values);
+
+// The sparse allreduce of TOPK and GAUSSIANK: select into this rank's block of the gathered
+// buffer (tail: nranks blocks), one allgather, check every index, commit the residual,
+// scatter-add every rank's block into recvbuff (avg: times 1/P). Runs pairsDense when switched.
+spcclResult_t pairsAllGather(const spcclInfo& info, PairSelectFn select);
+size_t pairsAllGatherTailBytes(const spcclState& st);
+// Bytes a rank sends in a ring allgather of k slots per rank.
+size_t pairsAllGatherWire(const spcclState& st);
+
+// The dense path of a switched state: allreduce of acc, residual cleared.
+spcclResult_t pairsDense(const spcclInfo& info);
+
+// Residual = ws.acc with the sent positions cleared (feedback EF; nothing to do for NONE).
+spcclResult_t pairsCommitResidual(const spcclState& st, const PairsWorkspace& ws, const uint32_t* indices,
+                                  size_t npairs);
+
+// Pair lists scatter-added into recvbuff, zero elsewhere, then times scale: nlists lists of
+// npairs pairs, list l's indices and values `stride` bytes after list l-1's (one rank's block
+// after another's). Every index is checked first: one that is neither padding nor below
+// count is spcclRemoteError (api names the caller) and recvbuff is left untouched.
+struct PairLists {
+  const uint32_t* indices;
+  const void* values;
+  size_t npairs;
+  int nlists;
+  size_t stride;
+  const uint32_t* indicesOf(int l) const {
+    return reinterpret_cast<const uint32_t*>(reinterpret_cast<const char*>(indices) + l * stride);
+  }
+  const void* valuesOf(int l) const { return static_cast<const char*>(values) + l * stride; }
+};
+spcclResult_t pairsCheck(const spcclState& st, const PairLists& lists, const char* api);
+spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double scale, void* recvbuff);
+
+// MethodOps entries shared by the family. Compression without communication sends this
+// rank's selection (gTop-k: its local top-k, since the global set needs the peers).
+spcclResult_t pairsCompress(const spcclInfo& info, PairSelectFn select, uint32_t* indices, void* values,
+                            size_t* nvalues);
+spcclResult_t pairsDecompress(const spcclState& st, const void* values, const uint32_t* indices, size_t nvalues,
+                              unsigned long long step, double scale, void* recvbuff, spcclStream_t stream);
+size_t pairsCompressedCount(const spcclState& st);
+
+}  // namespace spccl
+
+#endif  // SPCCL_METHODS_PAIRS_H_
