@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Top-k family rules and CPU kernels: the k formula, Φ⁻¹, Gaussian-k's decision rule, exact
+// top-k against a brute-force sort (ties, NaN/Inf, both refinement paths), Gaussian-k's
+// count on several distributions with guard zones around every buffer, scatter-add and the
+// index check, the gTop-k merge, and conservation c + e_new == g + e_old.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "common/topk_reference.h"
+#include "cpu/topk_kernels.h"
+
+namespace spccl {
+namespace {
+
+using spccl_test::referenceGaussianK;
+using spccl_test::referenceTopK;
+
+TEST(TopKCore, KFormula) {
+  EXPECT_EQ(topkCount(0, 0.5), 0u);
+  EXPECT_EQ(topkCount(1, 1e-9), 1u);
+  EXPECT_EQ(topkCount(100, 0.01), 1u);
+  EXPECT_EQ(topkCount(101, 0.01), 2u);
+  EXPECT_EQ(topkCount(1000, 0.333), 333u);
+  EXPECT_EQ(topkCount(1000, 1.0), 1000u);
+  EXPECT_EQ(topkCount(7, 0.999), 7u);
+  EXPECT_EQ(topkCount(16u << 20, 0.01), 167773u);
+}
+
+TEST(TopKCore, InverseNormalCdf) {
+  const struct { double p, x; } known[] = {{0.5, 0.0},
+                                           {0.975, 1.959963984540054},
+                                           {0.995, 2.5758293035489004},
+                                           {0.9995, 3.2905267314918945},
+                                           {0.841344746068543, 1.0},
+                                           {0.01, -2.3263478740408408},
+                                           {1e-10, -6.361340902404056}};
+  for (const auto& c : known) {
+    EXPECT_NEAR(inverseNormalCdf(c.p), c.x, 2e-9 * std::max(1.0, fabs(c.x))) << "p " << c.p;
+    EXPECT_NEAR(inverseNormalCdf(1 - c.p), -c.x, 1e-8 * std::max(1.0, fabs(c.x))) << "p " << c.p;
+  }
+  EXPECT_EQ(inverseNormalCdf(0.0), -HUGE_VAL);
+  EXPECT_EQ(inverseNormalCdf(1.0), HUGE_VAL);
+  EXPECT_TRUE(std::isnan(inverseNormalCdf(1.5)));
+  EXPECT_TRUE(std::isnan(inverseNormalCdf(NAN)));
+  EXPECT_NEAR(gaussianThreshold(-0.5, 2.0, 0.05), 0.5 + 2.0 * 1.959963984540054, 1e-8);
+}
+
+// Feeds `counts` to the search (k = 300, window [200, 400]) and checks the thresholds it asks
+// for, how many counts it takes and the one it keeps.
+void expectSearch(const std::vector<size_t>& counts, int expectCounts, double expectChosen, size_t expectCount) {
+  GaussianKSearch s = gaussianKSearchStart(1.0, 300);
+  std::vector<double> asked;
+  size_t next = 0;
+  while (!s.done) {
+    ASSERT_LT(next, counts.size());
+    asked.push_back(s.next);
+    gaussianKSearchCounted(&s, counts[next++]);
+  }
+  EXPECT_EQ(s.counts, expectCounts);
+  EXPECT_EQ(s.chosen, expectChosen);
+  EXPECT_EQ(s.chosenCount, expectCount);
+  // Each threshold asked is the previous one halved (too few) or times 1.5 (too many).
+  for (size_t i = 1; i < asked.size(); ++i)
+    EXPECT_EQ(asked[i], counts[i - 1] * 3 < 600 ? asked[i - 1] * 0.5 : asked[i - 1] * 1.5);
+}
+
+TEST(TopKCore, GaussianKDecisionRule) {
+  expectSearch({300}, 1, 1.0, 300);
+  expectSearch({200}, 1, 1.0, 200);                 // 2k/3 is inside
+  expectSearch({400}, 1, 1.0, 400);                 // 4k/3 is inside
+  expectSearch({199, 401, 5000}, 3, 0.5, 401);      // smallest above 4k/3
+  expectSearch({100, 150, 50}, 3, 0.5, 150);        // all below: the largest
+  expectSearch({1000, 100, 350}, 3, 0.75, 350);     // window found on the third count
+  expectSearch({1000, 2000, 100}, 3, 1.0, 1000);    // never select with the uncounted 2.25
+  expectSearch({1000, 100, 10}, 3, 1.0, 1000);      // too many beats too few
+  expectSearch({0, 0, 0}, 3, 1.0, 0);
+  expectSearch({5000, 250}, 2, 1.5, 250);
+  EXPECT_TRUE(gaussianKPrefer(300, 401, 300));
+  EXPECT_TRUE(gaussianKPrefer(401, 199, 300));
+  EXPECT_FALSE(gaussianKPrefer(199, 401, 300));
+}
+
+template <typename T>
+struct TopKTyped : ::testing::Test {};
+using StorageTypes = ::testing::Types<float, double, half_t, bfloat16_t>;
+TYPED_TEST_SUITE(TopKTyped, StorageTypes);
+
+enum Shape { kNormal, kSmallIntegers, kAllEqual, kMostlyZero, kNonFinite, kNumShapes };
+
+template <typename T>
+std::vector<T> shaped(Shape shape, size_t n, std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<T> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    float x = normal(rng);
+    switch (shape) {
+      case kSmallIntegers: x = float(int(rng() % 9) - 4); break;
+      case kAllEqual: x = (i % 2) ? -1.5f : 1.5f; break;
+      case kMostlyZero: x = rng() % 10 ? 0.0f : x; break;
+      case kNonFinite: {
+        const int r = int(rng() % 50);
+        if (r == 0) x = std::numeric_limits<float>::quiet_NaN();
+        if (r == 1) x = std::numeric_limits<float>::infinity();
+        if (r == 2) x = -std::numeric_limits<float>::infinity();
+        break;
+      }
+      default: break;
+    }
+    v[i] = fromAcc<T>(x);
+  }
+  return v;
+}
+
+// Exact top-k equals the brute-force sort for every shape, k from 1 to n, through the listed
+// candidates and (candCap 0) through the full-array refinement.
+TYPED_TEST(TopKTyped, ExactMatchesSortReference) {
+  using T = TypeParam;
+  std::mt19937_64 rng(42);
+  for (int trial = 0; trial < 60; ++trial) {
+    const Shape shape = Shape(trial % kNumShapes);
+    const size_t n = 1 + rng() % (trial < 20 ? 50 : 20000);
+    const size_t k = trial % 7 == 0 ? n : 1 + rng() % n;
+    const std::vector<T> v = shaped<T>(shape, n, rng);
+    const std::vector<uint32_t> want = referenceTopK(v.data(), n, k);
+    for (size_t cap : {n, size_t(0)}) {
+      std::vector<uint32_t> above(k + 1), cand(cap + 1), got(k + 2, 0xdeadbeef);
+      cpu::topK(v.data(), n, k, cpu::TopKScratch{above.data(), cand.data(), cap}, got.data());
+      EXPECT_EQ(got[k], 0xdeadbeefu) << "wrote past k";
+      got.resize(k);
+      ASSERT_EQ(got, want) << "shape " << shape << " n " << n << " k " << k << " candCap " << cap;
+    }
+  }
+}
+
+// The k-th magnitude of the chosen set equals the reference's even where many tie.
+TYPED_TEST(TopKTyped, FeedbackHistogramFusedSelection) {
+  using T = TypeParam;
+  std::mt19937_64 rng(5);
+  const size_t n = 30000, k = 300;
+  const std::vector<T> g = shaped<T>(kSmallIntegers, n, rng), e = shaped<T>(kNormal, n, rng);
+  std::vector<T> acc(n);
+  std::vector<uint32_t> hist(cpu::kRadixBins), above(k), cand(n), got(k);
+  cpu::feedbackHistogram(g.data(), e.data(), acc.data(), n, hist.data());
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(toAcc(acc[i]), toAcc(fromAcc<T>(toAcc(g[i]) + toAcc(e[i]))));
+  cpu::topKFromHistogram(acc.data(), n, k, hist.data(), cpu::TopKScratch{above.data(), cand.data(), n}, got.data());
+  EXPECT_EQ(got, referenceTopK(acc.data(), n, k));
+}
+
+// NaN ranks above Inf, which ranks above every finite value.
+TEST(TopK, NonFiniteRankFirst) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<float> v = {1, -inf, 3, nan, -2, inf, 0, -nan};
+  std::vector<uint32_t> above(8), cand(8), got(4);
+  cpu::topK(v.data(), v.size(), 4, cpu::TopKScratch{above.data(), cand.data(), 8}, got.data());
+  EXPECT_EQ(got, (std::vector<uint32_t>{1, 3, 5, 7}));
+}
+
+enum Distribution { kGauss, kUniform, kLaplace, kStudentT3, kEqual };
+
+std::vector<float> drawn(Distribution d, size_t n, std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.1f, 2.0f);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::exponential_distribution<float> expo(1.0f);
+  std::student_t_distribution<float> student(3.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) {
+    switch (d) {
+      case kGauss: x = normal(rng); break;
+      case kUniform: x = uniform(rng); break;
+      case kLaplace: x = (rng() & 1 ? 1 : -1) * expo(rng); break;
+      case kStudentT3: x = student(rng); break;
+      case kEqual: x = 0.75f; break;
+    }
+  }
+  return v;
+}
+
+template <typename T>
+bool sameBytes(const T& a, const T& b) {
+  return memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+// Every element of v outside [begin, end) still holds `fill`.
+template <typename T>
+bool guardsIntact(const std::vector<T>& v, size_t begin, size_t end, const T& fill) {
+  for (size_t i = 0; i < v.size(); ++i)
+    if ((i < begin || i >= end) && !sameBytes(v[i], fill)) return false;
+  return true;
+}
+
+// Gaussian-k sends between 2k/3 and k real pairs on normal, uniform, heavy-tailed and
+// all-equal data, exactly the reference's slots, and writes nothing outside its buffers.
+TYPED_TEST(TopKTyped, GaussianKCountAndBounds) {
+  using T = TypeParam;
+  std::mt19937_64 rng(11);
+  constexpr size_t kGuard = 64;
+  const T sentinel = fromAcc<T>(-777.0f);
+  for (Distribution d : {kGauss, kUniform, kLaplace, kStudentT3, kEqual}) {
+    for (double density : {0.001, 0.01, 0.05}) {
+      const size_t n = 100000, k = topkCount(n, density);
+      const std::vector<float> gf = drawn(d, n, rng), ef = drawn(kGauss, n, rng);
+      std::vector<T> g(n), e(n);
+      for (size_t i = 0; i < n; ++i) {
+        g[i] = fromAcc<T>(gf[i]);
+        e[i] = fromAcc<T>(d == kEqual ? 0.0f : ef[i] * 0.01f);
+      }
+      std::vector<T> acc(n + 2 * kGuard, sentinel), val(k + 2 * kGuard, sentinel);
+      std::vector<uint32_t> idx(k + 2 * kGuard, 0xdeadbeef);
+      const size_t found = cpu::gaussianK(g.data(), e.data(), acc.data() + kGuard, n, k, density,
+                                          idx.data() + kGuard, val.data() + kGuard);
+      const std::string what = "distribution " + std::to_string(d) + " density " + std::to_string(density);
+      EXPECT_TRUE(guardsIntact(acc, kGuard, kGuard + n, sentinel)) << what;
+      EXPECT_TRUE(guardsIntact(val, kGuard, kGuard + k, sentinel)) << what;
+      EXPECT_TRUE(guardsIntact(idx, kGuard, kGuard + k, 0xdeadbeefu)) << what;
+      EXPECT_GE(3 * found, 2 * k) << what;
+      EXPECT_LE(found, k) << what;
+      const T* a = acc.data() + kGuard;
+      const std::vector<uint32_t> want = referenceGaussianK(a, n, k, density);
+      ASSERT_EQ(std::vector<uint32_t>(idx.begin() + kGuard, idx.begin() + kGuard + k), want) << what;
+      for (size_t j = 0; j < k; ++j) {
+        const T expect = want[j] == SPCCL_PAD_INDEX ? T() : a[want[j]];
+        ASSERT_TRUE(sameBytes(val[kGuard + j], expect)) << what << " slot " << j;
+      }
+    }
+  }
+}
+
+// NaN and Inf neither crash nor hang Gaussian-k: NaN is never above a threshold, Inf always.
+TYPED_TEST(TopKTyped, GaussianKNonFinite) {
+  using T = TypeParam;
+  std::mt19937_64 rng(3);
+  for (Shape shape : {kNonFinite, kAllEqual, kMostlyZero}) {
+    const size_t n = 5000, k = 50;
+    std::vector<T> g = shaped<T>(shape, n, rng), acc(n), val(k);
+    std::vector<uint32_t> idx(k);
+    const size_t found = cpu::gaussianK<T>(g.data(), nullptr, acc.data(), n, k, 0.01, idx.data(), val.data());
+    EXPECT_LE(found, k);
+    for (size_t j = 0; j < found; ++j) EXPECT_FALSE(std::isnan((double)toAcc(val[j])));
+  }
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<T> all(100, fromAcc<T>(nan)), acc(100), val(2);
+  all[7] = fromAcc<T>(inf);
+  std::vector<uint32_t> idx(2);
+  EXPECT_EQ(cpu::gaussianK<T>(all.data(), nullptr, acc.data(), 100, 2, 0.02, idx.data(), val.data()), 0u);
+  EXPECT_EQ(idx[0], SPCCL_PAD_INDEX);  // no finite value: the threshold is +inf
+}
+
+// Conservation of the kernels: sent values plus the committed residual equal acc exactly.
+TYPED_TEST(TopKTyped, ConservationIsExact) {
+  using T = TypeParam;
+  std::mt19937_64 rng(8);
+  const size_t n = 20000, k = 200;
+  const std::vector<T> g = shaped<T>(kNormal, n, rng), e0 = shaped<T>(kSmallIntegers, n, rng);
+  for (bool gaussian : {false, true}) {
+    std::vector<T> acc(n), val(k), e = e0, c(n);
+    std::vector<uint32_t> idx(k), above(k), cand(n);
+    if (gaussian) {
+      cpu::gaussianK(g.data(), e.data(), acc.data(), n, k, 0.01, idx.data(), val.data());
+    } else {
+      std::vector<uint32_t> hist(cpu::kRadixBins);
+      cpu::feedbackHistogram(g.data(), e.data(), acc.data(), n, hist.data());
+      cpu::topKFromHistogram(acc.data(), n, k, hist.data(), cpu::TopKScratch{above.data(), cand.data(), n},
+                             idx.data());
+      for (size_t j = 0; j < k; ++j) val[j] = acc[idx[j]];
+    }
+    cpu::residualCommit(e.data(), acc.data(), n, idx.data(), k);
+    cpu::scatterAdd(idx.data(), val.data(), k, c.data());
+    for (size_t i = 0; i < n; ++i) {
+      const auto want = toAcc(fromAcc<T>(toAcc(g[i]) + toAcc(e0[i])));
+      ASSERT_EQ(toAcc(c[i]) + toAcc(e[i]), want) << "i " << i;
+      ASSERT_TRUE(toAcc(c[i]) == 0 || toAcc(e[i]) == 0) << "a coordinate was split";
+    }
+  }
+}
+
+TEST(Pairs, IndexCheckAndScatterAdd) {
+  const uint32_t pad = SPCCL_PAD_INDEX;
+  const std::vector<uint32_t> good = {0, 3, pad, 3, 9}, bad = {0, 10, 2}, padOnly = {pad};
+  EXPECT_EQ(cpu::firstBadIndex(good.data(), good.size(), 10, true), good.size());
+  EXPECT_EQ(cpu::firstBadIndex(good.data(), good.size(), 10, false), 2u);  // padding not allowed
+  EXPECT_EQ(cpu::firstBadIndex(bad.data(), bad.size(), 10, true), 1u);
+  EXPECT_EQ(cpu::firstBadIndex(padOnly.data(), 1, 0xFFFFFFFFull, true), 1u);
+  const std::vector<float> val = {1.5f, 2.0f, 100.0f, 0.25f, -1.0f};
+  std::vector<float> out(10, 0.0f);
+  cpu::scatterAdd(good.data(), val.data(), good.size(), out.data());
+  EXPECT_EQ(out, (std::vector<float>{1.5f, 0, 0, 2.25f, 0, 0, 0, 0, 0, -1.0f}));
+}
+
+TEST(Pairs, MergeAddsEqualIndicesAndKeepsOrder) {
+  std::mt19937_64 rng(4);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::map<uint32_t, double> a, b;
+    while (a.size() < 40) a[rng() % 200] = double(int(rng() % 17) - 8);
+    while (b.size() < 40) b[rng() % 200] = double(int(rng() % 17) - 8);
+    std::vector<uint32_t> ia, ib, io(80);
+    std::vector<float> va, vb, vo(80);
+    std::map<uint32_t, double> want = a;
+    for (auto& [i, v] : a) ia.push_back(i), va.push_back(float(v));
+    for (auto& [i, v] : b) ib.push_back(i), vb.push_back(float(v)), want[i] += v;
+    const size_t m = cpu::mergePairs(ia.data(), va.data(), 40, ib.data(), vb.data(), 40, io.data(), vo.data());
+    ASSERT_EQ(m, want.size());
+    size_t j = 0;
+    for (auto& [i, v] : want) {
+      EXPECT_EQ(io[j], i);
+      EXPECT_EQ(vo[j++], float(v));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace spccl
