@@ -3,6 +3,7 @@
 // Bad input returns its code and message on every rank, without a hang, and leaves the
 // residual and the step exactly as they were.
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -20,6 +21,7 @@ class BadInput : public ::testing::Test {
     cfg_ = SPCCL_CONFIG_INITIALIZER;
     cfg_.density = 0.1;
     cfg_.blockSize = 16;
+    configure(&cfg_);
     ASSERT_EQ(spcclStateCreate(&st_, world().comm, &cfg_, kCount, spcclFloat32), spcclSuccess);
     // One good step, so the residual is not trivially zero.
     std::vector<float> g = inputs<float>(world().rank, 0, kCount), out(kCount);
@@ -28,6 +30,8 @@ class BadInput : public ::testing::Test {
     snapshot_ = residual();
   }
   void TearDown() override { spcclStateDestroy(st_); }
+  // A fixture for another method changes the config here.
+  virtual void configure(spcclConfig_t*) {}
 
   std::vector<float> residual() {
     float* r = nullptr;
@@ -162,6 +166,69 @@ TEST_F(BadInput, DenseCollectives) {
   expectRejected([&] { return spcclAllReduce(buf_.data(), out_.data(), SIZE_MAX / 2, spcclFloat32, spcclSum, comm, nullptr); },
                  spcclInvalidArgument, "is too large");
 }
+
+// The same checks on the top-k family's states (TOPK, GAUSSIANK, GTOPK).
+class BadInputTopK : public BadInput, public ::testing::WithParamInterface<int> {
+ protected:
+  void configure(spcclConfig_t* cfg) override { cfg->method = GetParam(); }
+};
+
+TEST_P(BadInputTopK, StateCreate) {
+  spcclComm_t comm = world().comm;
+  auto create = [&](double density, size_t n) {
+    return [=] {
+      spcclConfig_t c = cfg_;
+      c.density = density;
+      spcclState_t s = reinterpret_cast<spcclState_t>(0x1);
+      spcclResult_t res = spcclStateCreate(&s, comm, &c, n, spcclFloat32);
+      EXPECT_EQ(s, res == spcclSuccess ? s : nullptr);
+      if (res == spcclSuccess) spcclStateDestroy(s);
+      return res;
+    };
+  };
+  expectRejected(create(1.5, kCount), spcclInvalidArgument, "spcclStateCreate : density 1.5 is outside (0, 1]");
+  expectRejected(create(0.0, kCount), spcclInvalidArgument, "density 0 is outside (0, 1]");
+  // 32-bit indices: count 2^32 and beyond is refused before anything is allocated.
+  expectRejected(create(0.01, size_t(1) << 32), spcclInvalidArgument, "is too large for");
+  expectRejected(create(0.01, (size_t(1) << 32) + 5), spcclInvalidArgument, "32-bit indices (count < 2^32)");
+}
+
+TEST_P(BadInputTopK, CompressionEntryPoints) {
+  size_t n = 0;
+  unsigned long long step = 0;
+  size_t k = 0;
+  ASSERT_EQ(spcclCompressedCount(st_, &k), spcclSuccess);
+  EXPECT_EQ(k, 100u);
+  std::vector<float> values(k);
+  std::vector<uint32_t> indices(k, 0);
+  expectRejected([&] { return spcclCompress(buf_.data(), values.data(), nullptr, &n, &step, st_, nullptr); },
+                 spcclInvalidArgument, "spcclCompress : indices argument is NULL");
+  expectRejected([&] { return spcclDecompress(values.data(), nullptr, 3, 0, 1.0, out_.data(), st_, nullptr); },
+                 spcclInvalidArgument, "spcclDecompress : indices argument is NULL");
+  // An index outside [0, count) that is not the padding index: refused, recvbuff untouched.
+  std::fill(out_.begin(), out_.end(), 5.0f);
+  indices[0] = 7;
+  indices[1] = SPCCL_PAD_INDEX;
+  indices[2] = (uint32_t)kCount;
+  expectRejected([&] { return spcclDecompress(values.data(), indices.data(), 3, 0, 1.0, out_.data(), st_, nullptr); },
+                 spcclRemoteError, "pair 2 of list 0 has index 1000, outside [0, 1000)");
+  EXPECT_EQ(std::count(out_.begin(), out_.end(), 5.0f), (long)kCount);
+  size_t room = 1;
+  expectRejected([&] { return spcclBlockSelection(st_, 0, nullptr, &room); }, spcclInvalidUsage,
+                 "not randomblock");
+}
+
+TEST_P(BadInputTopK, SparseAllReduceArguments) {
+  expectRejected([&] {
+    return spcclSparseAllReduce(buf_.data(), nullptr, kCount, spcclFloat32, spcclSum, st_, world().comm, nullptr);
+  }, spcclInvalidArgument, "recvbuff argument is NULL");
+  expectRejected([&] {
+    return spcclSparseAllReduce(buf_.data(), out_.data(), kCount, spcclFloat16, spcclSum, st_, world().comm, nullptr);
+  }, spcclInvalidUsage, "differs from the state's datatype");
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, BadInputTopK,
+                         ::testing::Values(spcclMethodTopK, spcclMethodGaussianK, spcclMethodGTopK));
 
 }  // namespace
 }  // namespace spccl_test
