@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Top-k selection on the same data in one Google Benchmark run: the library's radix select
+// (cpu/topk_kernels.h) against std::nth_element and std::partial_sort, and Gaussian-k.
+// Data: n normal fp32 values (fixed seed), k = ceil(density * n). Every variant produces
+// what the collective needs, the k chosen positions:
+//   RadixSelect     histogram pass + listing pass + refinement; exact, ties by lower index
+//   NthElement      std::nth_element over a position array ordered by (|v| desc, index asc),
+//                   the same exact answer (positions are reset each iteration, not timed)
+//   NthElementValues  std::nth_element over a copy of |v| (copy timed): the k-th magnitude
+//                   only, a lower bound for any nth_element-based exact selection
+//   PartialSort     std::partial_sort of the position array, same order as NthElement
+//   GaussianK       moments, up to three counts, compaction (fused with acc = g + e)
+//   RadixSelectFeedback  acc = g + e fused with the histogram, then the select
+// Bytes processed: n * sizeof(float) read per selection (plus n read and n written for the
+// feedback variants), so the bytes_per_second columns compare directly.
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "cpu/topk_kernels.h"
+
+namespace {
+
+using namespace spccl;
+
+struct Data {
+  size_t n, k;
+  std::vector<float> v, e, acc;
+  std::vector<uint32_t> above, cand, out;
+
+  Data(size_t count, double density) : n(count), k(topkCount(count, density)) {
+    std::mt19937_64 rng(2019);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    v.resize(n);
+    e.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      v[i] = normal(rng);
+      e[i] = 0.01f * normal(rng);
+    }
+    acc.resize(n);
+    above.resize(k);
+    cand.resize(std::min(n, k + n / 8));  // what the state allocates (pairs.cc)
+    out.resize(k);
+  }
+  cpu::TopKScratch scratch() { return {above.data(), cand.data(), cand.size()}; }
+};
+
+Data& data(size_t n, double density) {
+  static std::vector<std::unique_ptr<Data>> cache;
+  for (auto& d : cache)
+    if (d->n == n && d->k == topkCount(n, density)) return *d;
+  cache.emplace_back(new Data(n, density));
+  return *cache.back();
+}
+
+double densityArg(const benchmark::State& state) { return state.range(1) / 10000.0; }
+
+void BM_RadixSelect(benchmark::State& state) {
+  Data& d = data(state.range(0), densityArg(state));
+  for (auto _ : state) {
+    cpu::topK(d.v.data(), d.n, d.k, d.scratch(), d.out.data());
+    benchmark::DoNotOptimize(d.out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * d.n * sizeof(float));
+  state.counters["k"] = d.k;
+}
+
+void BM_RadixSelectFeedback(benchmark::State& state) {
+  Data& d = data(state.range(0), densityArg(state));
+  uint32_t hist[cpu::kRadixBins];
+  for (auto _ : state) {
+    cpu::feedbackHistogram(d.v.data(), d.e.data(), d.acc.data(), d.n, hist);
+    cpu::topKFromHistogram(d.acc.data(), d.n, d.k, hist, d.scratch(), d.out.data());
+    benchmark::DoNotOptimize(d.out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 3 * d.n * sizeof(float));
+}
+
+// Positions ordered by (|v| descending, index ascending): the library's contract.
+struct MagnitudeOrder {
+  const float* v;
+  bool operator()(uint32_t a, uint32_t b) const { return magnitudeBefore(v[a], a, v[b], b); }
+};
+
+void BM_NthElement(benchmark::State& state) {
+  Data& d = data(state.range(0), densityArg(state));
+  std::vector<uint32_t> pos(d.n);
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::iota(pos.begin(), pos.end(), 0u);
+    state.ResumeTiming();
+    std::nth_element(pos.begin(), pos.begin() + (d.k - 1), pos.end(), MagnitudeOrder{d.v.data()});
+    benchmark::DoNotOptimize(pos.data());
+  }
+  state.SetBytesProcessed(state.iterations() * d.n * sizeof(float));
+}
+
+void BM_NthElementValues(benchmark::State& state) {
+  Data& d = data(state.range(0), densityArg(state));
+  std::vector<float> mag(d.n);
+  for (auto _ : state) {
+    for (size_t i = 0; i < d.n; ++i) mag[i] = std::fabs(d.v[i]);
+    std::nth_element(mag.begin(), mag.begin() + (d.k - 1), mag.end(), std::greater<float>());
+    benchmark::DoNotOptimize(mag.data());
+  }
+  state.SetBytesProcessed(state.iterations() * d.n * sizeof(float));
+}
+
+void BM_PartialSort(benchmark::State& state) {
+  Data& d = data(state.range(0), densityArg(state));
+  std::vector<uint32_t> pos(d.n);
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::iota(pos.begin(), pos.end(), 0u);
+    state.ResumeTiming();
+    std::partial_sort(pos.begin(), pos.begin() + d.k, pos.end(), MagnitudeOrder{d.v.data()});
+    benchmark::DoNotOptimize(pos.data());
+  }
+  state.SetBytesProcessed(state.iterations() * d.n * sizeof(float));
+}
+
+void BM_GaussianK(benchmark::State& state) {
+  Data& d = data(state.range(0), densityArg(state));
+  std::vector<float> val(d.k);
+  size_t found = 0;
+  for (auto _ : state) {
+    found = cpu::gaussianK(d.v.data(), d.e.data(), d.acc.data(), d.n, d.k, densityArg(state), d.out.data(),
+                           val.data());
+    benchmark::DoNotOptimize(d.out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 3 * d.n * sizeof(float));
+  state.counters["found"] = found;
+  state.counters["k"] = d.k;
+}
+
+// n, density * 10^4. 16M at 1% is the headline; 1M and 0.1% show the trend.
+void Sizes(benchmark::internal::Benchmark* b) {
+  for (long n : {1L << 20, 16L << 20})
+    for (long density : {10L, 100L}) b->Args({n, density});
+  b->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK(BM_RadixSelect)->Apply(Sizes);
+BENCHMARK(BM_RadixSelectFeedback)->Apply(Sizes);
+BENCHMARK(BM_NthElement)->Apply(Sizes);
+BENCHMARK(BM_NthElementValues)->Apply(Sizes);
+BENCHMARK(BM_PartialSort)->Apply(Sizes);
+BENCHMARK(BM_GaussianK)->Apply(Sizes);
+
+}  // namespace
+
+BENCHMARK_MAIN();
