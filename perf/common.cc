@@ -209,6 +209,7 @@ class Harness {
     r->busbw = r->algbw * 2.0 * (nranks_ - 1) / nranks_;
     r->wire = m.wireBytes(ctx);
     PERFCHECK(spcclStateGetMemoryFootprint(st, &r->memory));
+    if (m.variant) r->method += m.variant(ctx);
     r->wrong = -1;
     if (opts_.check) {
       PERFCHECK(spcclStateReset(st));
@@ -253,7 +254,7 @@ class Harness {
            opts_.feedback == spcclFeedbackEF ? "ef" : "none");
     printf("# algbw = size / time (dense-equivalent), busbw = algbw * 2(P-1)/P, wire = bytes sent per rank,\n"
            "# speedup = time(dense) / time(method) at the same size in this run\n");
-    printf("%12s %12s %9s %12s %8s %12s %12s %12s %12s %8s %7s\n", "size(B)", "count", "type", "method", "density",
+    printf("%12s %12s %9s %15s %8s %12s %12s %12s %12s %8s %7s\n", "size(B)", "count", "type", "method", "density",
            "time(us)", "algbw(GB/s)", "busbw(GB/s)", "wire(B)", "speedup", "#wrong");
   }
 
@@ -263,7 +264,7 @@ class Harness {
     else snprintf(speedup, sizeof(speedup), "-");
     if (r.wrong >= 0) snprintf(wrong, sizeof(wrong), "%lld", r.wrong);
     else snprintf(wrong, sizeof(wrong), "N/A");
-    printf("%12zu %12zu %9s %12s %8.4g %12.1f %12.3f %12.3f %12zu %8s %7s\n", r.bytes, r.count,
+    printf("%12zu %12zu %9s %15s %8.4g %12.1f %12.3f %12.3f %12zu %8s %7s\n", r.bytes, r.count,
            typeName(opts_.datatype), r.method.c_str(), r.method == "dense" ? 1.0 : opts_.density, r.timeUs, r.algbw,
            r.busbw, r.wire, speedup, wrong);
     fflush(stdout);

@@ -54,6 +54,9 @@ struct MethodDesc {
   int pipeline;  // config.pipeline: overlap the residual pass with the reduction
   size_t (*wireBytes)(const Context& ctx);
   void (*reference)(const Context& ctx, std::vector<double>& expected);
+  // Optional: a suffix for the method column saying what the state chose to run (the top-k
+  // family's dense switch prints ">dense").
+  const char* (*variant)(const Context& ctx) = nullptr;
 };
 
 // Runs the size loop for the methods in opts.methods that are in `table`; returns the exit

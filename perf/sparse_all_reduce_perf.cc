@@ -4,9 +4,13 @@
 // buffers in one run, under mpirun. Each method is one descriptor: its wire bytes and the
 // reference output of the check pass.
 
+#include <map>
 #include <vector>
 
 #include "common.h"
+#include "common/topk_reference.h"
+#include "dispatch.h"
+#include "method.h"
 
 namespace spccl_perf {
 namespace {
@@ -43,6 +47,66 @@ void randomBlockReference(const Context& ctx, std::vector<double>& expected) {
       for (int r = 0; r < ctx.nranks; ++r) expected[i] += inputValue(r, i);
 }
 
+// Top-k family: the library's own wire bytes (they follow the dense switch), and the
+// reference selections of tests/common/topk_reference.h on every rank's step-0 input.
+size_t topkFamilyWire(const Context& ctx) { return ctx.state->method->wireBytes(*ctx.state); }
+const char* topkFamilyVariant(const Context& ctx) { return ctx.state->denseSwitched ? ">dense" : ""; }
+
+template <typename T>
+std::vector<T> rankInput(const Context& ctx, int r) {
+  std::vector<T> v(ctx.count);
+  for (size_t i = 0; i < ctx.count; ++i) v[i] = spccl::fromAcc<T>(inputValue(r, i));
+  return v;
+}
+
+// expected += every rank's input on the positions it sends (several ranks may share one).
+template <typename SentBy>
+void topkFamilyReference(const Context& ctx, std::vector<double>& expected, SentBy sentBy) {
+  if (ctx.state->denseSwitched) return denseReference(ctx, expected);
+  spccl::withType(ctx.opts->datatype, [&](auto tag) {
+    using T = decltype(tag);
+    const size_t k = ctx.state->k;
+    std::vector<std::vector<T>> inputs(ctx.nranks);
+    for (int r = 0; r < ctx.nranks; ++r) inputs[r] = rankInput<T>(ctx, r);
+    const std::vector<std::vector<uint32_t>> sent = sentBy(inputs, k, tag);
+    for (int r = 0; r < ctx.nranks; ++r)
+      for (uint32_t i : sent[r])
+        if (i != SPCCL_PAD_INDEX) expected[i] += spccl::toAcc(inputs[r][i]);
+    return spcclSuccess;
+  });
+}
+
+template <typename T>
+std::vector<uint32_t> topkOf(const T* v, size_t n, size_t k) {
+  return spccl_test::referenceTopKByLevels(v, n, k);
+}
+
+void topkReference(const Context& ctx, std::vector<double>& expected) {
+  topkFamilyReference(ctx, expected, [](const auto& inputs, size_t k, auto tag) {
+    std::vector<std::vector<uint32_t>> sent;
+    for (const auto& v : inputs) sent.push_back(topkOf<decltype(tag)>(v.data(), v.size(), k));
+    return sent;
+  });
+}
+
+void gaussiankReference(const Context& ctx, std::vector<double>& expected) {
+  topkFamilyReference(ctx, expected, [&](const auto& inputs, size_t k, auto) {
+    std::vector<std::vector<uint32_t>> sent;
+    for (const auto& v : inputs) sent.push_back(spccl_test::referenceGaussianK(v.data(), v.size(), k, ctx.opts->density));
+    return sent;
+  });
+}
+
+void gtopkReference(const Context& ctx, std::vector<double>& expected) {
+  topkFamilyReference(ctx, expected, [](const auto& inputs, size_t k, auto tag) {
+    using T = decltype(tag);
+    std::vector<std::map<uint32_t, T>> lists(inputs.size());
+    for (size_t r = 0; r < inputs.size(); ++r)
+      for (uint32_t i : topkOf<T>(inputs[r].data(), inputs[r].size(), k)) lists[r][i] = inputs[r][i];
+    return std::vector<std::vector<uint32_t>>(inputs.size(), spccl_test::referenceGTopKSet(lists, k, topkOf<T>));
+  });
+}
+
 }  // namespace
 }  // namespace spccl_perf
 
@@ -52,6 +116,9 @@ int main(int argc, char** argv) {
       {"dense", spcclMethodDense, 0, denseWire, denseReference},
       {"randomblock", spcclMethodRandomBlock, 0, randomBlockWire, randomBlockReference},
       {"randomblock_pipe", spcclMethodRandomBlock, 1, randomBlockWire, randomBlockReference},
+      {"topk", spcclMethodTopK, 0, topkFamilyWire, topkReference, topkFamilyVariant},
+      {"gaussiank", spcclMethodGaussianK, 0, topkFamilyWire, gaussiankReference, topkFamilyVariant},
+      {"gtopk", spcclMethodGTopK, 0, topkFamilyWire, gtopkReference, topkFamilyVariant},
   };
   return perfMain(argc, argv, methods);
 }

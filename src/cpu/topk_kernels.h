@@ -98,12 +98,21 @@ void topKFromHistogram(const T* v, size_t n, size_t k, const uint32_t* hist, con
   const Key b1 = detail::radixBucket(hist, &need);
   size_t bucketCount = hist[b1];
   const bool listed = bucketCount <= s.candCap;
-  // Positions above the bucket are in; the bucket's members are listed when they fit.
+  // Positions above the bucket are in; the bucket's members are listed when they fit. Their
+  // smallest and largest keys are noted: when equal (constant or few-valued data) the k-th
+  // key is known and no refinement pass is needed.
   size_t nabove = 0, ncand = 0;
+  Key lo = ~Key(0), hi = 0;
   for (size_t i = 0; i < n; ++i) {
-    const Key d = magnitudeKey(v[i]) >> top;
-    if (d > b1) s.above[nabove++] = (uint32_t)i;
-    else if (d == b1 && listed) s.cand[ncand++] = (uint32_t)i;
+    const Key key = magnitudeKey(v[i]);
+    const Key d = key >> top;
+    if (d > b1) {
+      s.above[nabove++] = (uint32_t)i;
+    } else if (d == b1) {
+      lo = key < lo ? key : lo;
+      hi = key > hi ? key : hi;
+      if (listed) s.cand[ncand++] = (uint32_t)i;
+    }
   }
   // Visits the bucket's members (position, key) in ascending position order.
   auto members = [&](auto&& f) {
@@ -119,6 +128,10 @@ void topKFromHistogram(const T* v, size_t n, size_t k, const uint32_t* hist, con
   // Refine digit by digit until the prefix pins the k-th key, or the bucket is taken whole.
   Key prefix = b1;
   int shift = top;
+  if (lo == hi) {
+    prefix = hi;
+    shift = 0;
+  }
   uint32_t hist2[kRadixBins];
   while (shift > 0 && need < bucketCount) {
     const int bits = shift < kRadixBits ? shift : kRadixBits;

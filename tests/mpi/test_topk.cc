@@ -53,32 +53,12 @@ struct Model {
     return a;
   }
 
-  // Index-sorted pairs: the k of largest magnitude of a merged with b (equal indices add).
-  std::map<uint32_t, T> mergeKeep(const std::map<uint32_t, T>& a, const std::map<uint32_t, T>& b) const {
-    std::map<uint32_t, T> merged = a;
-    for (const auto& [i, v] : b) merged[i] = merged.count(i) ? addT(merged[i], v) : v;
-    std::vector<uint32_t> idx;
-    std::vector<T> val;
-    for (const auto& [i, v] : merged) idx.push_back(i), val.push_back(v);
-    std::map<uint32_t, T> kept;
-    for (uint32_t pos : referenceTopK(val.data(), val.size(), k)) kept[idx[pos]] = val[pos];
-    return kept;
-  }
-
-  // The global set S of gTop-k: fold, recursive doubling, everyone ends with rank 0's list.
+  // The global set S of gTop-k, the same on every rank.
   std::vector<uint32_t> gtopkSet(const std::vector<std::vector<T>>& accs) const {
     std::vector<std::map<uint32_t, T>> lists(P);
     for (int r = 0; r < P; ++r)
       for (uint32_t i : referenceTopK(accs[r].data(), n, k)) lists[r][i] = accs[r][i];
-    int p2 = 1;
-    while (p2 * 2 <= P) p2 *= 2;
-    for (int r = p2; r < P; ++r) lists[r - p2] = mergeKeep(lists[r - p2], lists[r]);
-    for (int d = 1; d < p2; d <<= 1)
-      for (int r = 0; r < p2; ++r)
-        if (r < (r ^ d)) lists[r] = lists[r ^ d] = mergeKeep(lists[r], lists[r ^ d]);
-    std::vector<uint32_t> S;
-    for (const auto& [i, v] : lists[0]) S.push_back(i);
-    return S;
+    return referenceGTopKSet(lists, k, [](const T* v, size_t m, size_t kk) { return referenceTopK(v, m, kk); });
   }
 
   // One call: the expected recvbuff (sum, before any avg scaling); residuals advance.

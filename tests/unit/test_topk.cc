@@ -153,6 +153,17 @@ TYPED_TEST(TopKTyped, FeedbackHistogramFusedSelection) {
   EXPECT_EQ(got, referenceTopK(acc.data(), n, k));
 }
 
+// The perf harness's counting reference agrees with the sort on few-valued data.
+TYPED_TEST(TopKTyped, LevelReferenceMatchesSortReference) {
+  using T = TypeParam;
+  std::mt19937_64 rng(9);
+  for (int trial = 0; trial < 20; ++trial) {
+    const size_t n = 1 + rng() % 5000, k = 1 + rng() % n;
+    const std::vector<T> v = shaped<T>(trial % 2 ? kSmallIntegers : kAllEqual, n, rng);
+    EXPECT_EQ(spccl_test::referenceTopKByLevels(v.data(), n, k), referenceTopK(v.data(), n, k));
+  }
+}
+
 // NaN ranks above Inf, which ranks above every finite value.
 TEST(TopK, NonFiniteRankFirst) {
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
