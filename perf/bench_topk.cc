@@ -91,17 +91,32 @@ struct MagnitudeOrder {
   bool operator()(uint32_t a, uint32_t b) const { return magnitudeBefore(v[a], a, v[b], b); }
 };
 
-void BM_NthElement(benchmark::State& state) {
+// A standard-library selection over a position array in the library's order; the positions
+// are reset outside the timed region.
+template <typename Select>
+void positionSelect(benchmark::State& state, Select select) {
   Data& d = data(state.range(0), densityArg(state));
   std::vector<uint32_t> pos(d.n);
   for (auto _ : state) {
     state.PauseTiming();
     std::iota(pos.begin(), pos.end(), 0u);
     state.ResumeTiming();
-    std::nth_element(pos.begin(), pos.begin() + (d.k - 1), pos.end(), MagnitudeOrder{d.v.data()});
+    select(pos, d.k, MagnitudeOrder{d.v.data()});
     benchmark::DoNotOptimize(pos.data());
   }
   state.SetBytesProcessed(state.iterations() * d.n * sizeof(float));
+}
+
+void BM_NthElement(benchmark::State& state) {
+  positionSelect(state, [](std::vector<uint32_t>& pos, size_t k, MagnitudeOrder order) {
+    std::nth_element(pos.begin(), pos.begin() + (k - 1), pos.end(), order);
+  });
+}
+
+void BM_PartialSort(benchmark::State& state) {
+  positionSelect(state, [](std::vector<uint32_t>& pos, size_t k, MagnitudeOrder order) {
+    std::partial_sort(pos.begin(), pos.begin() + k, pos.end(), order);
+  });
 }
 
 void BM_NthElementValues(benchmark::State& state) {
@@ -111,19 +126,6 @@ void BM_NthElementValues(benchmark::State& state) {
     for (size_t i = 0; i < d.n; ++i) mag[i] = std::fabs(d.v[i]);
     std::nth_element(mag.begin(), mag.begin() + (d.k - 1), mag.end(), std::greater<float>());
     benchmark::DoNotOptimize(mag.data());
-  }
-  state.SetBytesProcessed(state.iterations() * d.n * sizeof(float));
-}
-
-void BM_PartialSort(benchmark::State& state) {
-  Data& d = data(state.range(0), densityArg(state));
-  std::vector<uint32_t> pos(d.n);
-  for (auto _ : state) {
-    state.PauseTiming();
-    std::iota(pos.begin(), pos.end(), 0u);
-    state.ResumeTiming();
-    std::partial_sort(pos.begin(), pos.begin() + d.k, pos.end(), MagnitudeOrder{d.v.data()});
-    benchmark::DoNotOptimize(pos.data());
   }
   state.SetBytesProcessed(state.iterations() * d.n * sizeof(float));
 }

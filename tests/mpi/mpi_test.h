@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstring>
 #include <vector>
 
 #include "dtype_core.h"
@@ -39,6 +40,14 @@ inline bool allRanks(bool ok) {
   int mine = ok, all = 0;
   MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
   return all != 0;
+}
+
+// True when two states hold bit-identical residuals.
+inline bool sameResidual(spcclState_t a, spcclState_t b, size_t bytes) {
+  void *ra = nullptr, *rb = nullptr;
+  spcclStateGetResidual(a, &ra);
+  spcclStateGetResidual(b, &rb);
+  return ra && rb && memcmp(ra, rb, bytes) == 0;
 }
 
 inline spcclDataType_t allTypes[] = {spcclFloat32, spcclFloat64, spcclFloat16, spcclBfloat16};
