@@ -103,14 +103,16 @@ void runAgainstModel(int method, spcclDataType_t datatype, int feedback, spcclRe
   spccl::withType(datatype, [&](auto tag) {
     using T = decltype(tag);
     using AccT = AccOf<T>;
-    for (size_t n : {size_t(1), size_t(1000), size_t(4099)}) {
+    // Few calls per case: the suite runs oversubscribed on 1..8 ranks, where every call costs.
+    constexpr unsigned long long kSteps = 6;
+    for (size_t n : {size_t(1), size_t(3001)}) {
       const double density = 0.05;
       spcclConfig_t cfg = topkConfig(method, density, feedback, 0);
       spcclState_t st;
       EXPECT_EQ(spcclStateCreate(&st, w.comm, &cfg, n, datatype), spcclSuccess) << spcclGetLastError(w.comm);
       if (!st) return spcclInternalError;
       Model<T> model(method, n, density, feedback == spcclFeedbackEF, w.nranks);
-      for (unsigned long long s = 0; s < 10; ++s) {
+      for (unsigned long long s = 0; s < kSteps; ++s) {
         std::vector<T> send = inputs<T>(w.rank, s, n), recv(n, fromAcc<T>(42.0f));
         T* out = inPlace ? send.data() : recv.data();
         EXPECT_EQ(spcclSparseAllReduce(send.data(), out, n, datatype, op, st, w.comm, nullptr), spcclSuccess)
@@ -132,7 +134,7 @@ void runAgainstModel(int method, spcclDataType_t datatype, int feedback, spcclRe
       }
       unsigned long long step = 0;
       spcclStateGetStep(st, &step);
-      EXPECT_EQ(step, 10u);
+      EXPECT_EQ(step, kSteps);
       spcclStateDestroy(st);
     }
     return spcclSuccess;

@@ -60,7 +60,8 @@ TEST(NoAlloc, SparseAllReduceCompressDecompressAllocateNothing) {
   ASSERT_EQ(allocations.load(), 1);
 
   spcclComm* comm = spccl_fuzz::loopbackComm();
-  for (int method : {spcclMethodDense, spcclMethodRandomBlock}) {
+  for (int method :
+       {spcclMethodDense, spcclMethodRandomBlock, spcclMethodTopK, spcclMethodGaussianK, spcclMethodGTopK}) {
     for (int pattern : {spcclBlocksContiguous, spcclBlocksScattered}) {
       spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
       cfg.method = method;
@@ -74,12 +75,13 @@ TEST(NoAlloc, SparseAllReduceCompressDecompressAllocateNothing) {
       unsigned long long step = 0;
       spcclCompressedCount(st, &capacity);
       std::vector<float> g(n, 1.0f), out(n), values(capacity);
+      std::vector<uint32_t> indices(capacity);  // the top-k family sends pairs
       for (int i = 0; i < 6; ++i) {
         counting = i > 0;  // after the first round: one-time lazy setup (env registry) is allowed
         if (i == 1) allocations = 0;
         spcclSparseAllReduce(g.data(), out.data(), n, spcclFloat32, spcclAvg, st, comm, nullptr);
-        spcclCompress(g.data(), values.data(), nullptr, &nvalues, &step, st, nullptr);
-        spcclDecompress(values.data(), nullptr, nvalues, step, 1.0, out.data(), st, nullptr);
+        spcclCompress(g.data(), values.data(), indices.data(), &nvalues, &step, st, nullptr);
+        spcclDecompress(values.data(), indices.data(), nvalues, step, 1.0, out.data(), st, nullptr);
       }
       counting = false;
       EXPECT_EQ(allocations.load(), 0) << "method " << method << " pattern " << pattern;
