@@ -93,8 +93,9 @@ struct PairLists {
 spcclResult_t pairsCheck(const spcclState& st, const PairLists& lists, const char* api);
 spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double scale, void* recvbuff);
 
-// MethodOps entries shared by the family. Compression without communication sends this
-// rank's selection (gTop-k: its local top-k, since the global set needs the peers).
+// MethodOps entries shared by the family. Compression without communication returns this
+// rank's k slots (gTop-k: its local top-k, since the global set needs the peers), whatever
+// the dense switch decided: the switch concerns the collective's own wire.
 spcclResult_t pairsCompress(const spcclInfo& info, PairSelectFn select, uint32_t* indices, void* values,
                             size_t* nvalues);
 spcclResult_t pairsDecompress(const spcclState& st, const void* values, const uint32_t* indices, size_t nvalues,
