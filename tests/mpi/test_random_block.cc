@@ -45,11 +45,13 @@ struct Reference {
 
   std::vector<double> step(unsigned long long s, int nranks, const spcclConfig_t& cfg) {
     const auto sel = spccl::makeBlockSelection(nb, m, pattern, spccl::selectionKey(cfg.seed, cfg.tensorKey, s));
+    std::vector<bool> chosenBlock(nb);
+    for (uint64_t b = 0; b < nb; ++b) chosenBlock[b] = spccl::blockSlot(sel, b) != sel.nselected;
     std::vector<double> out(n, 0.0);
     for (int r = 0; r < nranks; ++r) {
       for (size_t i = 0; i < n; ++i) {
         const double acc = inputValue(r, s, i) + (ef ? residual[r][i] : 0.0);
-        const bool chosen = spccl::blockSlot(sel, i / B) != sel.nselected;
+        const bool chosen = chosenBlock[i / B];
         if (chosen) out[i] += acc;
         if (ef) residual[r][i] = chosen ? 0.0 : acc;
       }
