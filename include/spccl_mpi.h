@@ -17,6 +17,11 @@ extern "C" {
  * only after spcclCommDestroy. */
 spcclResult_t spcclCommInitMPI(spcclComm_t* comm, MPI_Comm mpiComm);
 
+/* spcclCommInitMPI for a communicator given by its Fortran handle (MPI_Comm_c2f, mpi4py's
+ * Comm.py2f()): an integer whose meaning does not depend on the MPI implementation's C ABI,
+ * so bindings that cannot include mpi.h (Python's ctypes, the plugin table) can pass it. */
+spcclResult_t spcclCommInitMPIFortran(spcclComm_t* comm, MPI_Fint mpiComm);
+
 #ifdef __cplusplus
 }
 #endif

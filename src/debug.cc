@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <mutex>
 
 #include "param.h"
@@ -62,11 +63,14 @@ Logger& logger() {
 }
 
 int logRank = -1;
+std::atomic<spcclPluginLogger_v1_t> hostLogger{nullptr};
 thread_local char lastErrorText[1024] = "";
 
 }  // namespace
 
 void debugSetRank(int rank) { logRank = rank; }
+
+void debugSetHostLogger(spcclPluginLogger_v1_t logger) { hostLogger.store(logger); }
 
 bool debugEnabled(DebugLevel level, unsigned subsys) {
   const Logger& log = logger();
@@ -81,6 +85,14 @@ void debugLog(DebugLevel level, unsigned subsys, const char* file, int line, con
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   if (level == kLogWarn) snprintf(lastErrorText, sizeof(lastErrorText), "%s", msg);
+  const char* base = strrchr(file, '/');
+  base = base ? base + 1 : file;
+  if (spcclPluginLogger_v1_t host = hostLogger.load()) {
+    // The host filters on its own side; it always hears about failures.
+    if (level == kLogWarn || debugEnabled(level, subsys))
+      host(level <= kLogWarn ? spcclPluginLogWarn : (spcclPluginLogLevel_v1_t)level, base, line, msg);
+    return;
+  }
   if (!debugEnabled(level, subsys)) return;
   Logger& log = logger();
   static const char* kNames[] = {"", "VERSION", "WARN", "INFO", "TRACE"};
@@ -88,8 +100,7 @@ void debugLog(DebugLevel level, unsigned subsys, const char* file, int line, con
   if (logRank >= 0) snprintf(rank, sizeof(rank), "%d", logRank);
   else snprintf(rank, sizeof(rank), "?");
   if (level == kLogWarn) {
-    const char* base = strrchr(file, '/');
-    fprintf(log.out, "%s:%d:%s SPCCL WARN %s:%d %s\n", log.host, (int)getpid(), rank, base ? base + 1 : file, line, msg);
+    fprintf(log.out, "%s:%d:%s SPCCL WARN %s:%d %s\n", log.host, (int)getpid(), rank, base, line, msg);
   } else {
     fprintf(log.out, "%s:%d:%s SPCCL %s %s\n", log.host, (int)getpid(), rank, kNames[level], msg);
   }

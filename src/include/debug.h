@@ -7,6 +7,7 @@
 #ifndef SPCCL_DEBUG_H_
 #define SPCCL_DEBUG_H_
 
+#include "plugin/spccl_plugin_v1.h"
 #include "spccl.h"
 
 namespace spccl {
@@ -27,6 +28,8 @@ void debugLog(DebugLevel level, unsigned subsys, const char* file, int line, con
 bool debugEnabled(DebugLevel level, unsigned subsys);
 // The rank printed in the log prefix (the most recently initialised comm's).
 void debugSetRank(int rank);
+// Lines go to `logger` instead of stderr: every WARN, and what SPCCL_DEBUG enables (NULL: stderr).
+void debugSetHostLogger(spcclPluginLogger_v1_t logger);
 void setLastError(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 const char* lastError();
 

@@ -271,3 +271,11 @@ extern "C" spcclResult_t spcclCommInitMPI(spcclComm_t* comm, MPI_Comm mpiComm) {
   *comm = c.release();
   return spcclSuccess;
 }
+
+extern "C" spcclResult_t spcclCommInitMPIFortran(spcclComm_t* comm, MPI_Fint mpiComm) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  // MPI_Comm_f2c needs a live MPI; spcclCommInitMPI words the error.
+  return spcclCommInitMPI(comm, initialized && !finalized ? MPI_Comm_f2c(mpiComm) : MPI_COMM_NULL);
+}
