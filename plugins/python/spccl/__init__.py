@@ -1,0 +1,16 @@
+# SPDX-License-Identifier: Apache-2.0
+"""spccl for Python: ctypes over libspccl.so (no compiled extension, no framework build).
+
+    from mpi4py import MPI            # initialises MPI
+    import spccl
+    comm = spccl.Comm(MPI.COMM_WORLD)
+    state = spccl.State.like(comm, spccl.Config(method="randomblock", density=1/64), grad)
+    state.sparse_allreduce(grad, op="avg")      # in place; residual in state.residual
+
+Failures raise spccl.SpcclError with the spccl result code and the library's sentence;
+wrong Python types raise TypeError, non-contiguous buffers ValueError."""
+from ._core import (DATATYPES, FEEDBACKS, METHODS, OPS, PATTERNS, Comm, Config, SpcclError, State,
+                    sparse_allreduce, version)
+
+__all__ = ["Comm", "Config", "State", "SpcclError", "sparse_allreduce", "version", "METHODS", "PATTERNS",
+           "FEEDBACKS", "OPS", "DATATYPES"]

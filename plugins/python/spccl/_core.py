@@ -1,0 +1,374 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Comm, Config, State and the error type over the C API. Buffers are torch tensors (CPU, or
+CUDA with the current stream) or NumPy arrays; nothing is copied, so they must be contiguous."""
+import atexit
+import ctypes
+import weakref
+
+import numpy as np
+
+from . import _lib
+
+try:
+    import torch
+except ImportError:  # NumPy-only use needs no torch
+    torch = None
+
+_L = _lib.load()
+
+RESULT_NAMES = {0: "spcclSuccess", 1: "spcclUnhandledCudaError", 2: "spcclSystemError",
+                3: "spcclInternalError", 4: "spcclInvalidArgument", 5: "spcclInvalidUsage",
+                6: "spcclRemoteError", 7: "spcclInProgress", 8: "spcclTimeout"}
+METHODS = {"dense": 0, "randomblock": 1, "topk": 2, "gaussiank": 3, "gtopk": 4}
+PATTERNS = {"contiguous": 0, "scattered": 1}
+FEEDBACKS = {"none": 0, "ef": 1}
+OPS = {"sum": 0, "avg": 4}
+# spcclDataType_t by dtype name (torch and NumPy spell them alike).
+DATATYPES = {"float16": 6, "float32": 7, "float64": 8, "bfloat16": 9}
+_NP_VIEW = {6: np.float16, 7: np.float32, 8: np.float64, 9: np.int16}  # bf16: raw 16-bit words
+
+
+class SpcclError(RuntimeError):
+    """A spccl call failed. `code` is the spcclResult_t value, `name` its enumerator,
+    `message` the library's sentence (spcclGetLastError)."""
+
+    def __init__(self, code, message):
+        self.code = code
+        self.name = RESULT_NAMES.get(code, f"spcclResult {code}")
+        self.message = message
+        super().__init__(f"{message} [{self.name}]" if message else self.name)
+
+
+def _check(result):
+    if result != 0:
+        text = _L.spcclGetLastError(None)
+        raise SpcclError(result, text.decode(errors="replace") if text else "")
+
+
+def version():
+    """The library's SPCCL_VERSION_CODE (major * 10000 + minor * 100 + patch)."""
+    v = ctypes.c_int()
+    _check(_L.spcclGetVersion(ctypes.byref(v)))
+    return v.value
+
+
+def _enum(value, table, what):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.lower() not in table:
+            raise ValueError(f"spccl: unknown {what} {value!r}; expected one of {sorted(table)}")
+        return table[value.lower()]
+    return int(value)
+
+
+def _name(value, table):
+    for k, v in table.items():
+        if v == value:
+            return k
+    return value
+
+
+class Config:
+    """Compression settings (spcclConfig_t). A field left None is resolved by the library
+    from its SPCCL_* environment variable or default; State.config shows the resolved one."""
+
+    FIELDS = ("method", "density", "block_size", "block_pattern", "feedback", "seed", "tensor_key", "dense_switch")
+
+    def __init__(self, method=None, density=None, block_size=None, block_pattern=None, feedback=None, seed=None,
+                 tensor_key=None, dense_switch=None):
+        self.method = _name(_enum(method, METHODS, "method"), METHODS)
+        self.density = density
+        self.block_size = block_size
+        self.block_pattern = _name(_enum(block_pattern, PATTERNS, "block pattern"), PATTERNS)
+        self.feedback = _name(_enum(feedback, FEEDBACKS, "feedback"), FEEDBACKS)
+        self.seed = seed
+        self.tensor_key = tensor_key
+        self.dense_switch = dense_switch
+
+    def replace(self, **changes):
+        values = {f: getattr(self, f) for f in self.FIELDS}
+        values.update(changes)
+        return Config(**values)
+
+    def to_c(self):
+        s = _lib.ConfigStruct(ctypes.sizeof(_lib.ConfigStruct), _lib.CONFIG_MAGIC, version())
+        undef = lambda v, u: u if v is None else v  # noqa: E731
+        s.method = undef(_enum(self.method, METHODS, "method"), _lib.UNDEF_INT)
+        s.density = undef(self.density, _lib.UNDEF_DOUBLE)
+        s.blockSize = undef(self.block_size, _lib.UNDEF_INT)
+        s.blockPattern = undef(_enum(self.block_pattern, PATTERNS, "block pattern"), _lib.UNDEF_INT)
+        s.feedback = undef(_enum(self.feedback, FEEDBACKS, "feedback"), _lib.UNDEF_INT)
+        s.seed = undef(self.seed, _lib.UNDEF_U64)
+        s.tensorKey = 0 if self.tensor_key is None else self.tensor_key
+        s.denseSwitch = _lib.UNDEF_INT if self.dense_switch is None else int(self.dense_switch)
+        return s
+
+    @classmethod
+    def from_c(cls, s):
+        return cls(method=_name(s.method, METHODS), density=s.density, block_size=s.blockSize,
+                   block_pattern=_name(s.blockPattern, PATTERNS), feedback=_name(s.feedback, FEEDBACKS),
+                   seed=s.seed, tensor_key=s.tensorKey, dense_switch=bool(s.denseSwitch))
+
+    def __repr__(self):
+        return "Config(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if getattr(self, f) is not None) + ")"
+
+
+class _Buffer:
+    """(pointer, element count, spcclDataType_t, device, stream) of a tensor or array."""
+
+    __slots__ = ("ptr", "count", "datatype", "device", "stream")
+
+    def __init__(self, x, what, writable=False):
+        if torch is not None and isinstance(x, torch.Tensor):
+            if not x.is_contiguous():
+                raise ValueError(f"spccl: {what} must be contiguous (call .contiguous() first)")
+            dtype = str(x.dtype).replace("torch.", "")
+            self.device = x.device
+            self.stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else None
+            self.ptr, self.count = x.data_ptr(), x.numel()
+        elif isinstance(x, np.ndarray):
+            if not x.flags.c_contiguous:
+                raise ValueError(f"spccl: {what} must be C-contiguous (np.ascontiguousarray)")
+            if writable and not x.flags.writeable:
+                raise ValueError(f"spccl: {what} is read-only")
+            dtype = x.dtype.name
+            self.device, self.stream = None, None
+            self.ptr, self.count = x.ctypes.data, x.size
+        else:
+            raise TypeError(f"spccl: {what} must be a torch.Tensor or numpy.ndarray, not {type(x).__name__}")
+        if dtype not in DATATYPES:
+            raise TypeError(f"spccl: {what} has dtype {dtype}; spccl reduces {', '.join(DATATYPES)}")
+        self.datatype = DATATYPES[dtype]
+
+
+def _datatype(dtype):
+    name = str(dtype).replace("torch.", "")
+    if name not in DATATYPES and not _is_torch_dtype(dtype):
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            pass
+    if name not in DATATYPES:
+        raise TypeError(f"spccl: dtype {dtype} is not one of {', '.join(DATATYPES)}")
+    return DATATYPES[name]
+
+
+# Everything still open when Python exits is closed before mpi4py finalizes MPI (its
+# finalizer runs after atexit handlers): states first, then comms.
+_live_states = weakref.WeakSet()
+_live_comms = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all():
+    for s in list(_live_states):
+        s.close()
+    for c in list(_live_comms):
+        c.close()
+
+
+class Comm:
+    """An spccl communicator over an MPI communicator (mpi4py; MPI.COMM_WORLD by default).
+    Importing mpi4py initialises MPI. Collective over the MPI communicator."""
+
+    def __init__(self, mpi_comm=None):
+        from mpi4py import MPI
+
+        if not hasattr(_L, "spcclCommInitMPIFortran"):
+            raise SpcclError(5, f"{_L.path} was built without MPI")
+        self.mpi_comm = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
+        self._handle = ctypes.c_void_p()
+        _check(_L.spcclCommInitMPIFortran(ctypes.byref(self._handle), self.mpi_comm.py2f()))
+        _live_comms.add(self)
+        r, n = ctypes.c_int(), ctypes.c_int()
+        _check(_L.spcclCommUserRank(self._handle, ctypes.byref(r)))
+        _check(_L.spcclCommCount(self._handle, ctypes.byref(n)))
+        self.rank, self.size = r.value, n.value
+
+    @property
+    def handle(self):
+        if not self._handle:
+            raise SpcclError(5, "spccl.Comm : used after close()")
+        return self._handle
+
+    def allreduce(self, sendbuf, recvbuf=None, op="avg"):
+        """Dense spcclAllReduce; in place when recvbuf is None. Returns recvbuf."""
+        recvbuf = sendbuf if recvbuf is None else recvbuf
+        s, r = _Buffer(sendbuf, "sendbuf"), _Buffer(recvbuf, "recvbuf", writable=True)
+        _check(_L.spcclAllReduce(s.ptr, r.ptr, s.count, s.datatype, _enum(op, OPS, "op"), self.handle, s.stream))
+        return recvbuf
+
+    def close(self):
+        if self._handle:
+            from mpi4py import MPI
+
+            if not MPI.Is_finalized():  # else MPI took the communicator with it
+                _check(_L.spcclCommDestroy(self._handle))
+            self._handle = ctypes.c_void_p()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # a comm with live states stays: their owners still hold it
+            pass
+
+
+class State:
+    """Per-tensor compression state: the error-feedback residual and the step counter.
+    `device` is where the tensors it compresses live (the residual is allocated by the
+    library where the comm's buffers live, which on an MPI comm is host memory)."""
+
+    def __init__(self, comm, config, count, dtype="float32", device=None):
+        if not isinstance(comm, Comm):
+            raise TypeError(f"spccl.State: comm must be a spccl.Comm, not {type(comm).__name__}")
+        if not isinstance(config, Config):
+            raise TypeError(f"spccl.State: config must be a spccl.Config, not {type(config).__name__}")
+        self.comm, self.count, self.datatype = comm, int(count), _datatype(dtype)
+        self.dtype = dtype
+        self.device = device if device is not None else (torch.device("cpu") if _is_torch_dtype(dtype) else None)
+        self._handle = ctypes.c_void_p()
+        c = config.to_c()
+        _check(_L.spcclStateCreate(ctypes.byref(self._handle), comm.handle, ctypes.byref(c), self.count,
+                                   self.datatype))
+        _live_states.add(self)
+
+    @classmethod
+    def like(cls, comm, config, tensor):
+        """A state for tensors of this one's size, dtype and device."""
+        device = getattr(tensor, "device", None)
+        dtype = tensor.dtype
+        return cls(comm, config, tensor.numel() if hasattr(tensor, "numel") else tensor.size, dtype, device)
+
+    @property
+    def handle(self):
+        if not self._handle:
+            raise SpcclError(5, "spccl.State : used after close()")
+        return self._handle
+
+    @property
+    def step(self):
+        s = ctypes.c_ulonglong()
+        _check(_L.spcclStateGetStep(self.handle, ctypes.byref(s)))
+        return s.value
+
+    @property
+    def config(self):
+        """The resolved configuration (no field left None)."""
+        c = _lib.ConfigStruct()
+        _check(_L.spcclStateGetConfig(self.handle, ctypes.byref(c)))
+        return Config.from_c(c)
+
+    @property
+    def residual(self):
+        """The error-feedback residual as a view (no copy): a torch tensor for a state made
+        with a torch dtype, else a NumPy array. Valid until the state is closed."""
+        ptr = ctypes.c_void_p()
+        _check(_L.spcclStateGetResidual(self.handle, ctypes.byref(ptr)))
+        if self.device is not None and getattr(self.device, "type", None) == "cuda":
+            return _cuda_view(ptr.value, self.count, self.dtype, self.device)
+        words = _NP_VIEW[self.datatype]
+        if self.count == 0:
+            arr = np.zeros(0, dtype=words)
+        else:
+            raw = (ctypes.c_byte * (self.count * np.dtype(words).itemsize)).from_address(ptr.value)
+            arr = np.frombuffer(raw, dtype=words)
+        if not _is_torch_dtype(self.dtype):
+            return arr
+        t = torch.from_numpy(arr)
+        return t.view(torch.bfloat16) if self.datatype == DATATYPES["bfloat16"] else t
+
+    def reset(self):
+        """Residual = 0, step = 0."""
+        _check(_L.spcclStateReset(self.handle))
+
+    def sparse_allreduce(self, sendbuf, recvbuf=None, op="avg"):
+        """spcclSparseAllReduce: recvbuf = op over ranks of C(sendbuf + residual); in place
+        when recvbuf is None. Returns recvbuf. Collective over the comm."""
+        recvbuf = sendbuf if recvbuf is None else recvbuf
+        s, r = _Buffer(sendbuf, "sendbuf"), _Buffer(recvbuf, "recvbuf", writable=True)
+        _check(_L.spcclSparseAllReduce(s.ptr, r.ptr, s.count, s.datatype, _enum(op, OPS, "op"), self.handle,
+                                       self.comm.handle, s.stream))
+        return recvbuf
+
+    def compressed_count(self):
+        n = ctypes.c_size_t()
+        _check(_L.spcclCompressedCount(self.handle, ctypes.byref(n)))
+        return n.value
+
+    def compress(self, sendbuf, values, indices=None):
+        """spcclCompress into preallocated `values` (and `indices` for top-k methods, int32
+        holding uint32 bits), each compressed_count() long. Returns (nvalues, step). Local."""
+        s, v = _Buffer(sendbuf, "sendbuf"), _Buffer(values, "values", writable=True)
+        if v.count < self.compressed_count():
+            raise ValueError(f"spccl: values holds {v.count} elements, compress needs {self.compressed_count()}")
+        iptr = None if indices is None else _index_ptr(indices, self.compressed_count())
+        n, step = ctypes.c_size_t(), ctypes.c_ulonglong()
+        _check(_L.spcclCompress(s.ptr, v.ptr, iptr, ctypes.byref(n), ctypes.byref(step), self.handle, s.stream))
+        return n.value, step.value
+
+    def decompress(self, values, step, recvbuf, indices=None, nvalues=None, scale=1.0):
+        """spcclDecompress: recvbuf = scale * the contributions in values, zero elsewhere. Local."""
+        v, r = _Buffer(values, "values"), _Buffer(recvbuf, "recvbuf", writable=True)
+        n = v.count if nvalues is None else nvalues
+        iptr = None if indices is None else _index_ptr(indices, n)
+        _check(_L.spcclDecompress(v.ptr, iptr, n, step, float(scale), r.ptr, self.handle, r.stream))
+        return recvbuf
+
+    def block_selection(self, step):
+        """The block indices (random block) every rank picks at `step`, in packed order."""
+        n = ctypes.c_size_t(0)
+        _check(_L.spcclBlockSelection(self.handle, step, None, ctypes.byref(n)))
+        blocks = (ctypes.c_size_t * max(n.value, 1))()
+        _check(_L.spcclBlockSelection(self.handle, step, blocks, ctypes.byref(n)))
+        return np.array(blocks[: n.value], dtype=np.int64)
+
+    def close(self):
+        if self._handle:
+            _check(_L.spcclStateDestroy(self._handle))
+            self._handle = ctypes.c_void_p()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def sparse_allreduce(tensor, state, op="avg", out=None):
+    """state.sparse_allreduce(tensor, out, op): the compressed allreduce, in place by default."""
+    return state.sparse_allreduce(tensor, out, op)
+
+
+def _is_torch_dtype(dtype):
+    return torch is not None and isinstance(dtype, torch.dtype)
+
+
+def _index_ptr(indices, n):
+    if torch is not None and isinstance(indices, torch.Tensor):
+        ok = indices.dtype == torch.int32 and indices.is_contiguous()
+        ptr, size = indices.data_ptr(), indices.numel()
+    else:
+        ok = isinstance(indices, np.ndarray) and indices.dtype in (np.int32, np.uint32) and indices.flags.c_contiguous
+        ptr, size = (indices.ctypes.data, indices.size) if ok else (0, 0)
+    if not ok:
+        raise TypeError("spccl: indices must be a contiguous int32 tensor or (u)int32 array")
+    if size < n:
+        raise ValueError(f"spccl: indices holds {size} elements, {n} needed")
+    return ptr
+
+
+class _CudaArray:
+    """Just enough __cuda_array_interface__ for torch.as_tensor to wrap device memory."""
+
+    _TYPESTR = {6: "<f2", 7: "<f4", 8: "<f8", 9: "<i2"}
+
+    def __init__(self, ptr, count, datatype):
+        self.__cuda_array_interface__ = {"shape": (count,), "typestr": self._TYPESTR[datatype],
+                                         "data": (ptr, False), "version": 2, "strides": None}
+
+
+def _cuda_view(ptr, count, dtype, device):
+    datatype = _datatype(dtype)
+    t = torch.as_tensor(_CudaArray(ptr, count, datatype), device=device)
+    return t.view(torch.bfloat16) if datatype == DATATYPES["bfloat16"] else t
