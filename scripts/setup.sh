@@ -17,6 +17,15 @@ spccl_apt_packages=(
   libopenmpi-dev openmpi-bin libucx-dev ucx-utils
   iproute2 valgrind python3-matplotlib
 )
+# The Python adapters and their tests (Debian's PyTorch; see FRAMEWORKS.md), and what
+# building Horovod from source needs.
+spccl_python_packages=(
+  python3 python3-dev python3-venv python3-numpy python3-pytest python3-mpi4py
+  python3-torch libtorch-dev python3-sklearn python3-matplotlib
+  python3-packaging python3-cloudpickle python3-psutil python3-yaml python3-cffi python3-wheel
+)
+SPCCL_VENV=${SPCCL_VENV:-$SPCCL_ROOT/.venv}
+SPCCL_HOROVOD_VERSION=${SPCCL_HOROVOD_VERSION:-0.28.1}
 
 spccl_install_packages() {
   local missing=()
@@ -36,11 +45,36 @@ spccl_build() {
   cmake --build "$SPCCL_BUILD_DIR" -j"$(nproc)"
 }
 
+# A venv over Debian's Python (/usr/bin/python3, not a pyenv one: only it sees python3-torch)
+# with Horovod built from source against Debian's torch and Open MPI. Cached: a second run
+# only checks the import. --no-build-isolation: an isolated build cannot import `packaging`
+# nor find torch. HOROVOD_WITHOUT_GLOO=1 and MAKEFLAGS keep the build to a few minutes.
+# A failed build is reported and the Horovod tests skip with the reason; nothing else stops.
+spccl_setup_python() {
+  spccl_install_packages "${spccl_python_packages[@]}"
+  if [[ ! -x $SPCCL_VENV/bin/python ]]; then
+    /usr/bin/python3 -m venv --system-site-packages "$SPCCL_VENV"
+  fi
+  if "$SPCCL_VENV/bin/python" -c "import horovod.torch" 2>/dev/null; then
+    return 0
+  fi
+  echo "spccl setup: building horovod==$SPCCL_HOROVOD_VERSION into $SPCCL_VENV (a few minutes)"
+  local log="$SPCCL_VENV/horovod-build.log"
+  if ! HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 \
+      HOROVOD_WITHOUT_GLOO=1 MAKEFLAGS=-j"${SPCCL_JOBS:-$(nproc)}" \
+      "$SPCCL_VENV/bin/pip" install --no-build-isolation --no-cache-dir \
+      "horovod==$SPCCL_HOROVOD_VERSION" >"$log" 2>&1; then
+    echo "spccl setup: horovod build FAILED (Horovod tests will skip); last lines of $log:" >&2
+    tail -n 20 "$log" >&2
+  fi
+}
+
 # Open MPI refuses root without these; the tests and the demo run as whoever runs them.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   spccl_install_packages "${spccl_apt_packages[@]}"
+  spccl_setup_python
   spccl_build
 fi

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # Installs what is missing, builds, and runs every test (unit, multi-rank under mpirun,
-# install, perf check pass, fuzz replays).
+# install, perf check pass, fuzz replays, the Python adapters under mpirun with the venv
+# that has Horovod).
 #   scripts/test.sh               all tests
 #   scripts/test.sh --sanitize    the same, built with AddressSanitizer + UBSan (build-sanitize/)
 #   scripts/test.sh -- -L mpi     arguments after -- go to ctest
@@ -34,6 +35,7 @@ if [[ $sanitize -eq 1 ]]; then
     "${ctest_args[@]}"
   exit 0
 fi
+spccl_setup_python  # before the build: CMake picks the venv's Python for the adapter tests
 spccl_build
 cd "$SPCCL_BUILD_DIR"
 ctest --output-on-failure --timeout 600 "${ctest_args[@]}"

@@ -73,10 +73,11 @@ class Config:
     """Compression settings (spcclConfig_t). A field left None is resolved by the library
     from its SPCCL_* environment variable or default; State.config shows the resolved one."""
 
-    FIELDS = ("method", "density", "block_size", "block_pattern", "feedback", "seed", "tensor_key", "dense_switch")
+    FIELDS = ("method", "density", "block_size", "block_pattern", "feedback", "seed", "tensor_key", "dense_switch",
+              "pipeline")
 
     def __init__(self, method=None, density=None, block_size=None, block_pattern=None, feedback=None, seed=None,
-                 tensor_key=None, dense_switch=None):
+                 tensor_key=None, dense_switch=None, pipeline=None):
         self.method = _name(_enum(method, METHODS, "method"), METHODS)
         self.density = density
         self.block_size = block_size
@@ -85,6 +86,7 @@ class Config:
         self.seed = seed
         self.tensor_key = tensor_key
         self.dense_switch = dense_switch
+        self.pipeline = pipeline
 
     def replace(self, **changes):
         values = {f: getattr(self, f) for f in self.FIELDS}
@@ -102,13 +104,14 @@ class Config:
         s.seed = undef(self.seed, _lib.UNDEF_U64)
         s.tensorKey = 0 if self.tensor_key is None else self.tensor_key
         s.denseSwitch = _lib.UNDEF_INT if self.dense_switch is None else int(self.dense_switch)
+        s.pipeline = _lib.UNDEF_INT if self.pipeline is None else int(self.pipeline)
         return s
 
     @classmethod
     def from_c(cls, s):
         return cls(method=_name(s.method, METHODS), density=s.density, block_size=s.blockSize,
                    block_pattern=_name(s.blockPattern, PATTERNS), feedback=_name(s.feedback, FEEDBACKS),
-                   seed=s.seed, tensor_key=s.tensorKey, dense_switch=bool(s.denseSwitch))
+                   seed=s.seed, tensor_key=s.tensorKey, dense_switch=bool(s.denseSwitch), pipeline=bool(s.pipeline))
 
     def __repr__(self):
         return "Config(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if getattr(self, f) is not None) + ")"
@@ -262,7 +265,9 @@ class State:
     @property
     def residual(self):
         """The error-feedback residual as a view (no copy): a torch tensor for a state made
-        with a torch dtype, else a NumPy array. Valid until the state is closed."""
+        with a torch dtype, else a NumPy array. Valid until the state is closed, or with
+        config.pipeline (a double-buffered residual) until the next call on the state: read
+        this property again after each call rather than keeping the view."""
         ptr = ctypes.c_void_p()
         _check(_L.spcclStateGetResidual(self.handle, ctypes.byref(ptr)))
         if self.device is not None and getattr(self.device, "type", None) == "cuda":

@@ -84,9 +84,13 @@ class DEF(torch.optim.Optimizer):
                 self._scatter(g["x"] - group["mu"] * g["state"].residual, group["params"])
         self._at_lookahead = True
 
+    def spccl_state(self, group=0):
+        """The spccl.State of a parameter group (created on first use)."""
+        return self._group(group, self.param_groups[group])["state"]
+
     def residual(self, group=0):
         """The group's residual e (a view of spccl's memory), flat in parameter order."""
-        return self._group(group, self.param_groups[group])["state"].residual
+        return self.spccl_state(group).residual
 
     def step(self, closure=None):
         """One DEF step; collective over the comm. Returns the closure's loss (or None)."""

@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The ctypes binding: sparse allreduce on NumPy and torch buffers against an mpi4py
+reference, residual views, compress/decompress, and errors with the library's message."""
+import numpy as np
+import pytest
+from conftest import allsum, random_block_reference
+
+import spccl
+
+CFG = dict(method="randomblock", density=0.3, block_size=4, block_pattern="scattered", feedback="ef", seed=77)
+
+
+def local_grad(rank, count, step, dtype=np.float64):
+    rng = np.random.default_rng(1000 * step + rank)
+    return rng.integers(-8, 8, size=count).astype(dtype) / 4  # exact in every float type
+
+
+@pytest.mark.parametrize("dtype,pipeline", [(np.float32, False), (np.float64, False), (np.float32, True)])
+def test_numpy_sparse_allreduce_matches_reference(world, comm, dtype, pipeline):
+    count = 50  # 13 blocks, the last one short
+    st = spccl.State(comm, spccl.Config(pipeline=pipeline, **CFG), count, dtype)
+    e = np.zeros(count)
+    for step in range(4):
+        g = local_grad(comm.rank, count, step, dtype)
+        acc = g + e
+        c = random_block_reference(acc, st.block_selection(step), 4)
+        e = acc - c
+        expected = allsum(world, c) / comm.size
+        out = np.empty_like(g)
+        st.sparse_allreduce(g, out, op="avg")
+        np.testing.assert_allclose(out, expected, rtol=1e-6)
+        np.testing.assert_array_equal(st.residual, e.astype(dtype))
+        assert st.step == step + 1
+    st.reset()
+    assert st.step == 0 and not st.residual.any()
+    st.close()
+
+
+def test_torch_in_place_and_residual_view(world, comm):
+    torch = pytest.importorskip("torch", reason="torch is not installed (apt-get install python3-torch)")
+    g = torch.tensor(local_grad(comm.rank, 40, 0, np.float32))
+    st = spccl.State.like(comm, spccl.Config(**CFG), g)
+    before = g.clone()
+    out = spccl.sparse_allreduce(g, st, op="sum")  # in place
+    assert out is g
+    residual = st.residual
+    assert isinstance(residual, torch.Tensor) and residual.device == g.device and residual.dtype == g.dtype
+    # A view of the library's memory (no copy): c + e == g exactly.
+    residual.add_(1)
+    assert torch.equal(st.residual, residual)
+    residual.sub_(1)
+    sent = (before - residual).numpy()
+    kept = residual.numpy()
+    assert np.all((sent == 0) | (kept == 0))
+    np.testing.assert_array_equal(out.numpy(), allsum(world, sent).astype(np.float32))
+
+
+def test_compress_decompress_round_trip(comm):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    g = torch.tensor(local_grad(comm.rank, 64, 1, np.float32))
+    st = spccl.State.like(comm, spccl.Config(**CFG), g)
+    values = torch.empty(st.compressed_count())
+    n, step = st.compress(g, values)
+    assert (n, step) == (values.numel(), 0)
+    out = st.decompress(values, step, torch.empty_like(g))
+    np.testing.assert_array_equal((out + st.residual).numpy(), g.numpy())
+
+
+def test_resolved_config_and_version(comm):
+    st = spccl.State(comm, spccl.Config(method="randomblock", density=0.5), 10)
+    cfg = st.config
+    assert cfg.method == "randomblock" and cfg.density == 0.5 and cfg.block_size > 0
+    assert spccl.version() >= 100
+
+
+def test_library_errors_carry_code_and_message(comm):
+    with pytest.raises(spccl.SpcclError) as err:
+        spccl.State(comm, spccl.Config(density=1.5), 10)
+    assert err.value.code == 4 and err.value.name == "spcclInvalidArgument"
+    assert "density 1.5" in err.value.message and "density 1.5" in str(err.value)
+
+    st = spccl.State(comm, spccl.Config(**CFG), 10)
+    with pytest.raises(spccl.SpcclError) as err:
+        st.sparse_allreduce(np.zeros(12))  # the state was made for 10 float32
+    assert err.value.code == 5 and err.value.name == "spcclInvalidUsage"
+    assert err.value.message == "spcclSparseAllReduce : count 12 differs from the state's count 10"
+    assert st.step == 0  # a failed call leaves the state alone
+
+
+def test_python_side_argument_errors(comm):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    st = spccl.State(comm, spccl.Config(**CFG), 10)
+    with pytest.raises(ValueError, match="contiguous"):
+        st.sparse_allreduce(torch.zeros(20)[::2])
+    with pytest.raises(TypeError, match="dtype int64"):
+        st.sparse_allreduce(torch.zeros(10, dtype=torch.int64))
+    with pytest.raises(TypeError, match="torch.Tensor or numpy.ndarray"):
+        st.sparse_allreduce([0.0] * 10)
+    with pytest.raises(ValueError, match="unknown method 'top-k'"):
+        spccl.Config(method="top-k")
+    with pytest.raises(TypeError, match="spccl.Comm"):
+        spccl.State(None, spccl.Config(), 10)
+    st.close()
+    with pytest.raises(spccl.SpcclError, match="used after close"):
+        st.step
