@@ -72,9 +72,11 @@ def load_data(seed):
 
 
 def make_model(seed):
-    torch.manual_seed(seed)  # the example's own process: identical initial weights on every rank
-    return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128),
-                               torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    """The same initial weights on every rank, without disturbing the global generator."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128),
+                                   torch.nn.ReLU(), torch.nn.Linear(128, 10))
 
 
 def available(comm, method):
