@@ -17,7 +17,7 @@
 #include <memory>
 #include <sstream>
 
-#include "dtype_core.h"
+#include "dispatch.h"
 #include "spccl_mpi.h"
 
 namespace spccl_perf {
@@ -55,15 +55,7 @@ const char* typeName(spcclDataType_t t) {
   }
 }
 
-template <typename F>
-void withStorage(spcclDataType_t dt, F&& f) {
-  switch (dt) {
-    case spcclFloat32: f(float{}); break;
-    case spcclFloat64: f(double{}); break;
-    case spcclFloat16: f(spccl::half_t{}); break;
-    default: f(spccl::bfloat16_t{}); break;
-  }
-}
+using spccl::withStorage;
 
 void usage(const char* prog) {
   fprintf(stderr,

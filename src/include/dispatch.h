@@ -21,6 +21,18 @@ spcclResult_t withType(spcclDataType_t datatype, F&& f) {
   }
 }
 
+// The same for callers that have validated the type already (tests, perf): f may return
+// anything, void included; an unknown type is treated as fp32.
+template <typename F>
+decltype(auto) withStorage(spcclDataType_t datatype, F&& f) {
+  switch (datatype) {
+    case spcclFloat64: return f(double{});
+    case spcclFloat16: return f(half_t{});
+    case spcclBfloat16: return f(bfloat16_t{});
+    default: return f(float{});
+  }
+}
+
 }  // namespace spccl
 
 #endif  // SPCCL_DISPATCH_H_

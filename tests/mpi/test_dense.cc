@@ -2,6 +2,7 @@
 //
 // Dense pass-through collectives against references computed from every rank's inputs.
 
+#include "dispatch.h"
 #include "mpi_test.h"
 
 namespace spccl_test {
@@ -11,15 +12,7 @@ using spccl::toAcc;
 
 class DenseTest : public ::testing::TestWithParam<spcclDataType_t> {};
 
-template <typename F>
-void withStorage(spcclDataType_t dt, F&& f) {
-  switch (dt) {
-    case spcclFloat32: f(float{}); break;
-    case spcclFloat64: f(double{}); break;
-    case spcclFloat16: f(spccl::half_t{}); break;
-    default: f(spccl::bfloat16_t{}); break;
-  }
-}
+using spccl::withStorage;
 
 TEST_P(DenseTest, AllReduceSumAndAvg) {
   const World& w = world();

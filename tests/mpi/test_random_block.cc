@@ -6,6 +6,7 @@
 
 #include <tuple>
 
+#include "dispatch.h"
 #include "mpi_test.h"
 #include "select_core.h"
 
@@ -24,15 +25,7 @@ struct Params {
 class RandomBlockTest
     : public ::testing::TestWithParam<std::tuple<spcclDataType_t, int, int, spcclRedOp_t, bool>> {};
 
-template <typename F>
-void withStorage(spcclDataType_t dt, F&& f) {
-  switch (dt) {
-    case spcclFloat32: f(float{}); break;
-    case spcclFloat64: f(double{}); break;
-    case spcclFloat16: f(spccl::half_t{}); break;
-    default: f(spccl::bfloat16_t{}); break;
-  }
-}
+using spccl::withStorage;
 
 // The reference model of SPEC §3-4 for all ranks at once: residuals e_r, chosen blocks from
 // the shared stream, out = sum_r acc_r on the chosen blocks.
