@@ -30,3 +30,36 @@ if(NOT SPCCL_WITH_CUDA STREQUAL "OFF")
   endif()
 endif()
 spccl_resolve(SPCCL_WITH_CUDA spccl_cuda_found "CUDA kernels")
+
+if(SPCCL_HAVE_CUDA)
+  # One architecture by default: nvcc is the slowest part of the build and CI has two cores.
+  # H100/H200 are sm_90; override with -DCMAKE_CUDA_ARCHITECTURES=80;90 etc.
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures to build for")
+  endif()
+  enable_language(CUDA)
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  find_package(CUDAToolkit REQUIRED)
+endif()
+
+# NCCL is looked for next to the CUDA toolkit (where the NVIDIA packages put it), then in
+# the usual system paths or NCCL_ROOT. It is only useful with CUDA.
+set(spccl_nccl_found OFF)
+if(NOT SPCCL_WITH_NCCL STREQUAL "OFF" AND SPCCL_HAVE_CUDA)
+  set(spccl_nccl_hints $ENV{NCCL_ROOT} ${NCCL_ROOT} ${CUDAToolkit_LIBRARY_ROOT} ${CUDAToolkit_TARGET_DIR})
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${spccl_nccl_hints} ${CUDAToolkit_INCLUDE_DIRS} PATH_SUFFIXES include)
+  find_library(NCCL_LIBRARY nccl HINTS ${spccl_nccl_hints} ${CUDAToolkit_LIBRARY_DIR} PATH_SUFFIXES lib64 lib)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    set(spccl_nccl_found ON)
+  endif()
+endif()
+if(SPCCL_WITH_NCCL STREQUAL "ON" AND NOT SPCCL_HAVE_CUDA)
+  message(FATAL_ERROR "SPCCL_WITH_NCCL=ON needs CUDA (SPCCL_WITH_CUDA is ${SPCCL_WITH_CUDA} and resolved OFF)")
+endif()
+spccl_resolve(SPCCL_WITH_NCCL spccl_nccl_found "NCCL transport")
+if(SPCCL_HAVE_NCCL)
+  add_library(spccl_nccl_lib UNKNOWN IMPORTED)
+  set_target_properties(spccl_nccl_lib PROPERTIES IMPORTED_LOCATION ${NCCL_LIBRARY}
+                                                  INTERFACE_INCLUDE_DIRECTORIES ${NCCL_INCLUDE_DIR})
+endif()

@@ -139,12 +139,16 @@ spcclResult_t spcclCommUserRank(const spcclComm_t comm, int* rank);
 spcclResult_t spcclCommDestroy(spcclComm_t comm);
 
 /* Frees the comm without waiting for operations in flight (after spcclTimeout, or to give up
- * on peers). States still on the comm stay valid only for spcclStateDestroy. Local. */
+ * on peers). States still on the comm stay valid only for spcclStateDestroy. On an NCCL comm
+ * it calls ncclCommAbort, which also frees a wrapped ncclComm_t (the only way to stop
+ * operations spccl enqueued on it). Local. */
 spcclResult_t spcclCommAbort(spcclComm_t comm);
 
 /* The error that broke the comm, or spcclSuccess: a collective that timed out
  * (SPCCL_TIMEOUT_MS) or failed in the transport leaves the comm broken, and later
- * collectives on it return spcclInvalidUsage until it is aborted or destroyed. Local. */
+ * collectives on it return spcclInvalidUsage until it is aborted or destroyed. On an NCCL
+ * comm, NCCL's asynchronous error (ncclCommGetAsyncError) is reported too. Local, never
+ * blocks. */
 spcclResult_t spcclCommGetAsyncError(spcclComm_t comm, spcclResult_t* asyncError);
 
 /* ------------------------------- Dense pass-through ---------------------------------- */

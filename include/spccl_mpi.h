@@ -22,6 +22,15 @@ spcclResult_t spcclCommInitMPI(spcclComm_t* comm, MPI_Comm mpiComm);
  * so bindings that cannot include mpi.h (Python's ctypes, the plugin table) can pass it. */
 spcclResult_t spcclCommInitMPIFortran(spcclComm_t* comm, MPI_Fint mpiComm);
 
+/* As spcclCommInitMPI, for buffers on the calling thread's current CUDA device. States
+ * keep their residual and workspace on that device; each collective compresses on the GPU
+ * on `stream`, stages the small packed payload through pinned host memory (allocated at
+ * spcclStateCreate), reduces it with MPI and unpacks it on the GPU. Calls complete before
+ * returning, like every MPI-comm call; spcclCompress / spcclDecompress are stream-ordered.
+ * This is how several ranks share one GPU. Returns spcclInvalidUsage in a build without
+ * CUDA. */
+spcclResult_t spcclCommInitMPIDevice(spcclComm_t* comm, MPI_Comm mpiComm);
+
 #ifdef __cplusplus
 }
 #endif

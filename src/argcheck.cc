@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "checks.h"
+#include "device.h"
 #include "param.h"
 
 namespace spccl {
@@ -56,6 +57,25 @@ spcclResult_t opCheck(int op, const char* api) {
   return spcclSuccess;
 }
 
+// On a device comm a host pointer would make the kernels (or NCCL) fault long after the call
+// returned: reject it here, with the reason. Host comms skip the query, which would create a
+// CUDA context in processes that never use the GPU.
+spcclResult_t memoryCheck(const spcclComm* comm, const void* ptr, const char* api, const char* what) {
+  if (!comm->onDevice) return spcclSuccess;
+  int isDevice = 0;
+  SPCCLCHECK(device::pointerIsDevice(ptr, &isDevice));
+  SPCCL_REQUIRE(isDevice, spcclInvalidArgument,
+                "%s : %s %p is host memory, but comm %p takes device buffers (transport %s)", api, what, ptr,
+                (const void*)comm, comm->transport->name());
+  return spcclSuccess;
+}
+
+spcclResult_t alignCheck(const void* ptr, size_t elemSize, const char* api, const char* what) {
+  SPCCL_REQUIRE((uintptr_t)ptr % elemSize == 0, spcclInvalidArgument,
+                "%s : %s %p is not aligned to its %zu-byte elements", api, what, ptr, elemSize);
+  return spcclSuccess;
+}
+
 spcclResult_t argsCheck(const spcclInfo& info) {
   SPCCLCHECK(commUsableCheck(info.comm, info.opName));
   SPCCLCHECK(dataTypeCheck(info.datatype, info.opName));
@@ -78,6 +98,10 @@ spcclResult_t argsCheck(const spcclInfo& info) {
   }
   SPCCLCHECK(ptrCheck(info.sendbuff, info.opName, "sendbuff"));
   SPCCLCHECK(ptrCheck(info.recvbuff, info.opName, "recvbuff"));
+  SPCCLCHECK(alignCheck(info.sendbuff, dataTypeSize(info.datatype), info.opName, "sendbuff"));
+  SPCCLCHECK(alignCheck(info.recvbuff, dataTypeSize(info.datatype), info.opName, "recvbuff"));
+  SPCCLCHECK(memoryCheck(info.comm, info.sendbuff, info.opName, "sendbuff"));
+  if (info.recvbuff != info.sendbuff) SPCCLCHECK(memoryCheck(info.comm, info.recvbuff, info.opName, "recvbuff"));
   size_t elem = dataTypeSize(info.datatype);
   SPCCL_REQUIRE(info.count <= SIZE_MAX / elem / (size_t)info.comm->nranks, spcclInvalidArgument,
                 "%s : count %zu is too large (the byte size overflows)", info.opName, info.count);

@@ -11,8 +11,10 @@
 
 #include "argcheck.h"
 #include "checks.h"
+#include "device.h"
 #include "method.h"
 #include "param.h"
+#include "staging.h"
 
 namespace spccl {
 namespace {
@@ -96,6 +98,8 @@ spcclResult_t enqueueSparse(const spcclInfo& info) {
        info.opName, st.method->name, st.step, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype),
        opName(info.op), (void*)info.comm, info.comm->nranks);
   SPCCLCHECK(breakCommOn(info.comm, st.method->sparseAllReduce(info)));
+  if (st.deviceStep.ptr) SPCCLCHECK(device::advanceStep(static_cast<unsigned long long*>(st.deviceStep.ptr), info.stream));
+  SPCCLCHECK(breakCommOn(info.comm, stagedComplete(st, info.stream)));
   st.step++;  // commit: the method succeeded
   return spcclSuccess;
 }

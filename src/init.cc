@@ -82,6 +82,7 @@ spcclResult_t spcclCommUserRank(const spcclComm_t comm, int* rank) {
 spcclResult_t spcclCommAbort(spcclComm_t comm) {
   SPCCLCHECK(commCheck(comm, "spcclCommAbort"));
   INFO(kSubsysInit, "spcclCommAbort : rank %d, %d states still open", comm->rank, comm->liveStates.load());
+  if (comm->transport) comm->transport->abort();  // NCCL: ncclCommAbort, so nothing hangs
   comm->transport.reset();
   int expected = spcclSuccess;
   comm->brokenBy.compare_exchange_strong(expected, spcclInvalidUsage);
@@ -98,6 +99,12 @@ spcclResult_t spcclCommGetAsyncError(spcclComm_t comm, spcclResult_t* asyncError
   SPCCLCHECK(commCheck(comm, "spcclCommGetAsyncError"));
   SPCCLCHECK(ptrCheck(asyncError, "spcclCommGetAsyncError", "asyncError"));
   *asyncError = (spcclResult_t)comm->brokenBy.load();
+  // NCCL reports its failures after the fact; they break the comm like any transport failure.
+  if (*asyncError == spcclSuccess && comm->transport) {
+    *asyncError = comm->transport->asyncError();
+    int expected = spcclSuccess;
+    if (*asyncError != spcclSuccess) comm->brokenBy.compare_exchange_strong(expected, *asyncError);
+  }
   return spcclSuccess;
 }
 

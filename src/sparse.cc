@@ -5,6 +5,7 @@
 
 #include "argcheck.h"
 #include "checks.h"
+#include "device.h"
 #include "enqueue.h"
 #include "method.h"
 
@@ -35,10 +36,16 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
   if (state->count > 0) {
     SPCCLCHECK(ptrCheck(sendbuff, api, "sendbuff"));
     SPCCLCHECK(ptrCheck(values, api, "values"));
+    SPCCLCHECK(alignCheck(sendbuff, state->elemSize, api, "sendbuff"));
+    SPCCLCHECK(alignCheck(values, state->elemSize, api, "values"));
+    SPCCLCHECK(memoryCheck(state->comm, sendbuff, api, "sendbuff"));
+    SPCCLCHECK(memoryCheck(state->comm, values, api, "values"));
   }
   spcclInfo info = {spcclFuncCompress, api, sendbuff, values, state->count, state->datatype, spcclSum, 0, state, state->comm, stream};
   size_t written = 0;
   if (state->count > 0) SPCCLCHECK(state->method->compress(info, values, indices, &written));
+  if (state->deviceStep.ptr && state->count > 0)
+    SPCCLCHECK(device::advanceStep(static_cast<unsigned long long*>(state->deviceStep.ptr), stream));
   *nvalues = written;
   *step = state->step++;
   return spcclSuccess;
@@ -50,7 +57,12 @@ spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_
   SPCCLCHECK(stateCheck(state, api));
   if (state->count == 0) return spcclSuccess;
   SPCCLCHECK(ptrCheck(recvbuff, api, "recvbuff"));
-  if (nvalues > 0) SPCCLCHECK(ptrCheck(values, api, "values"));
+  SPCCLCHECK(alignCheck(recvbuff, state->elemSize, api, "recvbuff"));
+  SPCCLCHECK(memoryCheck(state->comm, recvbuff, api, "recvbuff"));
+  if (nvalues > 0) {
+    SPCCLCHECK(ptrCheck(values, api, "values"));
+    SPCCLCHECK(memoryCheck(state->comm, values, api, "values"));
+  }
   SPCCL_REQUIRE(scale == scale, spcclInvalidArgument, "%s : scale is NaN", api);
   return state->method->decompress(*state, values, indices, nvalues, step, scale, recvbuff, stream);
 }

@@ -10,23 +10,30 @@
 
 #include "argcheck.h"
 #include "checks.h"
+#include "device.h"
 #include "method.h"
 #include "state.h"
 
 namespace spccl {
 namespace {
 
-spcclResult_t bufferAlloc(Buffer* buf, size_t bytes, const char* api) {
+// Zeroed memory of the given kind: a fresh residual is zero.
+spcclResult_t bufferAlloc(Buffer* buf, MemoryKind kind, size_t bytes, const char* api) {
   buf->bytes = bytes;
+  buf->kind = kind;
   if (bytes == 0) return spcclSuccess;
-  buf->ptr = calloc(1, bytes);  // zeroed: a fresh residual is zero
+  if (kind == kDeviceMemory) return device::allocDevice(&buf->ptr, bytes, api);
+  if (kind == kPinnedMemory) return device::allocPinned(&buf->ptr, bytes, api);
+  buf->ptr = calloc(1, bytes);
   SPCCL_REQUIRE(buf->ptr != nullptr, spcclSystemError, "%s : failed to allocate %zu bytes of host memory", api, bytes);
   INFO(kSubsysAlloc, "%s : allocated %zu bytes at %p", api, bytes, buf->ptr);
   return spcclSuccess;
 }
 
 void bufferFree(Buffer* buf) {
-  free(buf->ptr);
+  if (buf->kind == kDeviceMemory) device::freeDevice(buf->ptr);
+  else if (buf->kind == kPinnedMemory) device::freePinned(buf->ptr);
+  else free(buf->ptr);
   buf->ptr = nullptr;
   buf->bytes = 0;
 }
@@ -39,6 +46,8 @@ void stateFree(spcclState* st) {
          st->workspace.bytes);
     st->workspace = Buffer();
   }
+  bufferFree(&st->deviceStep);
+  bufferFree(&st->staging);
   bufferFree(&st->workspace);
   bufferFree(&st->residualNext);
   bufferFree(&st->residual);
@@ -74,15 +83,23 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   st->count = count;
   st->datatype = datatype;
   st->elemSize = elem;
-  st->onDevice = comm->transport->deviceBuffers();
+  st->onDevice = comm->onDevice;
   st->method = method;
   SPCCLCHECK(method->setup(*st));
-  SPCCL_REQUIRE(!st->onDevice, spcclInvalidUsage, "%s : device buffers need a build with CUDA", api);
   spcclResult_t res;
-  SPCCLCHECKGOTO(bufferAlloc(&st->residual, count * elem, api), res, fail);
-  SPCCLCHECKGOTO(bufferAlloc(&st->workspace, method->workspaceBytes(*st), api), res, fail);
-  if (resolved.pipeline && resolved.feedback == spcclFeedbackEF)
-    SPCCLCHECKGOTO(bufferAlloc(&st->residualNext, count * elem, api), res, fail);
+  {
+    const MemoryKind kind = st->onDevice ? kDeviceMemory : kHostMemory;
+    const size_t workspace = method->workspaceBytes(*st);
+    SPCCLCHECKGOTO(bufferAlloc(&st->residual, kind, count * elem, api), res, fail);
+    SPCCLCHECKGOTO(bufferAlloc(&st->workspace, kind, workspace, api), res, fail);
+    // The overlapped host path only: device states are stream-ordered already.
+    if (resolved.pipeline && resolved.feedback == spcclFeedbackEF && !st->onDevice)
+      SPCCLCHECKGOTO(bufferAlloc(&st->residualNext, kind, count * elem, api), res, fail);
+    if (st->onDevice)
+      SPCCLCHECKGOTO(bufferAlloc(&st->deviceStep, kDeviceMemory, sizeof(unsigned long long), api), res, fail);
+    if (st->onDevice && !comm->transport->deviceBuffers())
+      SPCCLCHECKGOTO(bufferAlloc(&st->staging, kPinnedMemory, workspace, api), res, fail);
+  }
   comm->liveStates++;
   INFO(kSubsysInit, "%s : %s count %zu %s density %g block %d %s feedback %s seed %llu key %llu", api, method->name,
        count, dataTypeName(datatype), resolved.density, resolved.blockSize,
@@ -91,6 +108,8 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   *state = st.release();
   return spcclSuccess;
 fail:
+  bufferFree(&st->deviceStep);
+  bufferFree(&st->staging);
   bufferFree(&st->residualNext);
   bufferFree(&st->workspace);
   bufferFree(&st->residual);
@@ -110,7 +129,9 @@ spcclResult_t spcclStateDestroy(spcclState_t state) {
 
 spcclResult_t spcclStateReset(spcclState_t state) {
   SPCCLCHECK(stateCheck(state, "spcclStateReset"));
-  if (state->residual.bytes) memset(state->residual.ptr, 0, state->residual.bytes);
+  if (state->residual.kind == kDeviceMemory) SPCCLCHECK(device::zeroSync(state->residual.ptr, state->residual.bytes));
+  if (state->deviceStep.ptr) SPCCLCHECK(device::zeroSync(state->deviceStep.ptr, state->deviceStep.bytes));
+  else if (state->residual.bytes) memset(state->residual.ptr, 0, state->residual.bytes);
   state->step = 0;
   return spcclSuccess;
 }
@@ -125,6 +146,8 @@ spcclResult_t spcclStateGetResidual(spcclState_t state, void** residual) {
 spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step) {
   SPCCLCHECK(stateCheck(state, "spcclStateGetStep"));
   SPCCLCHECK(ptrCheck(step, "spcclStateGetStep", "step"));
+  // A device state's counter may have been advanced by graph replays the host never saw.
+  if (state->deviceStep.ptr) SPCCLCHECK(device::copySync(&state->step, state->deviceStep.ptr, sizeof(*step)));
   *step = state->step;
   return spcclSuccess;
 }
@@ -132,7 +155,8 @@ spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step) {
 spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes) {
   SPCCLCHECK(stateCheck(state, "spcclStateGetMemoryFootprint"));
   SPCCLCHECK(ptrCheck(bytes, "spcclStateGetMemoryFootprint", "bytes"));
-  *bytes = state->residual.bytes + state->residualNext.bytes + state->workspace.bytes;
+  *bytes = state->residual.bytes + state->residualNext.bytes + state->workspace.bytes + state->staging.bytes +
+           state->deviceStep.bytes;
   return spcclSuccess;
 }
 

@@ -50,7 +50,7 @@ inline void addInto(T* __restrict dst, const T* __restrict g, const T* __restric
     memcpy(dst, g, len * sizeof(T));
     return;
   }
-  for (size_t i = 0; i < len; ++i) dst[i] = fromAcc<T>(toAcc(g[i]) + toAcc(e[i]));
+  for (size_t i = 0; i < len; ++i) dst[i] = addRounded(g[i], e[i]);
 }
 
 template <typename T>
@@ -82,7 +82,7 @@ struct CommitArgs {
 // eOut = g + eIn: the residual of elements that were not sent.
 template <typename T>
 inline void accumulate(T* eOut, const T* g, const T* eIn, size_t len) {
-  for (size_t i = 0; i < len; ++i) eOut[i] = fromAcc<T>(toAcc(g[i]) + toAcc(eIn[i]));
+  for (size_t i = 0; i < len; ++i) eOut[i] = addRounded(g[i], eIn[i]);
 }
 
 // Elements [begin, end) were not chosen: residual keeps g + e, out is zero.
@@ -93,7 +93,7 @@ inline void commitRun(const CommitArgs<T>& a, size_t begin, size_t end) {
   if (a.g && a.eIn) {
     if (a.out == a.g) {  // in-place: read g before zeroing it
       for (size_t i = begin; i < end; ++i) {
-        a.eOut[i] = fromAcc<T>(toAcc(a.g[i]) + toAcc(a.eIn[i]));
+        a.eOut[i] = addRounded(a.g[i], a.eIn[i]);
         a.out[i] = T();
       }
       return;
@@ -109,7 +109,7 @@ inline void unpackBlock(const T* packed, typename AccumOf<T>::type scale, T* out
     memcpy(out, packed, len * sizeof(T));
     return;
   }
-  for (size_t i = 0; i < len; ++i) out[i] = fromAcc<T>(toAcc(packed[i]) * scale);
+  for (size_t i = 0; i < len; ++i) out[i] = scaleRounded(packed[i], scale);
 }
 
 // The commit pass over elements [begin, end) (multiples of blockSize; end is clipped to n),

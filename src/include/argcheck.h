@@ -18,6 +18,10 @@ spcclResult_t commUsableCheck(const spcclComm* comm, const char* api);
 spcclResult_t stateCheck(const spcclState* state, const char* api);
 spcclResult_t dataTypeCheck(int datatype, const char* api);
 spcclResult_t opCheck(int op, const char* api);
+// ptr lives where the comm's buffers live (checked on device comms only).
+spcclResult_t memoryCheck(const spcclComm* comm, const void* ptr, const char* api, const char* what);
+// ptr is a multiple of the element size (kernels and vector loads fault otherwise).
+spcclResult_t alignCheck(const void* ptr, size_t elemSize, const char* api, const char* what);
 // Buffers, count, type and op of a collective; a state, if any, must match comm, count, type.
 spcclResult_t argsCheck(const spcclInfo& info);
 // Fills unset fields from SPCCL_* variables or defaults, then checks every field.

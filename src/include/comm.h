@@ -19,6 +19,9 @@ struct spcclComm {
   int rank = 0;
   int nranks = 0;
   std::unique_ptr<spccl::Transport> transport;
+  // Users' buffers live on the device (NCCL, or MPI with device buffers). When the transport
+  // itself takes host buffers, payloads are staged through pinned host memory.
+  bool onDevice = false;
   std::atomic<int> liveStates{0};
   // The error that broke the comm (a timeout, a transport failure), or spcclSuccess. A broken
   // comm refuses collectives until it is destroyed: its peers may be mid-operation.

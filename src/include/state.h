@@ -18,10 +18,13 @@ namespace spccl {
 constexpr uint64_t kStateMagic = 0x5bcc15a7e5a7e5a7ull;
 struct MethodOps;
 
-// Host or device memory, freed with the state.
+enum MemoryKind { kHostMemory = 0, kDeviceMemory = 1, kPinnedMemory = 2 };
+
+// Host, device or pinned host memory, freed with the state.
 struct Buffer {
   void* ptr = nullptr;
   size_t bytes = 0;
+  MemoryKind kind = kHostMemory;
 };
 }  // namespace spccl
 
@@ -41,6 +44,13 @@ struct spcclState {
   // flight, and swapped with `residual` only when the call succeeds.
   spccl::Buffer residualNext;
   spccl::Buffer workspace;  // method-sized scratch (packed blocks, pairs, ...)
+  // Device buffers on a host transport (MPI): a pinned mirror of the workspace, so any
+  // workspace region can cross the network at the same offset (see staging.h).
+  spccl::Buffer staging;
+  // Device states: the step counter as the kernels read it. spcclSparseAllReduce advances it
+  // on the stream, so replays of a captured CUDA graph step through new selections; `step`
+  // above mirrors it for calls made eagerly.
+  spccl::Buffer deviceStep;
 
   // Random block: nblocks = ceil(count / blockSize), nselected = m.
   uint64_t nblocks = 0;

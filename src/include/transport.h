@@ -50,6 +50,11 @@ class Transport {
   virtual spcclResult_t sendRecv(const void* sendbuff, size_t sendbytes, int sendPeer, void* recvbuff,
                                  size_t recvbytes, int recvPeer, spcclStream_t stream) = 0;
   virtual spcclResult_t barrier() = 0;
+  // An error that happened after a call returned (NCCL's asynchronous errors), or spcclSuccess.
+  virtual spcclResult_t asyncError() { return spcclSuccess; }
+  // Stops outstanding operations so a failed job can tear down without hanging; the
+  // transport is unusable afterwards. Host transports have nothing in flight.
+  virtual spcclResult_t abort() { return spcclSuccess; }
 };
 
 }  // namespace spccl

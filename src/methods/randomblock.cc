@@ -9,19 +9,22 @@
 // all ranks and go through one ordinary allreduce of m*B elements.
 // Wire bytes per rank: 2 (P-1)/P * m*B * sizeof(T), against 2 (P-1)/P * n * sizeof(T) dense.
 // Invariant: c + e_new == g + e_old, each coordinate either moved (chosen) or kept.
+// Device buffers take the same two passes as CUDA kernels (device.h), stream-ordered.
 
 #include <math.h>
 
 #include "argcheck.h"
 #include "checks.h"
 #include "cpu/block_kernels.h"
+#include "device.h"
 #include "dispatch.h"
 #include "method.h"
+#include "staging.h"
 
 namespace spccl {
 namespace {
 
-// The workspace: m*B packed elements, then the m chosen blocks in address order.
+// The workspace: m*B packed elements, then (host only) the m chosen blocks in address order.
 struct Workspace {
   void* packed;
   cpu::BlockSlot* order;
@@ -46,7 +49,9 @@ spcclResult_t setup(spcclState& st) {
   return spcclSuccess;
 }
 
-size_t workspaceBytes(const spcclState& st) { return packedBytes(st) + st.nselected * sizeof(cpu::BlockSlot); }
+size_t workspaceBytes(const spcclState& st) {
+  return packedBytes(st) + (st.onDevice ? 0 : st.nselected * sizeof(cpu::BlockSlot));
+}
 
 size_t compressedCount(const spcclState& st) { return st.nselected * st.config.blockSize; }
 
@@ -59,9 +64,22 @@ const void* residualIfEF(const spcclState& st) {
   return st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
 }
 
+// The selection as a device kernel sees it: the collective reads the step from the state's
+// device counter (graph replays advance it), compress and decompress are given theirs.
+device::DeviceSelection deviceSelection(const spcclState& st, const BlockSelection& sel, bool stepOnDevice) {
+  return {sel, st.config.seed, st.config.tensorKey,
+          stepOnDevice ? static_cast<const unsigned long long*>(st.deviceStep.ptr) : nullptr};
+}
+
 // Pack this rank's contribution for `step` into `packed`.
-spcclResult_t pack(const spcclState& st, const void* sendbuff, unsigned long long step, void* packed) {
+spcclResult_t pack(const spcclState& st, const void* sendbuff, unsigned long long step, bool stepOnDevice,
+                   void* packed, spcclStream_t stream) {
   const BlockSelection sel = stateSelection(st, step);
+  if (st.onDevice) {
+    const device::DeviceSelection ds = deviceSelection(st, sel, stepOnDevice);
+    return device::randomBlockPack(st.datatype, sendbuff, residualIfEF(st), st.count, st.config.blockSize, &ds,
+                                   packed, stream);
+  }
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     cpu::feedbackPack(static_cast<const T*>(sendbuff), static_cast<const T*>(residualIfEF(st)), st.count,
@@ -80,7 +98,12 @@ cpu::CommitArgs<T> commitArgs(const void* sendbuff, const void* eIn, void* eOut,
 
 // The commit pass in one go: residual update and/or unpack of `packed` into recvbuff.
 spcclResult_t commit(const spcclState& st, const void* sendbuff, void* residual, const void* packed, double scale,
-                     unsigned long long step, void* recvbuff) {
+                     unsigned long long step, bool stepOnDevice, void* recvbuff, spcclStream_t stream) {
+  if (st.onDevice) {
+    const device::DeviceSelection ds = deviceSelection(st, stateSelection(st, step), stepOnDevice);
+    return device::randomBlockCommit(st.datatype, sendbuff, residual, packed, scale, st.count, st.config.blockSize,
+                                     &ds, recvbuff, stream);
+  }
   cpu::BlockSlot* order = workspaceOf(st).order;
   cpu::sortedSelection(stateSelection(st, step), order);
   return withType(st.datatype, [&](auto tag) {
@@ -123,29 +146,29 @@ spcclResult_t overlappedAllReduce(spcclState& st, const spcclInfo& info, void* p
 spcclResult_t sparseAllReduce(const spcclInfo& info) {
   spcclState& st = *info.state;
   void* packed = workspaceOf(st).packed;
-  SPCCLCHECK(pack(st, info.sendbuff, st.step, packed));
+  SPCCLCHECK(pack(st, info.sendbuff, st.step, true, packed, info.stream));
   const double scale = info.op == spcclAvg ? 1.0 / info.comm->nranks : 1.0;
   if (st.residualNext.ptr) return overlappedAllReduce(st, info, packed, scale);
-  SPCCLCHECK(info.comm->transport->allReduce(packed, packed, compressedCount(st), st.datatype, spcclSum, info.stream));
+  SPCCLCHECK(stateAllReduce(st, packed, packed, compressedCount(st), spcclSum, info.stream));
   void* residual = st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
-  return commit(st, info.sendbuff, residual, packed, scale, st.step, info.recvbuff);
+  return commit(st, info.sendbuff, residual, packed, scale, st.step, true, info.recvbuff, info.stream);
 }
 
 spcclResult_t compress(const spcclInfo& info, void* values, uint32_t*, size_t* nvalues) {
   const spcclState& st = *info.state;
-  SPCCLCHECK(pack(st, info.sendbuff, st.step, values));
+  SPCCLCHECK(pack(st, info.sendbuff, st.step, false, values, info.stream));
   void* residual = st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
-  SPCCLCHECK(commit(st, info.sendbuff, residual, nullptr, 1.0, st.step, nullptr));
+  SPCCLCHECK(commit(st, info.sendbuff, residual, nullptr, 1.0, st.step, false, nullptr, info.stream));
   *nvalues = compressedCount(st);
   return spcclSuccess;
 }
 
 spcclResult_t decompress(const spcclState& st, const void* values, const uint32_t*, size_t nvalues,
-                         unsigned long long step, double scale, void* recvbuff, spcclStream_t) {
+                         unsigned long long step, double scale, void* recvbuff, spcclStream_t stream) {
   SPCCL_REQUIRE(nvalues == compressedCount(st), spcclInvalidArgument,
                 "spcclDecompress : nvalues %zu is not the random-block payload size %zu", nvalues,
                 compressedCount(st));
-  return commit(st, nullptr, nullptr, values, scale, step, recvbuff);
+  return commit(st, nullptr, nullptr, values, scale, step, false, recvbuff, stream);
 }
 
 }  // namespace

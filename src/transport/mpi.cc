@@ -17,6 +17,7 @@
 
 #include "checks.h"
 #include "comm.h"
+#include "device.h"
 #include "dtype_core.h"
 #include "param.h"
 #include "spccl_mpi.h"
@@ -29,7 +30,7 @@ template <typename T>
 void sumHalfOp(void* in, void* inout, int* len, MPI_Datatype*) {
   const T* a = static_cast<const T*>(in);
   T* b = static_cast<T*>(inout);
-  for (int i = 0; i < *len; ++i) b[i] = fromAcc<T>(toAcc(a[i]) + toAcc(b[i]));
+  for (int i = 0; i < *len; ++i) b[i] = addRounded(a[i], b[i]);
 }
 
 std::string mpiErrorText(int err) {
@@ -207,7 +208,7 @@ class MpiTransport final : public Transport {
       using T = std::remove_pointer_t<decltype(p)>;
       using AccT = typename AccumOf<T>::type;
       const AccT inv = AccT(1) / AccT(nranks);
-      for (size_t i = 0; i < count; ++i) p[i] = fromAcc<T>(toAcc(p[i]) * inv);
+      for (size_t i = 0; i < count; ++i) p[i] = scaleRounded(p[i], inv);
     };
     switch (datatype) {
       case spcclFloat32: scale(static_cast<float*>(buff)); break;
@@ -248,16 +249,20 @@ class MpiTransport final : public Transport {
 }  // namespace
 }  // namespace spccl
 
-extern "C" spcclResult_t spcclCommInitMPI(spcclComm_t* comm, MPI_Comm mpiComm) {
-  using namespace spccl;
-  SPCCL_REQUIRE(comm != nullptr, spcclInvalidArgument, "spcclCommInitMPI : comm argument is NULL");
+namespace spccl {
+namespace {
+
+spcclResult_t commInitMpi(spcclComm_t* comm, MPI_Comm mpiComm, bool onDevice, const char* api) {
+  SPCCL_REQUIRE(comm != nullptr, spcclInvalidArgument, "%s : comm argument is NULL", api);
   *comm = nullptr;
+  int device = -1;
+  if (onDevice) SPCCLCHECK(device::currentDevice(&device));  // fails clearly without CUDA
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  SPCCL_REQUIRE(initialized && !finalized, spcclInvalidUsage,
-                "spcclCommInitMPI : MPI is not initialized (call MPI_Init first)");
-  SPCCL_REQUIRE(mpiComm != MPI_COMM_NULL, spcclInvalidArgument, "spcclCommInitMPI : mpiComm is MPI_COMM_NULL");
+  SPCCL_REQUIRE(initialized && !finalized, spcclInvalidUsage, "%s : MPI is not initialized (call MPI_Init first)",
+                api);
+  SPCCL_REQUIRE(mpiComm != MPI_COMM_NULL, spcclInvalidArgument, "%s : mpiComm is MPI_COMM_NULL", api);
   MPI_Comm dup;
   MPICHECK(MPI_Comm_dup(mpiComm, &dup));
   // Errors come back as codes (and become spcclSystemError), never as an abort.
@@ -266,10 +271,23 @@ extern "C" spcclResult_t spcclCommInitMPI(spcclComm_t* comm, MPI_Comm mpiComm) {
   MPI_Comm_rank(dup, &c->rank);
   MPI_Comm_size(dup, &c->nranks);
   c->transport = std::make_unique<MpiTransport>(dup, paramInt("SPCCL_TIMEOUT_MS", 0));
+  c->onDevice = onDevice;
   debugSetRank(c->rank);
-  INFO(kSubsysInit, "spcclCommInitMPI : rank %d of %d, transport MPI", c->rank, c->nranks);
+  INFO(kSubsysInit, "%s : rank %d of %d, transport MPI, %s buffers", api, c->rank, c->nranks,
+       onDevice ? "device (staged through pinned host memory)" : "host");
   *comm = c.release();
   return spcclSuccess;
+}
+
+}  // namespace
+}  // namespace spccl
+
+extern "C" spcclResult_t spcclCommInitMPI(spcclComm_t* comm, MPI_Comm mpiComm) {
+  return spccl::commInitMpi(comm, mpiComm, false, "spcclCommInitMPI");
+}
+
+extern "C" spcclResult_t spcclCommInitMPIDevice(spcclComm_t* comm, MPI_Comm mpiComm) {
+  return spccl::commInitMpi(comm, mpiComm, true, "spcclCommInitMPIDevice");
 }
 
 extern "C" spcclResult_t spcclCommInitMPIFortran(spcclComm_t* comm, MPI_Fint mpiComm) {

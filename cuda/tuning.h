@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Launch policies, as CUB's tuning headers: plain structs the kernels only read. Tuned for
+ * sm_90 (H100/H200), the one architecture built by default; other architectures get the
+ * same values, which are reasonable for any GPU with 48+ KiB of shared memory per block.
+ */
+#ifndef SPCCL_CUDA_TUNING_H_
+#define SPCCL_CUDA_TUNING_H_
+
+namespace spccl {
+namespace cuda {
+
+// Element-wise passes (pack, commit, scatter-add, scaling). Memory bound: enough work per
+// thread to hide latency, blocks per SM capped so grid-stride loops reuse resident blocks.
+struct ElementwisePolicy {
+  int threads;
+  int itemsPerThread;
+  int blocksPerSm;
+};
+
+template <typename T>
+constexpr ElementwisePolicy elementwisePolicy() {
+  return {256, sizeof(T) >= 8 ? 4 : 8, 8};
+}
+
+// Radix select (exact top-k) and the threshold passes of Gaussian-k. digitBits decides the
+// number of histogram passes over the input: 11 bits gives 3 passes for 32-bit keys (fp32,
+// fp16, bf16 ranked by their fp32 value) and 6 for fp64, with a 2048-bin shared histogram.
+struct RadixPolicy {
+  int threads;
+  int itemsPerThread;  // per thread and tile in the counting and compaction passes
+  int digitBits;
+  int blocksPerSm;
+};
+
+constexpr RadixPolicy radixPolicy() { return {256, 8, 11, 4}; }
+
+}  // namespace cuda
+}  // namespace spccl
+
+#endif  // SPCCL_CUDA_TUNING_H_

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// device.h in a build without CUDA (SPCCL_WITH_CUDA=OFF or no toolkit): every entry says so.
+// Nothing reaches these through the public API unless a device communicator exists, which
+// such a build cannot create; they keep the link whole and the message clear.
+
+#include "checks.h"
+#include "device.h"
+
+namespace spccl {
+namespace device {
+namespace {
+spcclResult_t noCuda(const char* what) {
+  WARN("%s : spccl was built without CUDA (SPCCL_WITH_CUDA=OFF or no CUDA toolkit found)", what);
+  return spcclInvalidUsage;
+}
+}  // namespace
+
+spcclResult_t allocDevice(void** ptr, size_t, const char* api) {
+  *ptr = nullptr;
+  return noCuda(api);
+}
+void freeDevice(void*) {}
+spcclResult_t allocPinned(void** ptr, size_t, const char* api) {
+  *ptr = nullptr;
+  return noCuda(api);
+}
+void freePinned(void*) {}
+spcclResult_t zeroSync(void*, size_t) { return noCuda("zeroSync"); }
+spcclResult_t zeroAsync(void*, size_t, spcclStream_t) { return noCuda("zeroAsync"); }
+spcclResult_t copyAsync(void*, const void*, size_t, spcclStream_t) { return noCuda("copyAsync"); }
+spcclResult_t streamSync(spcclStream_t) { return noCuda("streamSync"); }
+spcclResult_t copySync(void*, const void*, size_t) { return noCuda("copySync"); }
+spcclResult_t pointerIsDevice(const void*, int* isDevice) {
+  *isDevice = 0;
+  return noCuda("pointerIsDevice");
+}
+spcclResult_t currentDevice(int* dev) {
+  *dev = -1;
+  return noCuda("a device communicator");
+}
+spcclResult_t advanceStep(unsigned long long*, spcclStream_t) { return noCuda("advanceStep"); }
+spcclResult_t randomBlockPack(spcclDataType_t, const void*, const void*, size_t, size_t, const DeviceSelection*, void*,
+                              spcclStream_t) {
+  return noCuda("randomBlockPack");
+}
+spcclResult_t randomBlockCommit(spcclDataType_t, const void*, void*, const void*, double, size_t, size_t,
+                                const DeviceSelection*, void*, spcclStream_t) {
+  return noCuda("randomBlockCommit");
+}
+
+}  // namespace device
+}  // namespace spccl

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * What src/ sees of the CUDA side: host-callable launchers in plain C types (no CUDA header),
+ * implemented by cuda/dispatch_*.cu, or by src/device_stub.cc in a build without CUDA, where
+ * every call returns spcclInvalidUsage ("built without CUDA").
+ *
+ * Every launcher switches on the datatype, enqueues its kernels on `stream` and returns
+ * without synchronising the host (so it can be captured in a CUDA graph), unless it says
+ * otherwise. CUDA failures come back as spcclUnhandledCudaError with a WARN.
+ */
+#ifndef SPCCL_DEVICE_H_
+#define SPCCL_DEVICE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "select_core.h"
+#include "spccl.h"
+
+namespace spccl {
+namespace device {
+
+// ---------------------------------------------------------------- memory and streams
+// Zeroed device memory; synchronous (state create).
+spcclResult_t allocDevice(void** ptr, size_t bytes, const char* api);
+void freeDevice(void* ptr);
+// Page-locked host memory for staging device payloads through a host transport.
+spcclResult_t allocPinned(void** ptr, size_t bytes, const char* api);
+void freePinned(void* ptr);
+// Zeroes device memory after all work queued on the device has finished (state reset).
+spcclResult_t zeroSync(void* ptr, size_t bytes);
+spcclResult_t zeroAsync(void* ptr, size_t bytes, spcclStream_t stream);
+// Copies in any direction (cudaMemcpyDefault), stream-ordered.
+spcclResult_t copyAsync(void* dst, const void* src, size_t bytes, spcclStream_t stream);
+spcclResult_t streamSync(spcclStream_t stream);
+// Copies after all work queued on the device has finished (state queries).
+spcclResult_t copySync(void* dst, const void* src, size_t bytes);
+// *isDevice = 1 for device or managed memory, 0 for host memory (registered or not).
+spcclResult_t pointerIsDevice(const void* ptr, int* isDevice);
+// The calling thread's current CUDA device.
+spcclResult_t currentDevice(int* dev);
+
+// Adds one to a device step counter, after the work queued before it on `stream`.
+spcclResult_t advanceStep(unsigned long long* step, spcclStream_t stream);
+
+// ---------------------------------------------------------------- random block (cuda/kernels/block_kernels.cuh)
+// A random-block selection as the kernels see it. With `step` null, `sel` is used as is (its
+// key from a host-known step). With `step` pointing at the state's device step counter, the
+// kernels derive the key from (seed, tensorKey, *step) when they run, so a CUDA graph that
+// captured the collective selects new blocks at every replay instead of repeating one step.
+struct DeviceSelection {
+  BlockSelection sel;
+  unsigned long long seed;
+  unsigned long long tensorKey;
+  const unsigned long long* step;
+};
+
+// packed[slot * B + j] = g + e over the chosen blocks (e may be null: no feedback); the
+// short last block's tail packs as zero. Reads only the m*B chosen elements.
+spcclResult_t randomBlockPack(spcclDataType_t datatype, const void* g, const void* e, size_t n, size_t blockSize,
+                              const DeviceSelection* sel, void* packed, spcclStream_t stream);
+// One pass over the n elements: chosen -> out = scale * packed, e = 0; not chosen -> e = g + e,
+// out = 0. g and e are null to only unpack (decompress), out is null to only update the
+// residual (compress). In-place (out == g) allowed.
+spcclResult_t randomBlockCommit(spcclDataType_t datatype, const void* g, void* e, const void* packed, double scale,
+                                size_t n, size_t blockSize, const DeviceSelection* sel, void* out,
+                                spcclStream_t stream);
+
+}  // namespace device
+}  // namespace spccl
+
+#endif  // SPCCL_DEVICE_H_

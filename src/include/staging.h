@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Collectives on a state's buffers, whatever memory they live in. When the transport takes
+ * the state's memory (host state on MPI, device state on NCCL) the call goes straight
+ * through. Device buffers on a host transport (MPI) are staged: copied into the state's
+ * pinned mirror of its workspace, reduced or gathered there by the host transport, and
+ * copied back, all ordered on `stream`; the host waits for the device-to-host copy, so the
+ * caller must call stagedComplete() before returning (the MPI path blocks, SPEC §2).
+ */
+#ifndef SPCCL_STAGING_H_
+#define SPCCL_STAGING_H_
+
+#include "state.h"
+
+namespace spccl {
+
+// Device buffers, host transport: payloads cross through st.staging.
+inline bool stagedThroughHost(const spcclState& st) {
+  return st.onDevice && !st.comm->transport->deviceBuffers();
+}
+
+// recvbuff = reduce over ranks of sendbuff (count elements of st.datatype). Staged buffers
+// must lie in st.workspace, or fit st.staging from its start.
+spcclResult_t stateAllReduce(const spcclState& st, const void* sendbuff, void* recvbuff, size_t count,
+                             spcclRedOp_t op, spcclStream_t stream);
+// recvbuff receives nranks * bytes, rank r's sendbuff at offset r * bytes.
+spcclResult_t stateAllGather(const spcclState& st, const void* sendbuff, void* recvbuff, size_t bytes,
+                             spcclStream_t stream);
+// Waits for the staged copies back to the device (a no-op when nothing was staged).
+spcclResult_t stagedComplete(const spcclState& st, spcclStream_t stream);
+
+}  // namespace spccl
+
+#endif  // SPCCL_STAGING_H_

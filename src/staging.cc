@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Host staging of device payloads for host transports (staging.h). The pinned mirror was
+// allocated with the state, so nothing here allocates.
+
+#include "staging.h"
+
+#include "checks.h"
+#include "device.h"
+
+namespace spccl {
+namespace {
+
+// The pinned bytes that mirror `buf`: the same offset as buf has in the workspace, or the
+// start of the mirror for a buffer outside it (the dense method's user buffers).
+char* hostMirror(const spcclState& st, const void* buf, size_t bytes, const char* api) {
+  const char* ws = static_cast<const char*>(st.workspace.ptr);
+  const char* b = static_cast<const char*>(buf);
+  const size_t off = ws && b >= ws && b < ws + st.workspace.bytes ? (size_t)(b - ws) : 0;
+  if (off + bytes > st.staging.bytes) {
+    WARN("%s : %zu bytes at %p do not fit the %zu-byte staging buffer", api, bytes, buf, st.staging.bytes);
+    return nullptr;
+  }
+  return static_cast<char*>(st.staging.ptr) + off;
+}
+
+}  // namespace
+
+spcclResult_t stateAllReduce(const spcclState& st, const void* sendbuff, void* recvbuff, size_t count,
+                             spcclRedOp_t op, spcclStream_t stream) {
+  Transport& t = *st.comm->transport;
+  if (!stagedThroughHost(st)) return t.allReduce(sendbuff, recvbuff, count, st.datatype, op, stream);
+  const size_t bytes = count * st.elemSize;
+  char* host = hostMirror(st, recvbuff, bytes, "stateAllReduce");
+  if (!host) return spcclInternalError;
+  SPCCLCHECK(device::copyAsync(host, sendbuff, bytes, stream));
+  SPCCLCHECK(device::streamSync(stream));
+  SPCCLCHECK(t.allReduce(host, host, count, st.datatype, op, nullptr));
+  return device::copyAsync(recvbuff, host, bytes, stream);
+}
+
+spcclResult_t stateAllGather(const spcclState& st, const void* sendbuff, void* recvbuff, size_t bytes,
+                             spcclStream_t stream) {
+  Transport& t = *st.comm->transport;
+  if (!stagedThroughHost(st)) return t.allGather(sendbuff, recvbuff, bytes, stream);
+  const size_t total = bytes * (size_t)st.comm->nranks;
+  char* host = hostMirror(st, recvbuff, total, "stateAllGather");
+  if (!host) return spcclInternalError;
+  char* mine = host + (size_t)st.comm->rank * bytes;
+  SPCCLCHECK(device::copyAsync(mine, sendbuff, bytes, stream));
+  SPCCLCHECK(device::streamSync(stream));
+  SPCCLCHECK(t.allGather(mine, host, bytes, nullptr));  // in place: our part is already there
+  return device::copyAsync(recvbuff, host, total, stream);
+}
+
+spcclResult_t stagedComplete(const spcclState& st, spcclStream_t stream) {
+  return stagedThroughHost(st) ? device::streamSync(stream) : spcclSuccess;
+}
+
+}  // namespace spccl

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The NCCL transport: device buffers, stream-ordered calls that never synchronise the host
+// (except barrier, which is a host notion). spccl's datatype and op values are NCCL's, so
+// they pass through unchanged. Bytes move as ncclUint8.
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <memory>
+
+#include "checks.h"
+#include "comm.h"
+#include "cuda_checks.h"
+#include "spccl_nccl.h"
+
+namespace spccl {
+namespace {
+
+static_assert((int)ncclFloat16 == (int)spcclFloat16 && (int)ncclFloat32 == (int)spcclFloat32 &&
+                  (int)ncclFloat64 == (int)spcclFloat64 && (int)ncclBfloat16 == (int)spcclBfloat16,
+              "spccl datatypes must be NCCL's");
+static_assert((int)ncclSum == (int)spcclSum && (int)ncclAvg == (int)spcclAvg, "spccl ops must be NCCL's");
+static_assert((int)ncclInvalidUsage == (int)spcclInvalidUsage && (int)ncclRemoteError == (int)spcclRemoteError,
+              "spccl result codes must be NCCL's");
+
+// NCCL's codes carry over (the values match); the text comes from NCCL.
+#define NCCLCHECK(call) \
+  do { \
+    ncclResult_t r_ = (call); \
+    if (r_ != ncclSuccess && r_ != ncclInProgress) { \
+      WARN("NCCL failure in %s: %s (%s)", #call, ncclGetErrorString(r_), ncclGetLastError(comm_)); \
+      return (spcclResult_t)r_; \
+    } \
+  } while (0)
+
+class NcclTransport final : public Transport {
+ public:
+  NcclTransport(ncclComm_t comm, bool owned) : comm_(comm), owned_(owned) {}
+  ~NcclTransport() override {
+    if (barrierBuf_) cudaFree(barrierBuf_);
+    if (barrierStream_) cudaStreamDestroy(barrierStream_);
+    if (owned_ && !aborted_) ncclCommDestroy(comm_);
+  }
+  const char* name() const override { return "NCCL"; }
+  bool deviceBuffers() const override { return true; }
+
+  spcclResult_t init() {
+    NCCLCHECK(ncclCommCount(comm_, &nranks_));
+    NCCLCHECK(ncclCommUserRank(comm_, &rank_));
+    // barrier() reduces one word on a stream of its own: allocated now, so no call allocates.
+    CUDACHECK(cudaMalloc(&barrierBuf_, sizeof(float)));
+    CUDACHECK(cudaStreamCreateWithFlags(&barrierStream_, cudaStreamNonBlocking));
+    return spcclSuccess;
+  }
+  int rank() const { return rank_; }
+  int nranks() const { return nranks_; }
+
+  spcclResult_t allReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
+                          spcclRedOp_t op, spcclStream_t stream) override {
+    NCCLCHECK(ncclAllReduce(sendbuff, recvbuff, count, (ncclDataType_t)datatype, (ncclRedOp_t)op, comm_,
+                            cudaStream(stream)));
+    return spcclSuccess;
+  }
+  spcclResult_t reduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount, spcclDataType_t datatype,
+                              spcclRedOp_t op, spcclStream_t stream) override {
+    NCCLCHECK(ncclReduceScatter(sendbuff, recvbuff, recvcount, (ncclDataType_t)datatype, (ncclRedOp_t)op, comm_,
+                                cudaStream(stream)));
+    return spcclSuccess;
+  }
+  spcclResult_t allGather(const void* sendbuff, void* recvbuff, size_t bytes, spcclStream_t stream) override {
+    NCCLCHECK(ncclAllGather(sendbuff, recvbuff, bytes, ncclUint8, comm_, cudaStream(stream)));
+    return spcclSuccess;
+  }
+  spcclResult_t broadcast(const void* sendbuff, void* recvbuff, size_t bytes, int root,
+                          spcclStream_t stream) override {
+    NCCLCHECK(ncclBroadcast(sendbuff, recvbuff, bytes, ncclUint8, root, comm_, cudaStream(stream)));
+    return spcclSuccess;
+  }
+  spcclResult_t sendRecv(const void* sendbuff, size_t sendbytes, int sendPeer, void* recvbuff, size_t recvbytes,
+                         int recvPeer, spcclStream_t stream) override {
+    // One group, so a ring of simultaneous exchanges cannot deadlock.
+    NCCLCHECK(ncclGroupStart());
+    ncclResult_t sent = ncclSend(sendbuff, sendbytes, ncclUint8, sendPeer, comm_, cudaStream(stream));
+    ncclResult_t received = ncclRecv(recvbuff, recvbytes, ncclUint8, recvPeer, comm_, cudaStream(stream));
+    NCCLCHECK(ncclGroupEnd());
+    NCCLCHECK(sent);
+    NCCLCHECK(received);
+    return spcclSuccess;
+  }
+  spcclResult_t barrier() override {
+    NCCLCHECK(ncclAllReduce(barrierBuf_, barrierBuf_, 1, ncclFloat32, ncclSum, comm_, barrierStream_));
+    CUDACHECK(cudaStreamSynchronize(barrierStream_));
+    return spcclSuccess;
+  }
+  spcclResult_t asyncError() override {
+    if (aborted_) return spcclSuccess;
+    ncclResult_t r = ncclSuccess;
+    NCCLCHECK(ncclCommGetAsyncError(comm_, &r));
+    return r == ncclInProgress ? spcclSuccess : (spcclResult_t)r;
+  }
+  spcclResult_t abort() override {
+    if (aborted_) return spcclSuccess;
+    aborted_ = true;  // ncclCommAbort frees the communicator whatever it returns
+    NCCLCHECK(ncclCommAbort(comm_));
+    return spcclSuccess;
+  }
+
+ private:
+  static cudaStream_t cudaStream(spcclStream_t stream) { return reinterpret_cast<cudaStream_t>(stream); }
+
+  ncclComm_t comm_;
+  bool owned_;
+  bool aborted_ = false;
+  int rank_ = 0, nranks_ = 0;
+  void* barrierBuf_ = nullptr;
+  cudaStream_t barrierStream_ = nullptr;
+};
+
+spcclResult_t commFromNccl(spcclComm_t* comm, ncclComm_t ncclComm, bool owned, const char* api) {
+  auto transport = std::make_unique<NcclTransport>(ncclComm, owned);
+  SPCCLCHECK(transport->init());
+  auto c = std::make_unique<spcclComm>();
+  c->rank = transport->rank();
+  c->nranks = transport->nranks();
+  c->onDevice = true;
+  c->transport = std::move(transport);
+  debugSetRank(c->rank);
+  INFO(kSubsysInit, "%s : rank %d of %d, transport NCCL %s", api, c->rank, c->nranks, owned ? "(owned)" : "(wrapped)");
+  *comm = c.release();
+  return spcclSuccess;
+}
+
+}  // namespace
+}  // namespace spccl
+
+using namespace spccl;
+
+extern "C" spcclResult_t spcclCommInitNccl(spcclComm_t* comm, ncclComm_t ncclComm) {
+  SPCCL_REQUIRE(comm != nullptr, spcclInvalidArgument, "spcclCommInitNccl : comm argument is NULL");
+  *comm = nullptr;
+  SPCCL_REQUIRE(ncclComm != nullptr, spcclInvalidArgument, "spcclCommInitNccl : ncclComm argument is NULL");
+  return commFromNccl(comm, ncclComm, false, "spcclCommInitNccl");
+}
+
+extern "C" spcclResult_t spcclCommInitRank(spcclComm_t* comm, int nranks, ncclUniqueId commId, int rank) {
+  SPCCL_REQUIRE(comm != nullptr, spcclInvalidArgument, "spcclCommInitRank : comm argument is NULL");
+  *comm = nullptr;
+  SPCCL_REQUIRE(nranks >= 1 && rank >= 0 && rank < nranks, spcclInvalidArgument,
+                "spcclCommInitRank : rank %d is outside 0..%d (nranks %d)", rank, nranks - 1, nranks);
+  ncclComm_t nc = nullptr;
+  ncclResult_t r = ncclCommInitRank(&nc, nranks, commId, rank);
+  SPCCL_REQUIRE(r == ncclSuccess, (spcclResult_t)r, "spcclCommInitRank : ncclCommInitRank failed: %s (%s)",
+                ncclGetErrorString(r), ncclGetLastError(nullptr));
+  spcclResult_t res = commFromNccl(comm, nc, true, "spcclCommInitRank");
+  if (res != spcclSuccess) ncclCommDestroy(nc);
+  return res;
+}

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The public API on a single-rank NCCL communicator (ncclCommInitAll with one device):
+// spcclSparseAllReduce against the CPU kernels over several EF steps, CUDA graph capture and
+// replay (each replay must take the next step's blocks, as eager calls do), and bad input:
+// a host pointer, a misaligned pointer, a count that is not the state's.
+
+#include <nccl.h>
+
+#include <string>
+#include <vector>
+
+#include "cpu/block_kernels.h"
+#include "device_test.h"
+#include "spccl.h"
+#include "spccl_nccl.h"
+
+namespace spccl_test {
+namespace {
+
+using namespace spccl;
+
+class NcclComm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SPCCL_REQUIRE_DEVICE();
+    int dev = 0;
+    ASSERT_EQ(ncclCommInitAll(&nccl_, 1, &dev), ncclSuccess);
+    ASSERT_EQ(spcclCommInitNccl(&comm_, nccl_), spcclSuccess) << spcclGetLastError(nullptr);
+    CUDA_ASSERT(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+  void TearDown() override {
+    if (comm_) EXPECT_EQ(spcclCommDestroy(comm_), spcclSuccess) << spcclGetLastError(nullptr);
+    if (nccl_) ncclCommDestroy(nccl_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+  spcclState_t makeState(size_t n, spcclDataType_t dt, int pattern, int blockSize = 64, double density = 0.1) {
+    spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+    cfg.method = spcclMethodRandomBlock;
+    cfg.density = density;
+    cfg.blockSize = blockSize;
+    cfg.blockPattern = pattern;
+    cfg.feedback = spcclFeedbackEF;
+    cfg.seed = 1234;
+    cfg.tensorKey = 9;
+    spcclState_t st = nullptr;
+    EXPECT_EQ(spcclStateCreate(&st, comm_, &cfg, n, dt), spcclSuccess) << spcclGetLastError(nullptr);
+    return st;
+  }
+
+  ncclComm_t nccl_ = nullptr;
+  spcclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+};
+
+// The CPU model of one rank: acc = g + e, out = scale * acc on the step's blocks, e = rest.
+struct CpuRank {
+  size_t n, B;
+  uint64_t nb, m;
+  int pattern;
+  std::vector<float> e;
+  std::vector<float> step(const std::vector<float>& g, unsigned long long s, float scale) {
+    const BlockSelection sel = makeBlockSelection(nb, m, pattern, selectionKey(1234, 9, s));
+    std::vector<float> packed(m * B), out(n);
+    std::vector<cpu::BlockSlot> order(m);
+    cpu::sortedSelection(sel, order.data());
+    cpu::feedbackPack(g.data(), e.data(), n, B, sel, packed.data());
+    const cpu::CommitArgs<float> args = {g.data(), e.data(), e.data(), packed.data(), scale, out.data()};
+    cpu::unpackCommit(args, n, B, order.data(), m);
+    return out;
+  }
+};
+
+TEST_F(NcclComm, SparseAllReduceMatchesCpu) {
+  for (int pattern = 0; pattern < 2; ++pattern) {
+    for (spcclRedOp_t op : {spcclSum, spcclAvg}) {
+      const size_t n = 100003, B = 64;
+      spcclState_t st = makeState(n, spcclFloat32, pattern);
+      ASSERT_NE(st, nullptr);
+      size_t m = 0;
+      ASSERT_EQ(spcclBlockSelection(st, 0, nullptr, &m), spcclSuccess);
+      CpuRank ref{n, B, (n + B - 1) / B, m, pattern, std::vector<float>(n, 0.0f)};
+      std::mt19937_64 rng(pattern * 10 + op);
+      DeviceArray<float> dg(n), dout(n);
+      for (unsigned long long s = 0; s < 5; ++s) {
+        const std::vector<float> g = randomVector<float>(n, rng);
+        dg.upload(g);
+        ASSERT_EQ(spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, op, st, comm_, stream_), spcclSuccess)
+            << spcclGetLastError(comm_);
+        CUDA_ASSERT(cudaStreamSynchronize(stream_));
+        EXPECT_TRUE(sameBits(dout.download(), ref.step(g, s, 1.0f))) << "step " << s << " pattern " << pattern;
+        void* residual = nullptr;
+        ASSERT_EQ(spcclStateGetResidual(st, &residual), spcclSuccess);
+        std::vector<float> e(n);
+        CUDA_ASSERT(cudaMemcpy(e.data(), residual, n * sizeof(float), cudaMemcpyDeviceToHost));
+        EXPECT_TRUE(sameBits(e, ref.e)) << "residual, step " << s;
+      }
+      unsigned long long step = 0;
+      ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
+      EXPECT_EQ(step, 5u);
+      ASSERT_EQ(spcclStateReset(st), spcclSuccess);
+      ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
+      EXPECT_EQ(step, 0u);
+      EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+    }
+  }
+}
+
+// One captured collective, replayed: replay r must equal eager step r (new blocks each time,
+// from the device step counter), and nothing may synchronise the host during capture.
+TEST_F(NcclComm, GraphCaptureAndReplay) {
+  const size_t n = 1 << 16, B = 128;
+  spcclState_t eager = makeState(n, spcclFloat32, spcclBlocksScattered, B, 0.05);
+  spcclState_t captured = makeState(n, spcclFloat32, spcclBlocksScattered, B, 0.05);
+  ASSERT_TRUE(eager && captured);
+  DeviceArray<float> dg(n), dout(n), dg2(n), dout2(n);
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  CUDA_ASSERT(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+  const spcclResult_t res = spcclSparseAllReduce(dg2.get(), dout2.get(), n, spcclFloat32, spcclSum, captured, comm_,
+                                                 stream_);
+  CUDA_ASSERT(cudaStreamEndCapture(stream_, &graph));
+  ASSERT_EQ(res, spcclSuccess) << spcclGetLastError(comm_);
+  CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+  std::mt19937_64 rng(5);
+  for (int r = 0; r < 4; ++r) {
+    const std::vector<float> g = randomVector<float>(n, rng);
+    dg.upload(g);
+    dg2.upload(g);
+    ASSERT_EQ(spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclSum, eager, comm_, stream_),
+              spcclSuccess);
+    CUDA_ASSERT(cudaGraphLaunch(exec, stream_));
+    CUDA_ASSERT(cudaStreamSynchronize(stream_));
+    EXPECT_TRUE(sameBits(dout2.download(), dout.download())) << "replay " << r;
+  }
+  unsigned long long step = 0;
+  ASSERT_EQ(spcclStateGetStep(captured, &step), spcclSuccess);
+  EXPECT_EQ(step, 4u) << "the device step counter counts replays";
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  EXPECT_EQ(spcclStateDestroy(eager), spcclSuccess);
+  EXPECT_EQ(spcclStateDestroy(captured), spcclSuccess);
+}
+
+TEST_F(NcclComm, BadInputGetsAClearCode) {
+  const size_t n = 1000;
+  spcclState_t st = makeState(n, spcclFloat32, spcclBlocksContiguous);
+  ASSERT_NE(st, nullptr);
+  std::vector<float> host(n);
+  DeviceArray<float> dg(n + 1);
+  EXPECT_EQ(spcclSparseAllReduce(host.data(), dg.get(), n, spcclFloat32, spcclSum, st, comm_, stream_),
+            spcclInvalidArgument);
+  EXPECT_NE(std::string(spcclGetLastError(comm_)).find("is host memory, but comm"), std::string::npos)
+      << spcclGetLastError(comm_);
+  const float* misaligned = reinterpret_cast<const float*>(reinterpret_cast<const char*>(dg.get()) + 2);
+  EXPECT_EQ(spcclSparseAllReduce(misaligned, dg.get(), n, spcclFloat32, spcclSum, st, comm_, stream_),
+            spcclInvalidArgument);
+  EXPECT_NE(std::string(spcclGetLastError(comm_)).find("is not aligned"), std::string::npos);
+  EXPECT_EQ(spcclSparseAllReduce(dg.get(), dg.get(), n + 1, spcclFloat32, spcclSum, st, comm_, stream_),
+            spcclInvalidUsage);
+  EXPECT_NE(std::string(spcclGetLastError(comm_)).find("differs from the state's count"), std::string::npos);
+  unsigned long long step = 1;
+  ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
+  EXPECT_EQ(step, 0u) << "a failed call must not advance the step";
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+}
+
+// Abort with a state still open: ncclCommAbort runs, the comm refuses collectives, and the
+// last spcclStateDestroy frees it.
+TEST_F(NcclComm, AbortAndAsyncError) {
+  spcclResult_t async = spcclInternalError;
+  ASSERT_EQ(spcclCommGetAsyncError(comm_, &async), spcclSuccess);
+  EXPECT_EQ(async, spcclSuccess);
+  const size_t n = 4096;
+  spcclState_t st = makeState(n, spcclFloat32, spcclBlocksContiguous);
+  ASSERT_NE(st, nullptr);
+  DeviceArray<float> buf(n);
+  ASSERT_EQ(spcclAllReduce(buf.get(), buf.get(), n, spcclFloat32, spcclAvg, comm_, stream_), spcclSuccess);
+  CUDA_ASSERT(cudaStreamSynchronize(stream_));
+  ASSERT_EQ(spcclCommAbort(comm_), spcclSuccess);
+  nccl_ = nullptr;  // ncclCommAbort freed it
+  EXPECT_EQ(spcclSparseAllReduce(buf.get(), buf.get(), n, spcclFloat32, spcclSum, st, comm_, stream_),
+            spcclInvalidUsage);
+  EXPECT_NE(std::string(spcclGetLastError(comm_)).find("is broken"), std::string::npos) << spcclGetLastError(comm_);
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+  comm_ = nullptr;  // freed with its last state
+}
+
+}  // namespace
+}  // namespace spccl_test
