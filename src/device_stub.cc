@@ -49,5 +49,22 @@ spcclResult_t randomBlockCommit(spcclDataType_t, const void*, void*, const void*
   return noCuda("randomBlockCommit");
 }
 
+size_t topkScratchBytes(size_t) { return 0; }
+spcclResult_t topkSelect(spcclDataType_t, const void*, const void*, void*, size_t, size_t, uint32_t*, void*, void*,
+                         spcclStream_t) {
+  return noCuda("topkSelect");
+}
+spcclResult_t gaussiankSelect(spcclDataType_t, const void*, const void*, void*, size_t, size_t, double, uint32_t*,
+                              void*, void*, spcclStream_t) {
+  return noCuda("gaussiankSelect");
+}
+spcclResult_t residualCommit(spcclDataType_t, void*, const void*, size_t, const uint32_t*, size_t, spcclStream_t) {
+  return noCuda("residualCommit");
+}
+spcclResult_t scatterAdd(spcclDataType_t, const uint32_t*, const void*, size_t, int, size_t, double, size_t, void*,
+                         spcclStream_t) {
+  return noCuda("scatterAdd");
+}
+
 }  // namespace device
 }  // namespace spccl

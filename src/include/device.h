@@ -66,6 +66,28 @@ spcclResult_t randomBlockCommit(spcclDataType_t datatype, const void* g, void* e
                                 size_t n, size_t blockSize, const DeviceSelection* sel, void* out,
                                 spcclStream_t stream);
 
+// ---------------------------------------------------------------- top-k family (cuda/kernels/topk_kernels.cuh)
+// Scratch the selections need for n elements (histogram, selection state, per-tile counts).
+size_t topkScratchBytes(size_t n);
+// Exact top-k of acc = g + e (e may be null): acc (n elements) receives g + e; indices/values
+// receive the k positions of largest magnitude (lower index on ties, topk_core.h) in
+// ascending index order. 1 <= k <= n < 2^32.
+spcclResult_t topkSelect(spcclDataType_t datatype, const void* g, const void* e, void* acc, size_t n, size_t k,
+                         uint32_t* indices, void* values, void* scratch, spcclStream_t stream);
+// Gaussian-k of acc = g + e: the first k positions (ascending) with |acc| > t, t from the
+// mean/std threshold search of topk_core.h; unused slots get SPCCL_PAD_INDEX and 0.
+spcclResult_t gaussiankSelect(spcclDataType_t datatype, const void* g, const void* e, void* acc, size_t n, size_t k,
+                              double density, uint32_t* indices, void* values, void* scratch, spcclStream_t stream);
+// e = acc with the npairs sent positions cleared (padding and out-of-range indices skipped).
+spcclResult_t residualCommit(spcclDataType_t datatype, void* e, const void* acc, size_t n, const uint32_t* indices,
+                             size_t npairs, spcclStream_t stream);
+// out = scale * (sum of nlists pair lists), zero elsewhere; list l starts strideBytes after
+// list l-1 (indices and values alike). Lists are added one after another, so equal indices
+// from different lists add in list order, as on the CPU. Indices that are padding or >= n
+// are skipped: the device cannot report them without a host round trip.
+spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, const void* values, size_t npairs,
+                         int nlists, size_t strideBytes, double scale, size_t n, void* out, spcclStream_t stream);
+
 }  // namespace device
 }  // namespace spccl
 

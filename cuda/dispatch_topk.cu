@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Launchers of the top-k family (cuda/kernels/topk_kernels.cuh): scratch layout, pass
+// structure of the radix select, grid sizes. Everything is enqueued on the caller's stream;
+// nothing is read back to the host.
+
+#include "device.h"
+#include "dispatch.h"
+#include "kernels/topk_kernels.cuh"
+#include "launch.h"
+#include "tuning.h"
+
+namespace spccl {
+namespace device {
+
+using cuda::toCuda;
+
+namespace {
+
+constexpr cuda::RadixPolicy kRadix = cuda::radixPolicy();
+constexpr size_t kTile = (size_t)kRadix.threads * kRadix.itemsPerThread;
+static_assert(kRadix.digitBits <= cuda::kMaxDigitBits, "histogram larger than the shared array");
+static_assert(kRadix.itemsPerThread <= 32, "compaction flags are one 32-bit word per thread");
+
+size_t align256(size_t bytes) { return (bytes + 255) & ~size_t(255); }
+
+// The scratch, cut into its parts (CUB's alias_temporaries).
+struct Scratch {
+  unsigned* hist;
+  cuda::SelectState* state;
+  double* thresholds;
+  unsigned long long* counts;
+  double* partials;
+  unsigned long long* tileCounts;
+};
+
+Scratch carve(void* scratch) {
+  char* p = static_cast<char*>(scratch);
+  Scratch s;
+  s.hist = reinterpret_cast<unsigned*>(p);
+  p += align256(cuda::kMaxBins * sizeof(unsigned));
+  s.state = reinterpret_cast<cuda::SelectState*>(p);
+  p += align256(sizeof(cuda::SelectState));
+  s.thresholds = reinterpret_cast<double*>(p);
+  p += align256(8 * sizeof(double));
+  s.counts = reinterpret_cast<unsigned long long*>(p);
+  p += align256(8 * sizeof(unsigned long long));
+  s.partials = reinterpret_cast<double*>(p);
+  p += align256(3 * cuda::kMomentBlocks * sizeof(double));
+  s.tileCounts = reinterpret_cast<unsigned long long*>(p);
+  return s;
+}
+
+size_t ntiles(size_t n) { return (n + kTile - 1) / kTile; }
+
+// Tile counts, their scan, the stable compaction and the padding: shared by both selections.
+template <typename T, typename Class>
+spcclResult_t compact(const T* acc, size_t n, size_t k, const Scratch& s, uint32_t* indices, T* values,
+                      cudaStream_t stream) {
+  const unsigned tiles = (unsigned)ntiles(n);
+  cuda::tileCountKernel<T, Class, kRadix.threads, kRadix.itemsPerThread>
+      <<<tiles, kRadix.threads, 0, stream>>>(acc, n, s.state, s.tileCounts);
+  cuda::tileScanKernel<<<1, cuda::kChooseThreads, 0, stream>>>(s.tileCounts, tiles, k, s.state);
+  cuda::compactKernel<T, Class, kRadix.threads, kRadix.itemsPerThread>
+      <<<tiles, kRadix.threads, 0, stream>>>(acc, n, s.state, s.tileCounts, k, indices, values);
+  unsigned grid = 0;
+  SPCCLCHECK(cuda::gridSize((k + 255) / 256, 4, &grid));
+  cuda::padKernel<T><<<grid, 256, 0, stream>>>(s.state, k, indices, values);
+  CUDACHECK(cudaGetLastError());
+  return spcclSuccess;
+}
+
+}  // namespace
+
+size_t topkScratchBytes(size_t n) {
+  return align256(cuda::kMaxBins * sizeof(unsigned)) + align256(sizeof(cuda::SelectState)) +
+         2 * align256(8 * sizeof(double)) + align256(3 * cuda::kMomentBlocks * sizeof(double)) +
+         align256(ntiles(n) * sizeof(unsigned long long));
+}
+
+spcclResult_t topkSelect(spcclDataType_t datatype, const void* g, const void* e, void* acc, size_t n, size_t k,
+                         uint32_t* indices, void* values, void* scratch, spcclStream_t stream) {
+  if (n == 0 || k == 0) return spcclSuccess;
+  return withType(datatype, [&](auto tag) {
+    using T = decltype(tag);
+    using Key = typename MagnitudeKeyOf<T>::type;
+    const cudaStream_t cs = toCuda(stream);
+    const Scratch s = carve(scratch);
+    unsigned grid = 0;
+    SPCCLCHECK(cuda::gridSize((n + kTile - 1) / kTile, kRadix.blocksPerSm, &grid));
+    cuda::selectInitKernel<<<1, 256, 0, cs>>>(s.hist, cuda::kMaxBins, s.state, k);
+    // Digits from the top: the sign bit is always clear in a magnitude key, so it is skipped.
+    int hi = (int)sizeof(Key) * 8 - 1;
+    bool first = true;
+    while (hi > 0) {
+      const int width = hi < kRadix.digitBits ? hi : kRadix.digitBits, shift = hi - width, bins = 1 << width;
+      if (first)
+        cuda::feedbackHistogramKernel<T, kRadix.threads><<<grid, kRadix.threads, 0, cs>>>(
+            static_cast<const T*>(g), static_cast<const T*>(e), static_cast<T*>(acc), n, shift, bins, s.hist);
+      else
+        cuda::radixHistogramKernel<T, kRadix.threads>
+            <<<grid, kRadix.threads, 0, cs>>>(static_cast<const T*>(acc), n, s.state, shift, bins, s.hist);
+      cuda::radixChooseKernel<<<1, cuda::kChooseThreads, 0, cs>>>(s.hist, shift, bins, s.state);
+      first = false;
+      hi = shift;
+    }
+    CUDACHECK(cudaGetLastError());
+    return compact<T, cuda::TopKClass>(static_cast<const T*>(acc), n, k, s, indices, static_cast<T*>(values), cs);
+  });
+}
+
+spcclResult_t gaussiankSelect(spcclDataType_t datatype, const void* g, const void* e, void* acc, size_t n, size_t k,
+                              double density, uint32_t* indices, void* values, void* scratch, spcclStream_t stream) {
+  if (n == 0 || k == 0) return spcclSuccess;
+  return withType(datatype, [&](auto tag) {
+    using T = decltype(tag);
+    const cudaStream_t cs = toCuda(stream);
+    const Scratch s = carve(scratch);
+    unsigned grid = 0;
+    SPCCLCHECK(cuda::gridSize((n + kTile - 1) / kTile, kRadix.blocksPerSm, &grid));
+    if (grid > (unsigned)cuda::kMomentBlocks) grid = cuda::kMomentBlocks;
+    cuda::selectInitKernel<<<1, 256, 0, cs>>>(s.hist, 0, s.state, 0);
+    cuda::feedbackMomentsKernel<T, kRadix.threads><<<grid, kRadix.threads, 0, cs>>>(
+        static_cast<const T*>(g), static_cast<const T*>(e), static_cast<T*>(acc), n, s.partials);
+    cuda::gaussianThresholdsKernel<kRadix.threads>
+        <<<1, kRadix.threads, 0, cs>>>(s.partials, (int)grid, density, s.thresholds, s.counts);
+    cuda::thresholdCountKernel<T, kRadix.threads>
+        <<<grid, kRadix.threads, 0, cs>>>(static_cast<const T*>(acc), n, s.thresholds, s.counts);
+    cuda::gaussianSearchKernel<<<1, 1, 0, cs>>>(s.thresholds, s.counts, k, s.state);
+    CUDACHECK(cudaGetLastError());
+    return compact<T, cuda::ThresholdClass>(static_cast<const T*>(acc), n, k, s, indices, static_cast<T*>(values),
+                                            cs);
+  });
+}
+
+spcclResult_t residualCommit(spcclDataType_t datatype, void* e, const void* acc, size_t n, const uint32_t* indices,
+                             size_t npairs, spcclStream_t stream) {
+  return withType(datatype, [&](auto tag) {
+    using T = decltype(tag);
+    CUDACHECK(cudaMemcpyAsync(e, acc, n * sizeof(T), cudaMemcpyDeviceToDevice, toCuda(stream)));
+    if (npairs == 0) return spcclSuccess;
+    unsigned grid = 0;
+    SPCCLCHECK(cuda::gridSize((npairs + 255) / 256, 4, &grid));
+    cuda::scatterClearKernel<T><<<grid, 256, 0, toCuda(stream)>>>(static_cast<T*>(e), n, indices, npairs);
+    CUDACHECK(cudaGetLastError());
+    return spcclSuccess;
+  });
+}
+
+spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, const void* values, size_t npairs,
+                         int nlists, size_t strideBytes, double scale, size_t n, void* out, spcclStream_t stream) {
+  return withType(datatype, [&](auto tag) {
+    using T = decltype(tag);
+    using AccT = typename AccumOf<T>::type;
+    const cudaStream_t cs = toCuda(stream);
+    CUDACHECK(cudaMemsetAsync(out, 0, n * sizeof(T), cs));
+    unsigned grid = 0;
+    SPCCLCHECK(cuda::gridSize((npairs + 255) / 256, 4, &grid));
+    for (int l = 0; l < nlists && npairs; ++l) {
+      const char* idx = reinterpret_cast<const char*>(indices) + l * strideBytes;
+      const char* val = static_cast<const char*>(values) + l * strideBytes;
+      cuda::scatterAddKernel<T><<<grid, 256, 0, cs>>>(reinterpret_cast<const uint32_t*>(idx),
+                                                      reinterpret_cast<const T*>(val), npairs, n, static_cast<T*>(out));
+    }
+    if (scale != 1.0) {
+      SPCCLCHECK(cuda::gridSize((n + 1023) / 1024, 8, &grid));
+      cuda::scaleKernel<T><<<grid, 256, 0, cs>>>(static_cast<T*>(out), n, (AccT)scale);
+    }
+    CUDACHECK(cudaGetLastError());
+    return spcclSuccess;
+  });
+}
+
+}  // namespace device
+}  // namespace spccl
