@@ -104,32 +104,53 @@ spcclResult_t enqueueSparse(const spcclInfo& info) {
   return spcclSuccess;
 }
 
+namespace {
+
+// The dense collective itself, on whatever buffers it is given (the caller's, or host
+// copies of device buffers when a host transport serves a device comm).
+spcclResult_t runDense(const spcclInfo& info, const void* sendbuff, void* recvbuff) {
+  Transport& t = *info.comm->transport;
+  const size_t bytes = info.count * dataTypeSize(info.datatype);
+  switch (info.func) {
+    case spcclFuncAllReduce:
+      return t.allReduce(sendbuff, recvbuff, info.count, info.datatype, info.op, info.stream);
+    case spcclFuncReduceScatter:
+      return t.reduceScatter(sendbuff, recvbuff, info.count, info.datatype, info.op, info.stream);
+    case spcclFuncAllGather: return t.allGather(sendbuff, recvbuff, bytes, info.stream);
+    case spcclFuncBroadcast: return t.broadcast(sendbuff, recvbuff, bytes, info.root, info.stream);
+    default: WARN("%s : not a dense collective", info.opName); return spcclInternalError;
+  }
+}
+
+spcclResult_t runDenseOnHostCopies(const spcclInfo& info, const void* send, void* recv) {
+  // The host allgather runs in place: this rank's part goes into its slot first.
+  if (info.func == spcclFuncAllGather) {
+    const size_t bytes = info.count * dataTypeSize(info.datatype);
+    char* mine = static_cast<char*>(recv) + (size_t)info.comm->rank * bytes;
+    memcpy(mine, send, bytes);
+    return runDense(info, mine, recv);
+  }
+  return runDense(info, send, recv);
+}
+
+}  // namespace
+
 spcclResult_t enqueueDense(const spcclInfo& info) {
   SPCCLCHECK(argsCheck(info));
   if (info.count == 0) return spcclSuccess;
   INFO(kSubsysColl, "%s : sendbuff %p recvbuff %p count %zu datatype %s op %s root %d comm %p [nranks=%d]",
        info.opName, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype), opName(info.op), info.root,
        (void*)info.comm, info.comm->nranks);
-  Transport& t = *info.comm->transport;
-  const size_t bytes = info.count * dataTypeSize(info.datatype);
-  spcclResult_t res = spcclInternalError;
-  switch (info.func) {
-    case spcclFuncAllReduce:
-      res = t.allReduce(info.sendbuff, info.recvbuff, info.count, info.datatype, info.op, info.stream);
-      break;
-    case spcclFuncReduceScatter:
-      res = t.reduceScatter(info.sendbuff, info.recvbuff, info.count, info.datatype, info.op, info.stream);
-      break;
-    case spcclFuncAllGather: res = t.allGather(info.sendbuff, info.recvbuff, bytes, info.stream); break;
-    case spcclFuncBroadcast:
-      SPCCL_REQUIRE(info.root >= 0 && info.root < info.comm->nranks, spcclInvalidArgument,
-                    "spcclBroadcast : invalid root %d (root should be in the 0..%d range)", info.root,
-                    info.comm->nranks - 1);
-      res = t.broadcast(info.sendbuff, info.recvbuff, bytes, info.root, info.stream);
-      break;
-    default: WARN("%s : not a dense collective", info.opName);
-  }
-  return breakCommOn(info.comm, res);
+  if (info.func == spcclFuncBroadcast)
+    SPCCL_REQUIRE(info.root >= 0 && info.root < info.comm->nranks, spcclInvalidArgument,
+                  "spcclBroadcast : invalid root %d (root should be in the 0..%d range)", info.root,
+                  info.comm->nranks - 1);
+  if (!info.comm->onDevice || info.comm->transport->deviceBuffers())
+    return breakCommOn(info.comm, runDense(info, info.sendbuff, info.recvbuff));
+  const size_t bytes = info.count * dataTypeSize(info.datatype), P = (size_t)info.comm->nranks;
+  const size_t sendBytes = info.func == spcclFuncReduceScatter ? P * bytes : bytes;
+  const size_t recvBytes = info.func == spcclFuncAllGather ? P * bytes : bytes;
+  return breakCommOn(info.comm, stagedDense(info, sendBytes, recvBytes, runDenseOnHostCopies));
 }
 
 }  // namespace spccl

@@ -53,6 +53,23 @@ spcclResult_t stateAllGather(const spcclState& st, const void* sendbuff, void* r
   return device::copyAsync(recvbuff, host, total, stream);
 }
 
+spcclResult_t stagedDense(const spcclInfo& info, size_t sendBytes, size_t recvBytes,
+                          spcclResult_t (*run)(const spcclInfo& info, const void* send, void* recv)) {
+  void* host = nullptr;
+  SPCCLCHECK(device::allocPinned(&host, sendBytes + recvBytes, info.opName));
+  char* send = static_cast<char*>(host);
+  char* recv = send + sendBytes;
+  spcclResult_t res;
+  SPCCLCHECKGOTO(device::copyAsync(send, info.sendbuff, sendBytes, info.stream), res, exit);
+  SPCCLCHECKGOTO(device::streamSync(info.stream), res, exit);
+  SPCCLCHECKGOTO(run(info, send, recv), res, exit);
+  SPCCLCHECKGOTO(device::copyAsync(info.recvbuff, recv, recvBytes, info.stream), res, exit);
+  SPCCLCHECKGOTO(device::streamSync(info.stream), res, exit);
+exit:
+  device::freePinned(host);
+  return res;
+}
+
 spcclResult_t stagedComplete(const spcclState& st, spcclStream_t stream) {
   return stagedThroughHost(st) ? device::streamSync(stream) : spcclSuccess;
 }

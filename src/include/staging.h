@@ -10,6 +10,7 @@
 #ifndef SPCCL_STAGING_H_
 #define SPCCL_STAGING_H_
 
+#include "info.h"
 #include "state.h"
 
 namespace spccl {
@@ -26,6 +27,13 @@ spcclResult_t stateAllReduce(const spcclState& st, const void* sendbuff, void* r
 // recvbuff receives nranks * bytes, rank r's sendbuff at offset r * bytes.
 spcclResult_t stateAllGather(const spcclState& st, const void* sendbuff, void* recvbuff, size_t bytes,
                              spcclStream_t stream);
+// A dense pass-through collective of device buffers on a host transport: sendbuff copied
+// into pinned host memory, the host collective, the result copied back, then a wait. The
+// pinned memory is allocated for the call (there is no state to hold it), so this path is
+// for convenience, not speed: the sparse collectives stage through their states' buffers.
+// `run` performs the collective on the host copies.
+spcclResult_t stagedDense(const spcclInfo& info, size_t sendBytes, size_t recvBytes,
+                          spcclResult_t (*run)(const spcclInfo& info, const void* send, void* recv));
 // Waits for the staged copies back to the device (a no-op when nothing was staged).
 spcclResult_t stagedComplete(const spcclState& st, spcclStream_t stream);
 

@@ -69,6 +69,26 @@ INSTANTIATE_TEST_SUITE_P(All, DeviceMpiTest,
                          ::testing::Combine(::testing::ValuesIn(allTypes), ::testing::Values(0, 1),
                                             ::testing::Values(spcclSum, spcclAvg)));
 
+// The dense pass-through on device buffers, staged through pinned host memory.
+TEST(DeviceMpi, DenseCollectivesEqualHost) {
+  SPCCL_REQUIRE_DEVICE();
+  const World& w = world();
+  spcclComm_t dcomm = nullptr;
+  ASSERT_EQ(spcclCommInitMPIDevice(&dcomm, MPI_COMM_WORLD), spcclSuccess);
+  const size_t n = 1000, P = w.nranks;
+  std::vector<float> send = inputs<float>(w.rank, 0, n), hostOut(n * P), devOut;
+  DeviceArray<float> dsend(send), dout(n * P);
+  ASSERT_EQ(spcclAllReduce(send.data(), hostOut.data(), n, spcclFloat32, spcclAvg, w.comm, nullptr), spcclSuccess);
+  ASSERT_EQ(spcclAllReduce(dsend.get(), dout.get(), n, spcclFloat32, spcclAvg, dcomm, nullptr), spcclSuccess)
+      << spcclGetLastError(dcomm);
+  devOut = dout.download();
+  EXPECT_TRUE(allRanks(memcmp(devOut.data(), hostOut.data(), n * sizeof(float)) == 0)) << "allreduce";
+  ASSERT_EQ(spcclAllGather(send.data(), hostOut.data(), n, spcclFloat32, w.comm, nullptr), spcclSuccess);
+  ASSERT_EQ(spcclAllGather(dsend.get(), dout.get(), n, spcclFloat32, dcomm, nullptr), spcclSuccess);
+  EXPECT_TRUE(allRanks(sameBits(dout.download(), hostOut))) << "allgather";
+  EXPECT_EQ(spcclCommDestroy(dcomm), spcclSuccess);
+}
+
 TEST(DeviceMpi, HostPointerIsRejected) {
   SPCCL_REQUIRE_DEVICE();
   spcclComm_t dcomm = nullptr;
