@@ -95,6 +95,14 @@ spcclResult_t pointerIsDevice(const void* ptr, int* isDevice) {
   return spcclSuccess;
 }
 
+spcclResult_t selectDevice(int index, int* dev) {
+  int count = 0;
+  CUDACHECK(cudaGetDeviceCount(&count));
+  *dev = index % count;
+  CUDACHECK(cudaSetDevice(*dev));
+  return spcclSuccess;
+}
+
 spcclResult_t currentDevice(int* dev) {
   CUDACHECK(cudaGetDevice(dev));
   return spcclSuccess;

@@ -17,8 +17,12 @@
 #include <memory>
 #include <sstream>
 
+#include "device.h"
 #include "dispatch.h"
 #include "spccl_mpi.h"
+#ifdef SPCCL_HAVE_NCCL
+#include "spccl_nccl.h"
+#endif
 
 namespace spccl_perf {
 namespace {
@@ -62,13 +66,15 @@ void usage(const char* prog) {
           "usage: %s [-b minbytes] [-e maxbytes] [-f factor] [-n iters] [-w warmup] [-c 0|1]\n"
           "          [-d float|half|bfloat16|double] [-o sum|avg] [-m dense,randomblock,...]\n"
           "          [-D density] [-B blocksize] [-p contiguous|scattered] [-F none|ef] [-J file.json]\n"
+          "          [-g 1: device buffers, rank r on GPU r %% count] [-T mpi|nccl: with -g, MPI staged\n"
+          "          through pinned host memory (ranks may share a GPU) or NCCL (one GPU per rank)]\n"
           "          [-l: list the methods]\n",
           prog);
 }
 
 bool parseOptions(int argc, char** argv, Options* o) {
   int c;
-  while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:m:D:B:p:F:J:lh")) != -1) {
+  while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:m:D:B:p:F:J:g:T:lh")) != -1) {
     switch (c) {
       case 'b': o->minBytes = parseSize(optarg); break;
       case 'e': o->maxBytes = parseSize(optarg); break;
@@ -100,10 +106,13 @@ bool parseOptions(int argc, char** argv, Options* o) {
       case 'F': o->feedback = !strcasecmp(optarg, "none") ? spcclFeedbackNone : spcclFeedbackEF; break;
       case 'J': o->jsonPath = optarg; break;
       case 'l': o->listMethods = true; break;
+      case 'g': o->gpus = atoi(optarg); break;
+      case 'T': o->transport = optarg; break;
       default: return false;
     }
   }
-  return o->minBytes > 0 && o->maxBytes >= o->minBytes && o->stepFactor > 1 && o->iters > 0;
+  return o->minBytes > 0 && o->maxBytes >= o->minBytes && o->stepFactor > 1 && o->iters > 0 &&
+         (o->transport == "mpi" || o->transport == "nccl");
 }
 
 struct Result {
@@ -134,10 +143,7 @@ class Harness {
       if (rank_ == 0) fprintf(stderr, "unknown method in -m; known: %s\n", knownMethods_.c_str());
       return false;
     }
-    if (spcclCommInitMPI(&comm_, MPI_COMM_WORLD) != spcclSuccess) {
-      fprintf(stderr, "spcclCommInitMPI: %s\n", spcclGetLastError(nullptr));
-      return false;
-    }
+    if (!initComm()) return false;
     printHeader();
     bool ok = true;
     for (size_t bytes = opts_.minBytes; bytes <= opts_.maxBytes && ok;
@@ -150,15 +156,60 @@ class Harness {
   }
 
  private:
+  // Host buffers on an MPI comm; with -g, device buffers on an MPI comm that stages through
+  // pinned host memory, or on an NCCL comm (whose unique id rank 0 broadcasts over MPI).
+  bool initComm() {
+    if (opts_.gpus <= 0) {
+      PERFCHECK(spcclCommInitMPI(&comm_, MPI_COMM_WORLD));
+      return true;
+    }
+    int dev = -1;
+    PERFCHECK(spccl::device::selectDevice(rank_, &dev));
+    if (opts_.transport == "mpi") {
+      PERFCHECK(spcclCommInitMPIDevice(&comm_, MPI_COMM_WORLD));
+      return true;
+    }
+#ifdef SPCCL_HAVE_NCCL
+    ncclUniqueId id;
+    if (rank_ == 0) ncclGetUniqueId(&id);
+    MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD);
+    PERFCHECK(spcclCommInitRank(&comm_, nranks_, id, rank_));
+    return true;
+#else
+    if (rank_ == 0) fprintf(stderr, "-T nccl: spccl was built without NCCL\n");
+    return false;
+#endif
+  }
+
+  // The buffers a run uses: the host inputs, and their device copies with -g.
+  struct Buffers {
+    std::vector<char> send, recv;
+    void* dsend = nullptr;
+    void* drecv = nullptr;
+    void* sendPtr() { return dsend ? dsend : send.data(); }
+    void* recvPtr() { return drecv ? drecv : recv.data(); }
+    ~Buffers() {
+      spccl::device::freeDevice(dsend);
+      spccl::device::freeDevice(drecv);
+    }
+  };
+
   bool runSize(size_t bytes) {
     const size_t elem = typeSize(opts_.datatype), count = bytes / elem;
     if (count == 0) return true;
-    std::vector<char> send(count * elem), recv(count * elem);
-    fillInputs(send.data(), count);
+    Buffers buf;
+    buf.send.resize(count * elem);
+    buf.recv.resize(count * elem);
+    fillInputs(buf.send.data(), count);
+    if (opts_.gpus > 0) {
+      PERFCHECK(spccl::device::allocDevice(&buf.dsend, count * elem, "sparse_all_reduce_perf"));
+      PERFCHECK(spccl::device::allocDevice(&buf.drecv, count * elem, "sparse_all_reduce_perf"));
+      PERFCHECK(spccl::device::copySync(buf.dsend, buf.send.data(), count * elem));
+    }
     std::vector<Result> rows;
     for (const MethodDesc* m : methods_) {
       Result r{count * elem, count, m->name, 0, 0, 0, 0, 0, 0, 0};
-      if (!measure(*m, send, recv, count, &r)) return false;
+      if (!measure(*m, buf, count, &r)) return false;
       rows.push_back(r);
     }
     double denseUs = 0;
@@ -173,7 +224,7 @@ class Harness {
     return true;
   }
 
-  bool measure(const MethodDesc& m, std::vector<char>& send, std::vector<char>& recv, size_t count, Result* r) {
+  bool measure(const MethodDesc& m, Buffers& buf, size_t count, Result* r) {
     spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
     cfg.method = m.method;
     cfg.density = opts_.density;
@@ -185,12 +236,16 @@ class Harness {
     PERFCHECK(spcclStateCreate(&st, comm_, &cfg, count, opts_.datatype));
     std::unique_ptr<spcclState, decltype(&spcclStateDestroy)> guard(st, spcclStateDestroy);
     auto call = [&] {
-      return spcclSparseAllReduce(send.data(), recv.data(), count, opts_.datatype, opts_.op, st, comm_, nullptr);
+      return spcclSparseAllReduce(buf.sendPtr(), buf.recvPtr(), count, opts_.datatype, opts_.op, st, comm_, nullptr);
     };
+    // NCCL calls return once enqueued: time to completion of the stream's work.
+    auto drain = [&] { return opts_.gpus > 0 ? spccl::device::streamSync(nullptr) : spcclSuccess; };
     for (int i = 0; i < opts_.warmup; ++i) PERFCHECK(call());
+    PERFCHECK(drain());
     MPI_Barrier(MPI_COMM_WORLD);
     const double start = MPI_Wtime();
     for (int i = 0; i < opts_.iters; ++i) PERFCHECK(call());
+    PERFCHECK(drain());
     const double mine = (MPI_Wtime() - start) / opts_.iters;
     double sum = 0;
     MPI_Allreduce(&mine, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
@@ -206,7 +261,8 @@ class Harness {
     if (opts_.check) {
       PERFCHECK(spcclStateReset(st));
       PERFCHECK(call());
-      long long wrong = countWrong(m, ctx, recv.data());
+      if (buf.drecv) PERFCHECK(spccl::device::copySync(buf.recv.data(), buf.drecv, count * typeSize(opts_.datatype)));
+      long long wrong = countWrong(m, ctx, buf.recv.data());
       MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
       r->wrong = wrong;
     }

@@ -22,6 +22,8 @@ struct Options {
   double stepFactor = 2;
   int iters = 20, warmup = 5;
   bool check = true;
+  int gpus = 0;            // -g 1: device buffers (one GPU per rank, or shared)
+  std::string transport = "mpi";  // -T mpi|nccl with -g: host-staged MPI, or NCCL
   spcclDataType_t datatype = spcclFloat32;
   spcclRedOp_t op = spcclSum;
   std::vector<std::string> methods = {"dense", "randomblock"};

@@ -40,6 +40,10 @@ spcclResult_t currentDevice(int* dev) {
   return noCuda("a device communicator");
 }
 spcclResult_t advanceStep(unsigned long long*, spcclStream_t) { return noCuda("advanceStep"); }
+spcclResult_t selectDevice(int, int* dev) {
+  *dev = -1;
+  return noCuda("selectDevice");
+}
 spcclResult_t randomBlockPack(spcclDataType_t, const void*, const void*, size_t, size_t, const DeviceSelection*, void*,
                               spcclStream_t) {
   return noCuda("randomBlockPack");

@@ -39,6 +39,8 @@ spcclResult_t copySync(void* dst, const void* src, size_t bytes);
 spcclResult_t pointerIsDevice(const void* ptr, int* isDevice);
 // The calling thread's current CUDA device.
 spcclResult_t currentDevice(int* dev);
+// Makes device (index % device count) current for the calling thread; *dev receives it.
+spcclResult_t selectDevice(int index, int* dev);
 
 // Adds one to a device step counter, after the work queued before it on `stream`.
 spcclResult_t advanceStep(unsigned long long* step, spcclStream_t stream);
