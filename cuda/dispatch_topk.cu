@@ -30,7 +30,7 @@ struct Scratch {
   cuda::SelectState* state;
   double* thresholds;
   unsigned long long* counts;
-  double* partials;
+  cuda::Moments* partials;
   unsigned long long* tileCounts;
 };
 
@@ -45,8 +45,8 @@ Scratch carve(void* scratch) {
   p += align256(8 * sizeof(double));
   s.counts = reinterpret_cast<unsigned long long*>(p);
   p += align256(8 * sizeof(unsigned long long));
-  s.partials = reinterpret_cast<double*>(p);
-  p += align256(3 * cuda::kMomentBlocks * sizeof(double));
+  s.partials = reinterpret_cast<cuda::Moments*>(p);
+  p += align256(cuda::kMomentBlocks * sizeof(cuda::Moments));
   s.tileCounts = reinterpret_cast<unsigned long long*>(p);
   return s;
 }
@@ -74,7 +74,7 @@ spcclResult_t compact(const T* acc, size_t n, size_t k, const Scratch& s, uint32
 
 size_t topkScratchBytes(size_t n) {
   return align256(cuda::kMaxBins * sizeof(unsigned)) + align256(sizeof(cuda::SelectState)) +
-         2 * align256(8 * sizeof(double)) + align256(3 * cuda::kMomentBlocks * sizeof(double)) +
+         2 * align256(8 * sizeof(double)) + align256(cuda::kMomentBlocks * sizeof(cuda::Moments)) +
          align256(ntiles(n) * sizeof(unsigned long long));
 }
 

@@ -142,33 +142,42 @@ __global__ void __launch_bounds__(kChooseThreads)
 
 // ------------------------------------------------------------------ Gaussian-k: threshold search
 
+// Sums over the finite values of acc; double, so the threshold does not depend on the order
+// of summation beyond the last bits.
+struct Moments {
+  double sum, sq, finite;
+};
+struct MomentsSum {
+  __device__ __forceinline__ Moments operator()(const Moments& a, const Moments& b) const {
+    return {a.sum + b.sum, a.sq + b.sq, a.finite + b.finite};
+  }
+};
+
+// The block's total, in a fixed order (cub::BlockReduce), in thread 0.
+template <int Threads>
+__device__ __forceinline__ Moments blockMoments(Moments m) {
+  typedef cub::BlockReduce<Moments, Threads> Reduce;
+  __shared__ typename Reduce::TempStorage temp;
+  return Reduce(temp).Reduce(m, MomentsSum());
+}
+
 template <typename T, int Threads>
 __global__ void __launch_bounds__(Threads)
     feedbackMomentsKernel(const T* __restrict__ g, const T* __restrict__ e, T* __restrict__ acc, size_t n,
-                          double* __restrict__ partials) {
-  double sum = 0, sq = 0, finite = 0;
+                          Moments* __restrict__ partials) {
+  Moments m = {0, 0, 0};
   for (size_t i = blockIdx.x * (size_t)Threads + threadIdx.x; i < n; i += (size_t)gridDim.x * Threads) {
     const T a = feedbackAt(g, e, i);
     acc[i] = a;
     const double x = (double)toAcc(a);
     if (isfinite(x)) {
-      sum += x;
-      sq += x * x;
-      finite += 1;
+      m.sum += x;
+      m.sq += x * x;
+      m.finite += 1;
     }
   }
-  typedef cub::BlockReduce<double, Threads> Reduce;
-  __shared__ typename Reduce::TempStorage temp;
-  sum = Reduce(temp).Sum(sum);
-  __syncthreads();
-  sq = Reduce(temp).Sum(sq);
-  __syncthreads();
-  finite = Reduce(temp).Sum(finite);
-  if (threadIdx.x == 0) {
-    partials[3 * blockIdx.x] = sum;
-    partials[3 * blockIdx.x + 1] = sq;
-    partials[3 * blockIdx.x + 2] = finite;
-  }
+  m = blockMoments<Threads>(m);
+  if (threadIdx.x == 0) partials[blockIdx.x] = m;
 }
 
 // The six thresholds the search can visit, each computed with the search's own operations:
@@ -184,25 +193,15 @@ __device__ __forceinline__ void gaussianCandidates(double t0, double* t) {
 
 template <int Threads>
 __global__ void __launch_bounds__(Threads)
-    gaussianThresholdsKernel(const double* __restrict__ partials, int nblocks, double density,
+    gaussianThresholdsKernel(const Moments* __restrict__ partials, int nblocks, double density,
                              double* __restrict__ thresholds, unsigned long long* __restrict__ counts) {
-  double sum = 0, sq = 0, finite = 0;
-  for (int b = threadIdx.x; b < nblocks; b += Threads) {
-    sum += partials[3 * b];
-    sq += partials[3 * b + 1];
-    finite += partials[3 * b + 2];
-  }
-  typedef cub::BlockReduce<double, Threads> Reduce;
-  __shared__ typename Reduce::TempStorage temp;
-  sum = Reduce(temp).Sum(sum);
-  __syncthreads();
-  sq = Reduce(temp).Sum(sq);
-  __syncthreads();
-  finite = Reduce(temp).Sum(finite);
+  Moments m = {0, 0, 0};
+  for (int b = threadIdx.x; b < nblocks; b += Threads) m = MomentsSum()(m, partials[b]);
+  m = blockMoments<Threads>(m);
   if (threadIdx.x == 0) {
     double t0 = HUGE_VAL;  // nothing finite: nothing passes
-    if (finite > 0) {
-      const double mean = sum / finite, var = sq / finite - mean * mean;
+    if (m.finite > 0) {
+      const double mean = m.sum / m.finite, var = m.sq / m.finite - mean * mean;
       t0 = gaussianThreshold(mean, var > 0 ? sqrt(var) : 0.0, density);
     }
     gaussianCandidates(t0, thresholds);
