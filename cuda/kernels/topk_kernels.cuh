@@ -116,6 +116,8 @@ __global__ void __launch_bounds__(kChooseThreads)
   typedef cub::BlockScan<unsigned long long, kChooseThreads> Scan;
   __shared__ typename Scan::TempStorage temp;
   constexpr int kPerThread = kMaxBins / kChooseThreads;
+  // Read before the scan's barriers: the thread that finds the bucket updates it afterwards.
+  const unsigned long long remaining = state->remaining;
   unsigned counts[kPerThread];
   unsigned long long sum = 0;
   for (int j = 0; j < kPerThread; ++j) {  // thread t owns descending positions t*kPerThread + j
@@ -125,7 +127,6 @@ __global__ void __launch_bounds__(kChooseThreads)
   }
   unsigned long long above = 0;
   Scan(temp).ExclusiveSum(sum, above);
-  const unsigned long long remaining = state->remaining;
   for (int j = 0; j < kPerThread; ++j) {
     const int pos = threadIdx.x * kPerThread + j, bin = bins - 1 - pos;
     if (pos < bins && above < remaining && remaining <= above + counts[j]) {
