@@ -60,6 +60,12 @@ spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&)
   SPCCL_REQUIRE(st.count <= 0xFFFFFFFFull, spcclInvalidArgument,
                 "spcclStateCreate : count %zu is too large for %s's 32-bit indices (count < 2^32)", st.count,
                 st.method->name);
+  // The device kernels exist (device.h: topkSelect, gaussiankSelect, residualCommit,
+  // scatterAdd) but this file's passes still run on the host: refuse device states rather
+  // than let host loops touch device memory.
+  SPCCL_REQUIRE(!st.onDevice, spcclInvalidUsage,
+                "spcclStateCreate : %s does not run on device buffers yet (use randomblock or dense)",
+                st.method->name);
   st.k = topkCount(st.count, st.config.density);
   const size_t sparse = sparseWire(st), dense = denseWireBytes(st);
   st.denseSwitched = st.config.denseSwitch && sparse > dense;
