@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(Threads)
       }
       const uint64_t i = begin + off % blockSize;
       T v = T();  // the short last block packs zeros past n
-      if (i < n) v = e ? addRounded(g[i], e[i]) : g[i];
+      if (i < n) v = feedbackValue(g, e, i);
       packed[slot * blockSize + off % blockSize] = v;
     }
   }

@@ -68,11 +68,6 @@ __global__ void selectInitKernel(unsigned* __restrict__ hist, int bins, SelectSt
   if (threadIdx.x == 0) *state = SelectState{0, 0, remaining, 0, 0.0, 0};
 }
 
-template <typename T>
-__device__ __forceinline__ T feedbackAt(const T* g, const T* e, size_t i) {
-  return e ? addRounded(g[i], e[i]) : g[i];
-}
-
 // ------------------------------------------------------------------ exact top-k: radix select
 
 template <typename T, int Threads>
@@ -83,7 +78,7 @@ __global__ void __launch_bounds__(Threads)
   for (int b = threadIdx.x; b < bins; b += Threads) local[b] = 0;
   __syncthreads();
   for (size_t i = blockIdx.x * (size_t)Threads + threadIdx.x; i < n; i += (size_t)gridDim.x * Threads) {
-    const T a = feedbackAt(g, e, i);
+    const T a = feedbackValue(g, e, i);
     acc[i] = a;
     atomicAdd(&local[(unsigned)(magnitudeKey(a) >> shift) & (bins - 1)], 1u);
   }
@@ -168,7 +163,7 @@ __global__ void __launch_bounds__(Threads)
                           Moments* __restrict__ partials) {
   Moments m = {0, 0, 0};
   for (size_t i = blockIdx.x * (size_t)Threads + threadIdx.x; i < n; i += (size_t)gridDim.x * Threads) {
-    const T a = feedbackAt(g, e, i);
+    const T a = feedbackValue(g, e, i);
     acc[i] = a;
     const double x = (double)toAcc(a);
     if (isfinite(x)) {

@@ -39,12 +39,6 @@ constexpr int topDigitShift() {
   return int(sizeof(Key) * 8) - kRadixBits;
 }
 
-// acc = g + e rounded once into T; e null (feedback NONE) gives acc = g.
-template <typename T>
-inline T feedbackValue(const T* g, const T* e, size_t i) {
-  return e ? fromAcc<T>(toAcc(g[i]) + toAcc(e[i])) : g[i];
-}
-
 // Scratch of the exact selection: `above` holds k positions, `cand` candCap of them.
 struct TopKScratch {
   uint32_t* above;

@@ -81,6 +81,10 @@ template <> SPCCL_HD bfloat16_t fromAcc<bfloat16_t>(float v) { bfloat16_t b; b.b
 // a + b in the accumulation type, rounded once into T: SPEC §3's single rounding of acc = g + e,
 // shared by the CPU kernels, the CUDA kernels and the MPI half-type reduction.
 template <typename T> SPCCL_HD T addRounded(T a, T b) { return fromAcc<T>(toAcc(a) + toAcc(b)); }
+// acc = g + e at position i, rounded once; e null (feedback NONE) gives acc = g.
+template <typename T> SPCCL_HD T feedbackValue(const T* g, const T* e, size_t i) {
+  return e ? addRounded(g[i], e[i]) : g[i];
+}
 // scale * v in the accumulation type, rounded once (avg and decompress scaling).
 template <typename T> SPCCL_HD T scaleRounded(T v, typename AccumOf<T>::type scale) {
   return fromAcc<T>(toAcc(v) * scale);

@@ -89,7 +89,7 @@ spcclResult_t pairsDense(const spcclInfo& info) {
     const T* g = static_cast<const T*>(info.sendbuff);
     const T* e = static_cast<const T*>(residualIfEF(st));
     T* a = static_cast<T*>(acc);
-    for (size_t i = 0; i < st.count; ++i) a[i] = cpu::feedbackValue(g, e, i);
+    for (size_t i = 0; i < st.count; ++i) a[i] = feedbackValue(g, e, i);
     return spcclSuccess;
   }));
   SPCCLCHECK(info.comm->transport->allReduce(acc, info.recvbuff, st.count, st.datatype, info.op, info.stream));

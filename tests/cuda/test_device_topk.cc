@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// The top-k family's device kernels against host references built from the same shared
-// rules (topk_core.h: magnitude keys, lower index wins ties, the Gaussian-k search):
+// The top-k family's device kernels against the brute-force references of the host tests
+// (tests/common/topk_reference.h: a full sort; plain loops and topk_core.h's search):
 //  - exact top-k: the same k (index, value) pairs in the same (ascending index) order, and the
 //    same acc = g + e, bit for bit, in every type, with heavy ties and k from 1 to n;
 //  - Gaussian-k: the same slots as a host search fed with the same formulas (the two mean/std
@@ -14,6 +14,7 @@
 
 #include "device.h"
 #include "device_test.h"
+#include "common/topk_reference.h"
 #include "topk_core.h"
 
 namespace spccl_test {
@@ -26,41 +27,6 @@ std::vector<T> hostAcc(const std::vector<T>& g, const std::vector<T>& e) {
   std::vector<T> acc(g.size());
   for (size_t i = 0; i < g.size(); ++i) acc[i] = addRounded(g[i], e[i]);
   return acc;
-}
-
-template <typename T>
-std::vector<uint32_t> hostTopK(const std::vector<T>& acc, size_t k) {
-  std::vector<uint32_t> order(acc.size());
-  std::iota(order.begin(), order.end(), 0u);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return magnitudeBefore(acc[a], a, acc[b], b); });
-  order.resize(k);
-  std::sort(order.begin(), order.end());
-  return order;
-}
-
-// SPEC §5's search, on the host, with the moments summed in plain order.
-template <typename T>
-std::vector<uint32_t> hostGaussianK(const std::vector<T>& acc, size_t k, double density) {
-  using AccT = typename AccumOf<T>::type;
-  double sum = 0, sq = 0, finite = 0;
-  for (const T& v : acc) {
-    const double x = (double)toAcc(v);
-    if (std::isfinite(x)) sum += x, sq += x * x, finite += 1;
-  }
-  const double mean = sum / finite, var = sq / finite - mean * mean;
-  GaussianKSearch s = gaussianKSearchStart(gaussianThreshold(mean, var > 0 ? sqrt(var) : 0.0, density), k);
-  auto countAbove = [&](double t) {
-    size_t c = 0;
-    for (const T& v : acc) c += std::fabs(toAcc(v)) > (AccT)t;
-    return c;
-  };
-  while (!s.done) gaussianKSearchCounted(&s, countAbove(s.next));
-  std::vector<uint32_t> idx;
-  for (size_t i = 0; i < acc.size() && idx.size() < k; ++i)
-    if (std::fabs(toAcc(acc[i])) > (AccT)s.chosen) idx.push_back((uint32_t)i);
-  while (idx.size() < k) idx.push_back(SPCCL_PAD_INDEX);
-  return idx;
 }
 
 template <typename T>
@@ -93,7 +59,7 @@ TYPED_TEST(DeviceTyped, ExactTopKMatchesHost) {
       const std::vector<T> g = c.ties ? tiedVector<T>(c.n, rng) : randomVector<T>(c.n, rng);
       const std::vector<T> e = feedback ? randomVector<T>(c.n, rng) : std::vector<T>(c.n, fromAcc<T>(0.0f));
       const std::vector<T> acc = hostAcc(g, e);
-      const std::vector<uint32_t> want = hostTopK(acc, c.k);
+      const std::vector<uint32_t> want = referenceTopK(acc.data(), c.n, c.k);
       DeviceArray<T> dg(g), de(e), dacc(c.n), dvalues(c.k);
       DeviceArray<uint32_t> didx(c.k);
       DeviceArray<char> scratch(device::topkScratchBytes(c.n));
@@ -122,7 +88,7 @@ TYPED_TEST(DeviceTyped, GaussianKMatchesHost) {
       const size_t k = topkCount(n, density);
       const std::vector<T> g = randomVector<T>(n, rng), e = randomVector<T>(n, rng);
       const std::vector<T> acc = hostAcc(g, e);
-      const std::vector<uint32_t> want = hostGaussianK(acc, k, density);
+      const std::vector<uint32_t> want = referenceGaussianK(acc.data(), n, k, density);
       DeviceArray<T> dg(g), de(e), dacc(n), dvalues(k);
       DeviceArray<uint32_t> didx(k);
       DeviceArray<char> scratch(device::topkScratchBytes(n));
@@ -152,7 +118,7 @@ TYPED_TEST(DeviceTyped, CommitAndScatterConserve) {
   std::mt19937_64 rng(29);
   const size_t n = 50000, k = 700;
   const std::vector<T> acc = randomVector<T>(n, rng);
-  std::vector<uint32_t> idx = hostTopK(acc, k);
+  std::vector<uint32_t> idx = referenceTopK(acc.data(), n, k);
   idx[k - 1] = SPCCL_PAD_INDEX;  // padding is skipped
   std::vector<T> values(k);
   for (size_t j = 0; j < k; ++j) values[j] = idx[j] == SPCCL_PAD_INDEX ? T() : acc[idx[j]];
