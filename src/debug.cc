@@ -68,7 +68,15 @@ thread_local char lastErrorText[1024] = "";
 
 }  // namespace
 
-void debugSetRank(int rank) { logRank = rank; }
+void debugSetRank(int rank) {
+  logRank = rank;
+  // As NCCL does on its first communicator: SPCCL_DEBUG=VERSION (or more) prints the version.
+  static std::once_flag once;
+  std::call_once(once, [] {
+    debugLog(kLogVersion, kSubsysInit, __FILE__, __LINE__, "spccl version %d.%d.%d", SPCCL_MAJOR, SPCCL_MINOR,
+             SPCCL_PATCH);
+  });
+}
 
 void debugSetHostLogger(spcclPluginLogger_v1_t logger) { hostLogger.store(logger); }
 

@@ -26,7 +26,8 @@ enum DebugSubsys : unsigned {
 void debugLog(DebugLevel level, unsigned subsys, const char* file, int line, const char* fmt, ...)
     __attribute__((format(printf, 5, 6)));
 bool debugEnabled(DebugLevel level, unsigned subsys);
-// The rank printed in the log prefix (the most recently initialised comm's).
+// The rank printed in the log prefix (the most recently initialised comm's); the first call
+// also logs the library version at VERSION level.
 void debugSetRank(int rank);
 // Lines go to `logger` instead of stderr: every WARN, and what SPCCL_DEBUG enables (NULL: stderr).
 void debugSetHostLogger(spcclPluginLogger_v1_t logger);
