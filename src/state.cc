@@ -93,7 +93,9 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
     SPCCLCHECKGOTO(bufferAlloc(&st->residual, kind, count * elem, api), res, fail);
     SPCCLCHECKGOTO(bufferAlloc(&st->workspace, kind, workspace, api), res, fail);
     // The overlapped host path only: device states are stream-ordered already.
-    if (resolved.pipeline && resolved.feedback == spcclFeedbackEF && !st->onDevice)
+    // Only random block overlaps its residual pass with the reduction (methods/randomblock.cc).
+    if (resolved.pipeline && resolved.method == spcclMethodRandomBlock && resolved.feedback == spcclFeedbackEF &&
+        !st->onDevice)
       SPCCLCHECKGOTO(bufferAlloc(&st->residualNext, kind, count * elem, api), res, fail);
     if (st->onDevice)
       SPCCLCHECKGOTO(bufferAlloc(&st->deviceStep, kDeviceMemory, sizeof(unsigned long long), api), res, fail);
