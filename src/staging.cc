@@ -9,10 +9,7 @@
 #include "device.h"
 
 namespace spccl {
-namespace {
 
-// The pinned bytes that mirror `buf`: the same offset as buf has in the workspace, or the
-// start of the mirror for a buffer outside it (the dense method's user buffers).
 char* hostMirror(const spcclState& st, const void* buf, size_t bytes, const char* api) {
   const char* ws = static_cast<const char*>(st.workspace.ptr);
   const char* b = static_cast<const char*>(buf);
@@ -23,8 +20,6 @@ char* hostMirror(const spcclState& st, const void* buf, size_t bytes, const char
   }
   return static_cast<char*>(st.staging.ptr) + off;
 }
-
-}  // namespace
 
 spcclResult_t stateAllReduce(const spcclState& st, const void* sendbuff, void* recvbuff, size_t count,
                              spcclRedOp_t op, spcclStream_t stream) {

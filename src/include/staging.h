@@ -20,6 +20,12 @@ inline bool stagedThroughHost(const spcclState& st) {
   return st.onDevice && !st.comm->transport->deviceBuffers();
 }
 
+// The pinned bytes that mirror `buf` (bytes long): the same offset as buf has in the
+// workspace, or the start of the mirror for a buffer outside it (the dense method's user
+// buffers); null, with a WARN naming api, when they do not fit. After a staged collective
+// into a workspace buffer, its mirror holds the host copy of the result.
+char* hostMirror(const spcclState& st, const void* buf, size_t bytes, const char* api);
+
 // recvbuff = reduce over ranks of sendbuff (count elements of st.datatype). Staged buffers
 // must lie in st.workspace, or fit st.staging from its start.
 spcclResult_t stateAllReduce(const spcclState& st, const void* sendbuff, void* recvbuff, size_t count,

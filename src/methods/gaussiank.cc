@@ -13,8 +13,10 @@
 // when fewer, the remaining slots carry SPCCL_PAD_INDEX and 0, which receivers skip.
 // Invariants: c + e_new == g + e_old on every coordinate; everything not sent stays in the
 // residual, which changes only after the allgather and the index check succeeded.
+// Device buffers: the same search and compaction as kernels (device.h), stream-ordered.
 
 #include "checks.h"
+#include "device.h"
 #include "dispatch.h"
 #include "pairs.h"
 
@@ -22,10 +24,13 @@ namespace spccl {
 namespace {
 
 spcclResult_t select(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws, uint32_t* indices,
-                     void* values) {
+                     void* values, spcclStream_t stream) {
+  if (st.onDevice)
+    return device::gaussiankSelect(st.datatype, sendbuff, pairsFeedback(st), ws.acc, st.count, st.k,
+                                   st.config.density, indices, values, ws.deviceScratch, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
-    const T* e = st.config.feedback == spcclFeedbackEF ? static_cast<const T*>(st.residual.ptr) : nullptr;
+    const T* e = static_cast<const T*>(pairsFeedback(st));
     const size_t found = cpu::gaussianK(static_cast<const T*>(sendbuff), e, static_cast<T*>(ws.acc), st.count, st.k,
                                         st.config.density, indices, static_cast<T*>(values));
     TRACE(kSubsysSelect, "gaussiank : %zu of %zu slots used (count %zu)", found, st.k, st.count);

@@ -119,7 +119,7 @@ spcclResult_t sparseAllReduce(const spcclInfo& info) {
   if (st.denseSwitched) return pairsDense(info);
   const PairsWorkspace ws = pairsWorkspace(st);
   const Tail t = tailOf(st, ws);
-  SPCCLCHECK(selectTopK(st, info.sendbuff, ws, blockIndices(t.cur), blockValues(st, t.cur)));
+  SPCCLCHECK(selectTopK(st, info.sendbuff, ws, blockIndices(t.cur), blockValues(st, t.cur), info.stream));
   SPCCLCHECK(agree(info, ws, t));
   const uint32_t* S = blockIndices(t.cur);
   const size_t bad = cpu::firstBadIndex(S, st.k, st.count, false);
@@ -135,11 +135,19 @@ spcclResult_t sparseAllReduce(const spcclInfo& info) {
   }));
   SPCCLCHECK(info.comm->transport->allReduce(sums, sums, st.k, st.datatype, info.op, info.stream));
   // Commit: nothing below can fail.
-  SPCCLCHECK(pairsCommitResidual(st, ws, S, st.k));
-  return pairsScatter(st, PairLists{S, sums, st.k, 1, 0}, 1.0, info.recvbuff);
+  SPCCLCHECK(pairsCommitResidual(st, ws, S, st.k, info.stream));
+  return pairsScatter(st, PairLists{S, sums, st.k, 1, 0}, 1.0, info.recvbuff, info.stream);
 }
 
-spcclResult_t setup(spcclState& st) { return pairsSetup(st, sparseWire); }
+spcclResult_t setup(spcclState& st) {
+  // Every merge round's output feeds the next round's exchange, and the merge and the
+  // agreed-index check are host passes with no device launcher: on device buffers each round
+  // would be a host round trip, which an NCCL comm must not take (SPEC §2).
+  SPCCL_REQUIRE(!st.onDevice, spcclInvalidUsage,
+                "spcclStateCreate : gtopk does not run on device buffers (its merge rounds need the host; use topk or "
+                "gaussiank)");
+  return pairsSetup(st, sparseWire);
+}
 size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, tailBytes(st)); }
 size_t wireBytes(const spcclState& st) { return pairsWireBytes(st, sparseWire); }
 

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "checks.h"
+#include "device.h"
 #include "dispatch.h"
+#include "staging.h"
 
 namespace spccl {
 namespace {
@@ -19,11 +21,28 @@ size_t align8(size_t bytes) { return (bytes + 7) & ~size_t(7); }
 // over the full array instead, so this bounds memory, not correctness.
 size_t candCap(const spcclState& st) { return std::min(st.count, st.k + st.count / 8); }
 
-const void* residualIfEF(const spcclState& st) {
-  return st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
+// The selection scratch between acc and the tail.
+size_t scratchBytes(const spcclState& st) {
+  if (st.onDevice) return align64(device::topkScratchBytes(st.count));
+  return align64(st.k * sizeof(uint32_t)) + align64(candCap(st) * sizeof(uint32_t));
+}
+
+// pairsCheck on the gathered blocks where the host can read them: the workspace itself, or
+// the pinned copy they were staged through (MPI device comm). On an NCCL comm they never
+// reach the host, and the scatter kernel skips bad indices instead.
+spcclResult_t checkGathered(const spcclState& st, const PairsWorkspace& ws, const char* api) {
+  if (st.onDevice && !stagedThroughHost(st)) return spcclSuccess;
+  char* host = st.onDevice ? hostMirror(st, ws.tail, st.comm->nranks * pairBlockBytes(st), api) : ws.tail;
+  if (!host) return spcclInternalError;
+  const PairLists gathered = {blockIndices(host), blockValues(st, host), st.k, st.comm->nranks, pairBlockBytes(st)};
+  return pairsCheck(st, gathered, api);
 }
 
 }  // namespace
+
+const void* pairsFeedback(const spcclState& st) {
+  return st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
+}
 
 size_t pairBlockBytes(const spcclState& st) { return align8(st.k * sizeof(uint32_t)) + align8(st.k * st.elemSize); }
 
@@ -38,15 +57,19 @@ size_t denseWireBytes(const spcclState& st) {
 
 size_t pairsWorkspaceBytes(const spcclState& st, size_t tailBytes) {
   if (st.denseSwitched) return align64(st.count * st.elemSize);  // acc only
-  return align64(st.count * st.elemSize) + align64(st.k * sizeof(uint32_t)) + align64(candCap(st) * sizeof(uint32_t)) +
-         tailBytes;
+  return align64(st.count * st.elemSize) + scratchBytes(st) + tailBytes;
 }
 
 PairsWorkspace pairsWorkspace(const spcclState& st) {
   char* p = static_cast<char*>(st.workspace.ptr);
-  PairsWorkspace ws;
+  PairsWorkspace ws = {};
   ws.acc = p;
   p += align64(st.count * st.elemSize);
+  if (st.onDevice) {
+    ws.deviceScratch = p;
+    ws.tail = p + scratchBytes(st);
+    return ws;
+  }
   ws.scratch.above = reinterpret_cast<uint32_t*>(p);
   p += align64(st.k * sizeof(uint32_t));
   ws.scratch.cand = reinterpret_cast<uint32_t*>(p);
@@ -60,18 +83,17 @@ spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&)
   SPCCL_REQUIRE(st.count <= 0xFFFFFFFFull, spcclInvalidArgument,
                 "spcclStateCreate : count %zu is too large for %s's 32-bit indices (count < 2^32)", st.count,
                 st.method->name);
-  // The device kernels exist (device.h: topkSelect, gaussiankSelect, residualCommit,
-  // scatterAdd) but this file's passes still run on the host: refuse device states rather
-  // than let host loops touch device memory.
-  SPCCL_REQUIRE(!st.onDevice, spcclInvalidUsage,
-                "spcclStateCreate : %s does not run on device buffers yet (use randomblock or dense)",
-                st.method->name);
   st.k = topkCount(st.count, st.config.density);
   const size_t sparse = sparseWire(st), dense = denseWireBytes(st);
   st.denseSwitched = st.config.denseSwitch && sparse > dense;
   if (st.denseSwitched)
     INFO(kSubsysColl, "spcclStateCreate : %s would send %zu bytes per rank (k %zu of %zu), a dense allreduce %zu: "
          "running dense", st.method->name, sparse, st.k, st.count, dense);
+  // The dense path's acc = g + e and residual clear are host loops, with no device launcher.
+  SPCCL_REQUIRE(!(st.denseSwitched && st.onDevice), spcclInvalidUsage,
+                "spcclStateCreate : %s would send %zu bytes per rank, a dense allreduce %zu, and the dense switch "
+                "does not run on device buffers (set denseSwitch 0, a lower density, or method dense)",
+                st.method->name, sparse, dense);
   return spcclSuccess;
 }
 
@@ -87,19 +109,21 @@ spcclResult_t pairsDense(const spcclInfo& info) {
   SPCCLCHECK(withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     const T* g = static_cast<const T*>(info.sendbuff);
-    const T* e = static_cast<const T*>(residualIfEF(st));
+    const T* e = static_cast<const T*>(pairsFeedback(st));
     T* a = static_cast<T*>(acc);
     for (size_t i = 0; i < st.count; ++i) a[i] = feedbackValue(g, e, i);
     return spcclSuccess;
   }));
   SPCCLCHECK(info.comm->transport->allReduce(acc, info.recvbuff, st.count, st.datatype, info.op, info.stream));
-  if (residualIfEF(st)) memset(st.residual.ptr, 0, st.residual.bytes);  // everything was sent
+  if (pairsFeedback(st)) memset(st.residual.ptr, 0, st.residual.bytes);  // everything was sent
   return spcclSuccess;
 }
 
 spcclResult_t pairsCommitResidual(const spcclState& st, const PairsWorkspace& ws, const uint32_t* indices,
-                                  size_t npairs) {
-  if (!residualIfEF(st)) return spcclSuccess;
+                                  size_t npairs, spcclStream_t stream) {
+  if (!pairsFeedback(st)) return spcclSuccess;
+  if (st.onDevice)
+    return device::residualCommit(st.datatype, st.residual.ptr, ws.acc, st.count, indices, npairs, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     cpu::residualCommit(static_cast<T*>(st.residual.ptr), static_cast<const T*>(ws.acc), st.count, indices, npairs);
@@ -118,7 +142,11 @@ spcclResult_t pairsCheck(const spcclState& st, const PairLists& lists, const cha
   return spcclSuccess;
 }
 
-spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double scale, void* recvbuff) {
+spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double scale, void* recvbuff,
+                           spcclStream_t stream) {
+  if (st.onDevice)
+    return device::scatterAdd(st.datatype, lists.indices, lists.values, lists.npairs, lists.nlists, lists.stride, scale,
+                              st.count, recvbuff, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     using AccT = typename AccumOf<T>::type;
@@ -137,20 +165,20 @@ spcclResult_t pairsCompress(const spcclInfo& info, PairSelectFn select, uint32_t
   SPCCL_REQUIRE(indices != nullptr, spcclInvalidArgument, "spcclCompress : indices argument is NULL (%s sends pairs)",
                 st.method->name);
   const PairsWorkspace ws = pairsWorkspace(st);
-  SPCCLCHECK(select(st, info.sendbuff, ws, indices, values));
-  SPCCLCHECK(pairsCommitResidual(st, ws, indices, st.k));
+  SPCCLCHECK(select(st, info.sendbuff, ws, indices, values, info.stream));
+  SPCCLCHECK(pairsCommitResidual(st, ws, indices, st.k, info.stream));
   *nvalues = st.k;
   return spcclSuccess;
 }
 
 spcclResult_t pairsDecompress(const spcclState& st, const void* values, const uint32_t* indices, size_t nvalues,
-                              unsigned long long, double scale, void* recvbuff, spcclStream_t) {
+                              unsigned long long, double scale, void* recvbuff, spcclStream_t stream) {
   if (nvalues > 0)
     SPCCL_REQUIRE(indices != nullptr, spcclInvalidArgument, "spcclDecompress : indices argument is NULL (%s pairs)",
                   st.method->name);
   const PairLists list = {indices, values, nvalues, 1, 0};
-  SPCCLCHECK(pairsCheck(st, list, "spcclDecompress"));
-  return pairsScatter(st, list, scale, recvbuff);
+  if (!st.onDevice) SPCCLCHECK(pairsCheck(st, list, "spcclDecompress"));
+  return pairsScatter(st, list, scale, recvbuff, stream);
 }
 
 size_t pairsAllGatherTailBytes(const spcclState& st) { return st.comm->nranks * pairBlockBytes(st); }
@@ -164,13 +192,13 @@ spcclResult_t pairsAllGather(const spcclInfo& info, PairSelectFn select) {
   const size_t block = pairBlockBytes(st);
   const PairsWorkspace ws = pairsWorkspace(st);
   char* own = ws.tail + info.comm->rank * block;  // gathered in place
-  SPCCLCHECK(select(st, info.sendbuff, ws, blockIndices(own), blockValues(st, own)));
-  SPCCLCHECK(info.comm->transport->allGather(own, ws.tail, block, info.stream));
+  SPCCLCHECK(select(st, info.sendbuff, ws, blockIndices(own), blockValues(st, own), info.stream));
+  SPCCLCHECK(stateAllGather(st, own, ws.tail, block, info.stream));
+  SPCCLCHECK(checkGathered(st, ws, info.opName));
+  // Commit: nothing below can fail on data.
+  SPCCLCHECK(pairsCommitResidual(st, ws, blockIndices(own), st.k, info.stream));
   const PairLists gathered = {blockIndices(ws.tail), blockValues(st, ws.tail), st.k, P, block};
-  SPCCLCHECK(pairsCheck(st, gathered, info.opName));
-  // Commit: nothing below can fail.
-  SPCCLCHECK(pairsCommitResidual(st, ws, blockIndices(own), st.k));
-  return pairsScatter(st, gathered, info.op == spcclAvg ? 1.0 / P : 1.0, info.recvbuff);
+  return pairsScatter(st, gathered, info.op == spcclAvg ? 1.0 / P : 1.0, info.recvbuff, info.stream);
 }
 
 }  // namespace spccl

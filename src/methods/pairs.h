@@ -7,11 +7,16 @@
  * A rank's payload is a block of k slots: k 32-bit indices, then k values of the tensor's
  * type (each part 8-byte aligned), sorted by index; unused slots carry SPCCL_PAD_INDEX and 0.
  *
- * Workspace, allocated once at spcclStateCreate:
+ * Workspace, allocated once at spcclStateCreate, where the state's buffers live:
  *   acc    count elements: g + e, which becomes the residual once communication succeeded
- *   above  k positions      } exact top-k scratch (cpu::TopKScratch)
- *   cand   candCap positions}
+ *   above  k positions      } exact top-k scratch (cpu::TopKScratch); a device state has
+ *   cand   candCap positions} the device selections' scratch here instead (device.h)
  *   tail   the method's own part (the gathered blocks, gTop-k's exchange buffers)
+ *
+ * Device states (TOPK, GAUSSIANK) run every pass as a kernel behind device.h, stream-ordered,
+ * on the same fixed k slots, so an NCCL comm needs no host round trip. The device cannot
+ * report a bad index without one: on an NCCL comm the kernels skip it; on an MPI device comm
+ * the gathered pairs are checked in the pinned host copy they pass through.
  */
 #ifndef SPCCL_METHODS_PAIRS_H_
 #define SPCCL_METHODS_PAIRS_H_
@@ -28,7 +33,8 @@ inline size_t align64(size_t bytes) { return (bytes + 63) & ~size_t(63); }
 
 struct PairsWorkspace {
   void* acc;
-  cpu::TopKScratch scratch;
+  cpu::TopKScratch scratch;  // host states
+  void* deviceScratch;       // device states: device::topkScratchBytes(count)
   char* tail;
 };
 
@@ -52,13 +58,17 @@ spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&)
 // wireBytes of a pairs method: sparseWire, or dense when switched.
 size_t pairsWireBytes(const spcclState& st, size_t (*sparseWire)(const spcclState&));
 
+// The residual a selection adds to g: st.residual under EF, null without feedback.
+const void* pairsFeedback(const spcclState& st);
+
 // A selection: writes acc = g + e into ws.acc and k slots, sorted by index, to
-// indices/values. Never fails on data; returns a code only for an unsupported type.
+// indices/values. Never fails on data; returns a code only for an unsupported type (or a CUDA
+// failure). Device states enqueue it on `stream`; host states ignore the stream.
 typedef spcclResult_t (*PairSelectFn)(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws,
-                                      uint32_t* indices, void* values);
+                                      uint32_t* indices, void* values, spcclStream_t stream);
 // Exact top-k (topk.cc): used by TOPK and by gTop-k's local step.
 spcclResult_t selectTopK(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws, uint32_t* indices,
-                         void* values);
+                         void* values, spcclStream_t stream);
 
 // The sparse allreduce of TOPK and GAUSSIANK: select into this rank's block of the gathered
 // buffer (tail: nranks blocks), one allgather, check every index, commit the residual,
@@ -73,12 +83,13 @@ spcclResult_t pairsDense(const spcclInfo& info);
 
 // Residual = ws.acc with the sent positions cleared (feedback EF; nothing to do for NONE).
 spcclResult_t pairsCommitResidual(const spcclState& st, const PairsWorkspace& ws, const uint32_t* indices,
-                                  size_t npairs);
+                                  size_t npairs, spcclStream_t stream);
 
 // Pair lists scatter-added into recvbuff, zero elsewhere, then times scale: nlists lists of
 // npairs pairs, list l's indices and values `stride` bytes after list l-1's (one rank's block
 // after another's). Every index is checked first: one that is neither padding nor below
-// count is spcclRemoteError (api names the caller) and recvbuff is left untouched.
+// count is spcclRemoteError (api names the caller) and recvbuff is left untouched. The check
+// reads host memory: device states skip it in pairsScatter (the kernel skips bad indices).
 struct PairLists {
   const uint32_t* indices;
   const void* values;
@@ -91,7 +102,8 @@ struct PairLists {
   const void* valuesOf(int l) const { return static_cast<const char*>(values) + l * stride; }
 };
 spcclResult_t pairsCheck(const spcclState& st, const PairLists& lists, const char* api);
-spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double scale, void* recvbuff);
+spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double scale, void* recvbuff,
+                           spcclStream_t stream);
 
 // MethodOps entries shared by the family. Compression without communication returns this
 // rank's k slots (gTop-k: its local top-k, since the global set needs the peers), whatever

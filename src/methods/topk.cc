@@ -13,18 +13,23 @@
 // 2 (P-1)/P * n * sizeof(T), the state runs dense instead (config.denseSwitch, pairs.cc).
 // Invariants: c + e_new == g + e_old on every coordinate (each is sent whole or kept whole);
 // the residual changes only after the allgather and the index check succeeded.
+// Device buffers: the same radix select as a kernel sequence (device.h), stream-ordered.
 
 #include "checks.h"
+#include "device.h"
 #include "dispatch.h"
 #include "pairs.h"
 
 namespace spccl {
 
 spcclResult_t selectTopK(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws, uint32_t* indices,
-                         void* values) {
+                         void* values, spcclStream_t stream) {
+  if (st.onDevice)
+    return device::topkSelect(st.datatype, sendbuff, pairsFeedback(st), ws.acc, st.count, st.k, indices, values,
+                              ws.deviceScratch, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
-    const T* e = st.config.feedback == spcclFeedbackEF ? static_cast<const T*>(st.residual.ptr) : nullptr;
+    const T* e = static_cast<const T*>(pairsFeedback(st));
     T* acc = static_cast<T*>(ws.acc);
     uint32_t hist[cpu::kRadixBins];
     cpu::feedbackHistogram(static_cast<const T*>(sendbuff), e, acc, st.count, hist);

@@ -165,16 +165,15 @@ TEST_F(NcclComm, BadInputGetsAClearCode) {
   EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
 }
 
-// The top-k family's methods are not wired to the device kernels yet: a clear refusal.
-TEST_F(NcclComm, TopKFamilyIsRefusedOnDevice) {
-  for (int method : {spcclMethodTopK, spcclMethodGaussianK, spcclMethodGTopK}) {
-    spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
-    cfg.method = method;
-    spcclState_t st = nullptr;
-    EXPECT_EQ(spcclStateCreate(&st, comm_, &cfg, 1000, spcclFloat32), spcclInvalidUsage);
-    EXPECT_NE(std::string(spcclGetLastError(comm_)).find("does not run on device buffers yet"), std::string::npos);
-    EXPECT_EQ(st, nullptr);
-  }
+// gTop-k's merge rounds need the host, which an NCCL comm must not wait for: a clear refusal.
+TEST_F(NcclComm, GTopKIsRefusedOnDevice) {
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = spcclMethodGTopK;
+  spcclState_t st = nullptr;
+  EXPECT_EQ(spcclStateCreate(&st, comm_, &cfg, 1000, spcclFloat32), spcclInvalidUsage);
+  EXPECT_NE(std::string(spcclGetLastError(comm_)).find("gtopk does not run on device buffers"), std::string::npos)
+      << spcclGetLastError(comm_);
+  EXPECT_EQ(st, nullptr);
 }
 
 // Abort with a state still open: ncclCommAbort runs, the comm refuses collectives, and the
