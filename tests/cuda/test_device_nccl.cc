@@ -3,13 +3,15 @@
 // The public API on a single-rank NCCL communicator (ncclCommInitAll with one device):
 // spcclSparseAllReduce against the CPU kernels over several EF steps, CUDA graph capture and
 // replay (each replay must take the next step's blocks, as eager calls do), and bad input:
-// a host pointer, a misaligned pointer, a count that is not the state's.
+// a host pointer, a misaligned pointer, a count that is not the state's. TOPK and GAUSSIANK
+// against the references of tests/common/topk_reference.h, eager and replayed from a graph.
 
 #include <nccl.h>
 
 #include <string>
 #include <vector>
 
+#include "common/topk_reference.h"
 #include "cpu/block_kernels.h"
 #include "device_test.h"
 #include "spccl.h"
@@ -163,6 +165,75 @@ TEST_F(NcclComm, BadInputGetsAClearCode) {
   ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
   EXPECT_EQ(step, 0u) << "a failed call must not advance the step";
   EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+}
+
+// The CPU model of one rank of TOPK or GAUSSIANK: acc = g + e, out = acc on the selected
+// slots (P = 1: sum and avg alike), e = acc with them cleared.
+struct CpuPairsRank {
+  int method;
+  size_t n, k;
+  double density;
+  std::vector<float> e;
+  std::vector<float> step(const std::vector<float>& g) {
+    std::vector<float> acc(n), out(n, 0.0f);
+    for (size_t i = 0; i < n; ++i) acc[i] = addRounded(g[i], e[i]);
+    const std::vector<uint32_t> sel = method == spcclMethodTopK ? referenceTopK(acc.data(), n, k)
+                                                                : referenceGaussianK(acc.data(), n, k, density);
+    for (uint32_t i : sel)
+      if (i != SPCCL_PAD_INDEX) out[i] = acc[i];
+    e = std::move(acc);
+    for (uint32_t i : sel)
+      if (i != SPCCL_PAD_INDEX) e[i] = 0.0f;
+    return out;
+  }
+};
+
+// Steps 0-2 eager, then one call captured in a graph and replayed for steps 3-5: the fixed
+// k slots need no host round trip, so capture must succeed and replays continue the EF run.
+TEST_F(NcclComm, TopKFamilyMatchesCpu) {
+  for (int method : {spcclMethodTopK, spcclMethodGaussianK}) {
+    const size_t n = 100003;
+    const double density = 0.01;
+    spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+    cfg.method = method;
+    cfg.density = density;
+    cfg.feedback = spcclFeedbackEF;
+    spcclState_t st = nullptr;
+    ASSERT_EQ(spcclStateCreate(&st, comm_, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(comm_);
+    CpuPairsRank ref{method, n, topkCount(n, density), density, std::vector<float>(n, 0.0f)};
+    std::mt19937_64 rng(method);
+    DeviceArray<float> dg(n), dout(n);
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    for (int s = 0; s < 6; ++s) {
+      const std::vector<float> g = randomVector<float>(n, rng);
+      dg.upload(g);
+      if (s < 3) {
+        ASSERT_EQ(spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclAvg, st, comm_, stream_),
+                  spcclSuccess) << spcclGetLastError(comm_);
+      } else {
+        if (!exec) {
+          CUDA_ASSERT(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+          const spcclResult_t res =
+              spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclAvg, st, comm_, stream_);
+          CUDA_ASSERT(cudaStreamEndCapture(stream_, &graph));
+          ASSERT_EQ(res, spcclSuccess) << spcclGetLastError(comm_);
+          CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+        }
+        CUDA_ASSERT(cudaGraphLaunch(exec, stream_));
+      }
+      CUDA_ASSERT(cudaStreamSynchronize(stream_));
+      EXPECT_TRUE(sameBits(dout.download(), ref.step(g))) << "method " << method << " step " << s;
+      void* residual = nullptr;
+      ASSERT_EQ(spcclStateGetResidual(st, &residual), spcclSuccess);
+      std::vector<float> e(n);
+      CUDA_ASSERT(cudaMemcpy(e.data(), residual, n * sizeof(float), cudaMemcpyDeviceToHost));
+      EXPECT_TRUE(sameBits(e, ref.e)) << "residual, method " << method << " step " << s;
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+  }
 }
 
 // gTop-k's merge rounds need the host, which an NCCL comm must not wait for: a clear refusal.

@@ -4,10 +4,13 @@
 // payload staged through pinned host memory. Runs as `mpirun -np 4` on one GPU (ranks share
 // it). The device comm must give exactly what the host comm gives on the same inputs (the
 // same packed bits go through the same MPI reduction), for every type, pattern and op, and
-// over several EF steps. Skips on every rank, with the reason, when there is no GPU.
+// over several EF steps. TOPK and GAUSSIANK too: the device selects the same k slots, the
+// same pairs go through the same MPI allgather, and the device scatter-add adds the rank
+// lists in the same order. Skips on every rank, with the reason, when there is no GPU.
 
 #include <cuda_runtime.h>
 
+#include <string>
 #include <tuple>
 
 #include "device_test.h"
@@ -20,17 +23,11 @@ namespace {
 class DeviceMpiTest : public ::testing::TestWithParam<std::tuple<spcclDataType_t, int, spcclRedOp_t>> {};
 
 template <typename T>
-void compareHostAndDevice(spcclDataType_t datatype, int pattern, spcclRedOp_t op) {
+void compareHostAndDevice(spcclDataType_t datatype, const spcclConfig_t& cfg, spcclRedOp_t op) {
   const World& w = world();
   spcclComm_t dcomm = nullptr;
   ASSERT_EQ(spcclCommInitMPIDevice(&dcomm, MPI_COMM_WORLD), spcclSuccess) << spcclGetLastError(nullptr);
   const size_t n = 10007;
-  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
-  cfg.method = spcclMethodRandomBlock;
-  cfg.density = 0.05;
-  cfg.blockSize = 100;
-  cfg.blockPattern = pattern;
-  cfg.feedback = spcclFeedbackEF;
   spcclState_t hst = nullptr, dst = nullptr;
   ASSERT_EQ(spcclStateCreate(&hst, w.comm, &cfg, n, datatype), spcclSuccess);
   ASSERT_EQ(spcclStateCreate(&dst, dcomm, &cfg, n, datatype), spcclSuccess) << spcclGetLastError(dcomm);
@@ -54,20 +51,72 @@ void compareHostAndDevice(spcclDataType_t datatype, int pattern, spcclRedOp_t op
   EXPECT_EQ(spcclCommDestroy(dcomm), spcclSuccess);
 }
 
+void compareForType(spcclDataType_t datatype, const spcclConfig_t& cfg, spcclRedOp_t op) {
+  switch (datatype) {
+    case spcclFloat32: compareHostAndDevice<float>(datatype, cfg, op); break;
+    case spcclFloat64: compareHostAndDevice<double>(datatype, cfg, op); break;
+    case spcclFloat16: compareHostAndDevice<spccl::half_t>(datatype, cfg, op); break;
+    default: compareHostAndDevice<spccl::bfloat16_t>(datatype, cfg, op); break;
+  }
+}
+
+spcclConfig_t methodConfig(int method) {
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = method;
+  cfg.feedback = spcclFeedbackEF;
+  return cfg;
+}
+
 TEST_P(DeviceMpiTest, StagedEqualsHost) {
   SPCCL_REQUIRE_DEVICE();
   const auto [datatype, pattern, op] = GetParam();
-  switch (datatype) {
-    case spcclFloat32: compareHostAndDevice<float>(datatype, pattern, op); break;
-    case spcclFloat64: compareHostAndDevice<double>(datatype, pattern, op); break;
-    case spcclFloat16: compareHostAndDevice<spccl::half_t>(datatype, pattern, op); break;
-    default: compareHostAndDevice<spccl::bfloat16_t>(datatype, pattern, op); break;
-  }
+  spcclConfig_t cfg = methodConfig(spcclMethodRandomBlock);
+  cfg.density = 0.05;
+  cfg.blockSize = 100;
+  cfg.blockPattern = pattern;
+  compareForType(datatype, cfg, op);
 }
 
 INSTANTIATE_TEST_SUITE_P(All, DeviceMpiTest,
                          ::testing::Combine(::testing::ValuesIn(allTypes), ::testing::Values(0, 1),
                                             ::testing::Values(spcclSum, spcclAvg)));
+
+// TOPK and GAUSSIANK: the inputs are multiples of 1/4 with heavy ties (the lower index wins
+// on both sides) and no element within rounding of a Gaussian-k threshold, so the device's
+// other summation order for mean and std cannot change the selected slots.
+class DevicePairsMpiTest : public ::testing::TestWithParam<std::tuple<spcclDataType_t, int, spcclRedOp_t>> {};
+
+TEST_P(DevicePairsMpiTest, StagedEqualsHost) {
+  SPCCL_REQUIRE_DEVICE();
+  const auto [datatype, method, op] = GetParam();
+  spcclConfig_t cfg = methodConfig(method);
+  cfg.density = 0.01;
+  compareForType(datatype, cfg, op);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, DevicePairsMpiTest,
+                         ::testing::Combine(::testing::ValuesIn(allTypes),
+                                            ::testing::Values(spcclMethodTopK, spcclMethodGaussianK),
+                                            ::testing::Values(spcclSum, spcclAvg)));
+
+// gTop-k stays on the host; a device state the dense switch would run dense is refused too.
+TEST(DeviceMpi, TopKFamilyRefusalsAreClear) {
+  SPCCL_REQUIRE_DEVICE();
+  if (world().nranks < 2) GTEST_SKIP() << "the dense switch needs two ranks";
+  spcclComm_t dcomm = nullptr;
+  ASSERT_EQ(spcclCommInitMPIDevice(&dcomm, MPI_COMM_WORLD), spcclSuccess);
+  spcclState_t st = nullptr;
+  spcclConfig_t cfg = methodConfig(spcclMethodGTopK);
+  EXPECT_EQ(spcclStateCreate(&st, dcomm, &cfg, 1000, spcclFloat32), spcclInvalidUsage);
+  EXPECT_NE(std::string(spcclGetLastError(dcomm)).find("gtopk does not run on device buffers"), std::string::npos);
+  cfg = methodConfig(spcclMethodTopK);
+  cfg.density = 0.9;
+  EXPECT_EQ(spcclStateCreate(&st, dcomm, &cfg, 1000, spcclFloat32), spcclInvalidUsage);
+  EXPECT_NE(std::string(spcclGetLastError(dcomm)).find("dense switch does not run on device buffers"),
+            std::string::npos);
+  EXPECT_EQ(st, nullptr);
+  EXPECT_EQ(spcclCommDestroy(dcomm), spcclSuccess);
+}
 
 // The dense pass-through on device buffers, staged through pinned host memory.
 TEST(DeviceMpi, DenseCollectivesEqualHost) {
