@@ -113,7 +113,6 @@ TYPED_TEST(DeviceTyped, GaussianKMatchesHost) {
 TYPED_TEST(DeviceTyped, CommitAndScatterConserve) {
   SPCCL_REQUIRE_DEVICE();
   using T = TypeParam;
-  using AccT = typename AccumOf<T>::type;
   const spcclDataType_t dt = dataTypeOf<T>();
   std::mt19937_64 rng(29);
   const size_t n = 50000, k = 700;
@@ -131,7 +130,6 @@ TYPED_TEST(DeviceTyped, CommitAndScatterConserve) {
     ASSERT_EQ(toAcc(c[i]) + toAcc(e[i]), toAcc(acc[i])) << "i " << i;
     ASSERT_TRUE(toAcc(c[i]) == 0 || toAcc(e[i]) == 0) << "coordinate " << i << " was split";
   }
-  (void)sizeof(AccT);
 }
 
 // Several ranks' lists (overlapping indices) added in list order, then scaled: the CPU's
