@@ -22,7 +22,7 @@ spccl_apt_packages=(
 spccl_python_packages=(
   python3 python3-dev python3-venv python3-numpy python3-pytest python3-mpi4py
   python3-torch libtorch-dev python3-sklearn python3-matplotlib
-  python3-packaging python3-cloudpickle python3-psutil python3-yaml python3-cffi python3-wheel
+  pybind11-dev python3-packaging python3-cloudpickle python3-psutil python3-yaml python3-cffi python3-wheel
 )
 SPCCL_VENV=${SPCCL_VENV:-$SPCCL_ROOT/.venv}
 SPCCL_HOROVOD_VERSION=${SPCCL_HOROVOD_VERSION:-0.28.1}
