@@ -37,7 +37,7 @@ fi
 
 tcp=(--mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
 args=(-b 1M -e 64M -f 4 -n 3 -w 1 -m dense,randomblock -D 0.015625 -F ef)  # dense takes seconds at 1 Gbit/s
-slownet=${SPCCL_SLOWNET:-$SPCCL_ROOT/../shared/tools/slownet}
+slownet=${SPCCL_SLOWNET:-$SPCCL_ROOT/scripts/slownet}
 if [[ -x "$slownet" ]] && ip netns add spccl-probe$$ 2>/dev/null; then
   ip netns del spccl-probe$$
   echo "== 4 ranks, TCP over a $net loopback (slownet) =="
