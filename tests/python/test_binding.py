@@ -3,7 +3,7 @@
 reference, residual views, compress/decompress, and errors with the library's message."""
 import numpy as np
 import pytest
-from conftest import allsum, random_block_reference
+from conftest import allsum, random_block_reference, require
 
 import spccl
 
@@ -37,7 +37,7 @@ def test_numpy_sparse_allreduce_matches_reference(world, comm, dtype, pipeline):
 
 
 def test_torch_in_place_and_residual_view(world, comm):
-    torch = pytest.importorskip("torch", reason="torch is not installed (apt-get install python3-torch)")
+    torch = require("torch", reason="torch is not installed (apt-get install python3-torch)")
     g = torch.tensor(local_grad(comm.rank, 40, 0, np.float32))
     st = spccl.State.like(comm, spccl.Config(**CFG), g)
     before = g.clone()
@@ -56,7 +56,7 @@ def test_torch_in_place_and_residual_view(world, comm):
 
 
 def test_compress_decompress_round_trip(comm):
-    torch = pytest.importorskip("torch", reason="torch is not installed")
+    torch = require("torch", reason="torch is not installed")
     g = torch.tensor(local_grad(comm.rank, 64, 1, np.float32))
     st = spccl.State.like(comm, spccl.Config(**CFG), g)
     values = torch.empty(st.compressed_count())
@@ -88,7 +88,7 @@ def test_library_errors_carry_code_and_message(comm):
 
 
 def test_python_side_argument_errors(comm):
-    torch = pytest.importorskip("torch", reason="torch is not installed")
+    torch = require("torch", reason="torch is not installed")
     st = spccl.State(comm, spccl.Config(**CFG), 10)
     with pytest.raises(ValueError, match="contiguous"):
         st.sparse_allreduce(torch.zeros(20)[::2])

@@ -8,9 +8,10 @@ import os
 import sys
 
 import pytest
+from conftest import require
 
-torch = pytest.importorskip("torch", reason="torch is not installed (apt-get install python3-torch)")
-pytest.importorskip("sklearn", reason="scikit-learn is not installed (apt-get install python3-sklearn)")
+torch = require("torch", reason="torch is not installed (apt-get install python3-torch)")
+require("sklearn", reason="scikit-learn is not installed (apt-get install python3-sklearn)")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "torch", "examples"))
 import convergence_digits  # noqa: E402
 

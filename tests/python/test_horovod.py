@@ -4,10 +4,10 @@ import copy
 
 import numpy as np
 import pytest
-from conftest import allsum, random_block_reference
+from conftest import allsum, random_block_reference, require
 
-torch = pytest.importorskip("torch", reason="torch is not installed (apt-get install python3-torch)")
-hvd = pytest.importorskip("horovod.torch", reason="Horovod is not installed: scripts/setup.sh builds it into .venv "
+torch = require("torch", reason="torch is not installed (apt-get install python3-torch)")
+hvd = require("horovod.torch", reason="Horovod is not installed: scripts/setup.sh builds it into .venv "
                                                   "(see .venv/horovod-build.log when that failed)")
 import spccl_horovod  # noqa: E402
 

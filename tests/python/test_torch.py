@@ -3,9 +3,9 @@
 optimizer against a NumPy re-implementation of SPEC §3."""
 import numpy as np
 import pytest
-from conftest import allsum, free_port, random_block_reference
+from conftest import allsum, free_port, random_block_reference, require
 
-torch = pytest.importorskip("torch", reason="torch is not installed (apt-get install python3-torch)")
+torch = require("torch", reason="torch is not installed (apt-get install python3-torch)")
 import torch.distributed as dist  # noqa: E402
 
 import spccl  # noqa: E402
