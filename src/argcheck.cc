@@ -7,7 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
-#include <strings.h>
+#include <limits.h>
 
 #include "checks.h"
 #include "device.h"
@@ -108,24 +108,12 @@ spcclResult_t argsCheck(const spcclInfo& info) {
   return spcclSuccess;
 }
 
-namespace {
-
-// "name" or "NUMBER" from the environment, matched against a table of names.
-template <size_t N>
-int envEnum(const char* var, const char* const (&names)[N], int deflt, bool* bad) {
-  const char* v = paramString(var);
-  if (!v) return deflt;
-  for (size_t i = 0; i < N; ++i)
-    if (names[i] && strcasecmp(v, names[i]) == 0) return (int)i;
-  char* end = nullptr;
-  long n = strtol(v, &end, 10);
-  if (end && *end == '\0') return (int)n;
-  *bad = true;
-  WARN("%s=%s is not one of the accepted values", var, v);
-  return deflt;
+spcclResult_t commEnvResolve(CommEnv* env, const char* api) {
+  SPCCLCHECK(debugEnvCheck(api));
+  SPCCLCHECK(envInt("SPCCL_TIMEOUT_MS", 0, INT_MAX, 0, &env->timeoutMs, api));
+  SPCCLCHECK(envBool("SPCCL_CHECK", false, &env->checkCalls, api));
+  return spcclSuccess;
 }
-
-}  // namespace
 
 spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const char* api) {
   SPCCLCHECK(ptrCheck(in, api, "config"));
@@ -137,21 +125,33 @@ spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const c
   static const char* const kMethods[] = {"dense", "randomblock", "topk", "gaussiank", "gtopk"};
   static const char* const kPatterns[] = {"contiguous", "scattered"};
   static const char* const kFeedbacks[] = {"none", "ef"};
-  bool bad = false;
   spcclConfig_t c = *in;
-  if (c.method == SPCCL_CONFIG_UNDEF_INT) c.method = envEnum("SPCCL_METHOD", kMethods, spcclMethodRandomBlock, &bad);
+  // Only fields left unset read their variable, so a bad variable fails the calls it steers.
+  if (c.method == SPCCL_CONFIG_UNDEF_INT)
+    SPCCLCHECK(envChoice("SPCCL_METHOD", kMethods, spcclNumMethods, spcclMethodRandomBlock, &c.method, api));
   if (c.blockPattern == SPCCL_CONFIG_UNDEF_INT)
-    c.blockPattern = envEnum("SPCCL_BLOCK_PATTERN", kPatterns, spcclBlocksContiguous, &bad);
-  if (c.feedback == SPCCL_CONFIG_UNDEF_INT) c.feedback = envEnum("SPCCL_FEEDBACK", kFeedbacks, spcclFeedbackEF, &bad);
-  if (c.blockSize == SPCCL_CONFIG_UNDEF_INT) c.blockSize = (int)paramInt("SPCCL_BLOCK_SIZE", 256);
-  if (c.denseSwitch == SPCCL_CONFIG_UNDEF_INT) c.denseSwitch = (int)paramInt("SPCCL_DENSE_SWITCH", 1);
-  if (c.pipeline == SPCCL_CONFIG_UNDEF_INT) c.pipeline = (int)paramInt("SPCCL_PIPELINE", 0);
-  if (c.seed == SPCCL_CONFIG_UNDEF_U64) c.seed = (unsigned long long)paramInt("SPCCL_SEED", 0x5bcc1);
-  if (c.density == SPCCL_CONFIG_UNDEF_DOUBLE) {
-    const char* v = paramString("SPCCL_DENSITY");
-    c.density = v ? strtod(v, nullptr) : 1.0 / 64;
+    SPCCLCHECK(envChoice("SPCCL_BLOCK_PATTERN", kPatterns, spcclNumBlockPatterns, spcclBlocksContiguous,
+                         &c.blockPattern, api));
+  if (c.feedback == SPCCL_CONFIG_UNDEF_INT)
+    SPCCLCHECK(envChoice("SPCCL_FEEDBACK", kFeedbacks, spcclNumFeedbacks, spcclFeedbackEF, &c.feedback, api));
+  long long number;
+  bool flag;
+  if (c.blockSize == SPCCL_CONFIG_UNDEF_INT) {
+    SPCCLCHECK(envInt("SPCCL_BLOCK_SIZE", 1, INT_MAX, 256, &number, api));
+    c.blockSize = (int)number;
   }
-  SPCCL_REQUIRE(!bad, spcclInvalidArgument, "%s : an SPCCL_* configuration variable has an unknown value", api);
+  if (c.denseSwitch == SPCCL_CONFIG_UNDEF_INT) {
+    SPCCLCHECK(envBool("SPCCL_DENSE_SWITCH", true, &flag, api));
+    c.denseSwitch = flag;
+  }
+  if (c.pipeline == SPCCL_CONFIG_UNDEF_INT) {
+    SPCCLCHECK(envBool("SPCCL_PIPELINE", false, &flag, api));
+    c.pipeline = flag;
+  }
+  // ~0 is the "unset" sentinel, so a variable cannot ask for it either.
+  if (c.seed == SPCCL_CONFIG_UNDEF_U64)
+    SPCCLCHECK(envUint64("SPCCL_SEED", SPCCL_CONFIG_UNDEF_U64 - 1, 0x5bcc1, &c.seed, api));
+  if (c.density == SPCCL_CONFIG_UNDEF_DOUBLE) SPCCLCHECK(envReal("SPCCL_DENSITY", 0, 1, true, 1.0 / 64, &c.density, api));
   SPCCL_REQUIRE(c.method >= 0 && c.method < spcclNumMethods, spcclInvalidArgument,
                 "%s : invalid method %d (0..%d: dense, randomblock, topk, gaussiank, gtopk)", api, c.method,
                 spcclNumMethods - 1);

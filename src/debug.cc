@@ -13,7 +13,7 @@
 #include <atomic>
 #include <mutex>
 
-#include "param.h"
+#include "env_parse.h"
 
 namespace spccl {
 namespace {
@@ -23,22 +23,33 @@ struct Logger {
   unsigned subsys = kSubsysInit | kSubsysEnv;  // NCCL's default: INIT and ENV
   FILE* out = stderr;
   char host[64] = "?";
+  char filePath[512] = "";  // SPCCL_DEBUG_FILE expanded, when it could not be opened
+  bool fileFailed = false;
 };
 
-unsigned parseSubsys(const char* list) {
+const char* const kLevelNames[] = {nullptr, "VERSION", "WARN", "INFO", "TRACE"};
+constexpr int kNumLevels = 5;
+
+// A comma-separated list of subsystem names into a mask; returns the first unknown name.
+const char* parseSubsys(const char* list, unsigned* mask, char* bad, size_t badLen) {
   static const struct { const char* name; unsigned bit; } kNames[] = {
       {"INIT", kSubsysInit}, {"COLL", kSubsysColl}, {"SELECT", kSubsysSelect},
       {"NET", kSubsysNet}, {"TRANSPORT", kSubsysNet}, {"ALLOC", kSubsysAlloc},
       {"ENV", kSubsysEnv}, {"ALL", kSubsysAll}};
-  unsigned mask = 0;
+  *mask = 0;
   char buf[256];
   snprintf(buf, sizeof(buf), "%s", list);
   char* save = nullptr;
   for (char* tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(nullptr, ",", &save)) {
+    bool known = false;
     for (const auto& n : kNames)
-      if (strcasecmp(tok, n.name) == 0) mask |= n.bit;
+      if (strcasecmp(tok, n.name) == 0) *mask |= n.bit, known = true;
+    if (!known) {
+      snprintf(bad, badLen, "%s", tok);
+      return bad;
+    }
   }
-  return mask;
+  return nullptr;
 }
 
 Logger& logger() {
@@ -46,17 +57,22 @@ Logger& logger() {
   static std::once_flag once;
   std::call_once(once, [] {
     gethostname(log.host, sizeof(log.host) - 1);
-    if (const char* lvl = getenv("SPCCL_DEBUG")) {
-      if (!strcasecmp(lvl, "VERSION")) log.level = kLogVersion;
-      else if (!strcasecmp(lvl, "WARN")) log.level = kLogWarn;
-      else if (!strcasecmp(lvl, "INFO")) log.level = kLogInfo;
-      else if (!strcasecmp(lvl, "TRACE")) log.level = kLogTrace;
-    }
-    if (const char* sub = getenv("SPCCL_DEBUG_SUBSYS")) log.subsys = parseSubsys(sub);
-    if (const char* file = getenv("SPCCL_DEBUG_FILE")) {
-      char path[512];
-      snprintf(path, sizeof(path), file, (int)getpid());  // "%d" in the name becomes the pid
-      if (FILE* f = fopen(path, "a")) log.out = f;
+    int level;
+    if (const char* lvl = getenv("SPCCL_DEBUG"))
+      if (parseEnvChoice(lvl, kLevelNames, kNumLevels, &level) == nullptr) log.level = (DebugLevel)level;
+    char bad[64];
+    unsigned mask;
+    if (const char* sub = getenv("SPCCL_DEBUG_SUBSYS"))
+      if (parseSubsys(sub, &mask, bad, sizeof(bad)) == nullptr) log.subsys = mask;
+    // The name is expanded by hand: it is user text, never a printf format.
+    const char* file = getenv("SPCCL_DEBUG_FILE");
+    if (file && *file) {
+      if (expandDebugFilePath(file, (int)getpid(), log.host, log.filePath, sizeof(log.filePath))) {
+        if (FILE* f = fopen(log.filePath, "a")) log.out = f;
+        else log.fileFailed = true;
+      } else {
+        log.fileFailed = true;
+      }
     }
   });
   return log;
@@ -67,6 +83,31 @@ std::atomic<spcclPluginLogger_v1_t> hostLogger{nullptr};
 thread_local char lastErrorText[1024] = "";
 
 }  // namespace
+
+spcclResult_t debugEnvCheck(const char* api) {
+  const Logger& log = logger();
+  int level;
+  const char* lvl = getenv("SPCCL_DEBUG");
+  if (lvl && *lvl && parseEnvChoice(lvl, kLevelNames, kNumLevels, &level) != nullptr) {
+    WARN("%s : SPCCL_DEBUG=%.80s is not one of the accepted values; expected VERSION|WARN|INFO|TRACE", api,
+                 lvl);
+    return spcclInvalidArgument;
+  }
+  char bad[64];
+  unsigned mask;
+  const char* sub = getenv("SPCCL_DEBUG_SUBSYS");
+  if (sub && *sub && parseSubsys(sub, &mask, bad, sizeof(bad)) != nullptr) {
+    WARN("%s : SPCCL_DEBUG_SUBSYS=%.80s names an unknown subsystem %s; expected a comma-separated list of "
+                 "INIT,COLL,SELECT,NET,ALLOC,ENV,ALL", api, sub, bad);
+    return spcclInvalidArgument;
+  }
+  if (log.fileFailed) {
+    WARN("%s : SPCCL_DEBUG_FILE=%.200s cannot be opened for appending (expanded: %.200s)", api,
+                 getenv("SPCCL_DEBUG_FILE"), log.filePath);
+    return spcclInvalidArgument;
+  }
+  return spcclSuccess;
+}
 
 void debugSetRank(int rank) {
   logRank = rank;

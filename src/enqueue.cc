@@ -69,8 +69,7 @@ const char* firstDifference(const CallSignature& a, const CallSignature& b, char
 // SPCCL_CHECK=1: one tiny allgather of every rank's call signature before the collective, so
 // ranks that disagree all get spcclInvalidUsage with a message instead of a hang or garbage.
 spcclResult_t consistencyCheck(const spcclInfo& info) {
-  static const bool enabled = paramInt("SPCCL_CHECK", 0) != 0;
-  if (!enabled || info.comm->transport->deviceBuffers()) return spcclSuccess;
+  if (!info.comm->checkCalls || info.comm->transport->deviceBuffers()) return spcclSuccess;
   const int P = info.comm->nranks;
   std::unique_ptr<CallSignature[]> all(new CallSignature[P]);
   const CallSignature mine = signatureOf(info);

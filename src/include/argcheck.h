@@ -24,6 +24,13 @@ spcclResult_t memoryCheck(const spcclComm* comm, const void* ptr, const char* ap
 spcclResult_t alignCheck(const void* ptr, size_t elemSize, const char* api, const char* what);
 // Buffers, count, type and op of a collective; a state, if any, must match comm, count, type.
 spcclResult_t argsCheck(const spcclInfo& info);
+// The variables a communicator reads once, at init (SPCCL_TIMEOUT_MS, SPCCL_CHECK, and the
+// SPCCL_DEBUG* family the logger uses): any bad one fails the init.
+struct CommEnv {
+  long long timeoutMs;  // 0: wait forever
+  bool checkCalls;
+};
+spcclResult_t commEnvResolve(CommEnv* env, const char* api);
 // Fills unset fields from SPCCL_* variables or defaults, then checks every field.
 spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const char* api);
 

@@ -22,6 +22,8 @@ struct spcclComm {
   // Users' buffers live on the device (NCCL, or MPI with device buffers). When the transport
   // itself takes host buffers, payloads are staged through pinned host memory.
   bool onDevice = false;
+  // SPCCL_CHECK=1: the cross-rank consistency exchange before each sparse collective.
+  bool checkCalls = false;
   std::atomic<int> liveStates{0};
   // The error that broke the comm (a timeout, a transport failure), or spcclSuccess. A broken
   // comm refuses collectives until it is destroyed: its peers may be mid-operation.

@@ -31,6 +31,9 @@ bool debugEnabled(DebugLevel level, unsigned subsys);
 void debugSetRank(int rank);
 // Lines go to `logger` instead of stderr: every WARN, and what SPCCL_DEBUG enables (NULL: stderr).
 void debugSetHostLogger(spcclPluginLogger_v1_t logger);
+// SPCCL_DEBUG, SPCCL_DEBUG_SUBSYS and SPCCL_DEBUG_FILE as the logger read them: a value it
+// could not use is spcclInvalidArgument with the sentence (checked by every comm init).
+spcclResult_t debugEnvCheck(const char* api);
 void setLastError(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 const char* lastError();
 

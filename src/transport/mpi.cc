@@ -15,11 +15,11 @@
 #include <string>
 #include <type_traits>
 
+#include "argcheck.h"
 #include "checks.h"
 #include "comm.h"
 #include "device.h"
 #include "dtype_core.h"
-#include "param.h"
 #include "spccl_mpi.h"
 #include "state.h"
 
@@ -263,6 +263,14 @@ spcclResult_t commInitMpi(spcclComm_t* comm, MPI_Comm mpiComm, bool onDevice, co
   SPCCL_REQUIRE(initialized && !finalized, spcclInvalidUsage, "%s : MPI is not initialized (call MPI_Init first)",
                 api);
   SPCCL_REQUIRE(mpiComm != MPI_COMM_NULL, spcclInvalidArgument, "%s : mpiComm is MPI_COMM_NULL", api);
+  int inter = 0;
+  MPICHECK(MPI_Comm_test_inter(mpiComm, &inter));
+  // Collectives on an intercommunicator combine the two groups: not what an allreduce over
+  // data-parallel ranks means, and MPI_Comm_size would report only the local group.
+  SPCCL_REQUIRE(!inter, spcclInvalidArgument,
+                "%s : mpiComm is an intercommunicator; pass an intracommunicator (MPI_Intercomm_merge)", api);
+  CommEnv env;
+  SPCCLCHECK(commEnvResolve(&env, api));
   MPI_Comm dup;
   MPICHECK(MPI_Comm_dup(mpiComm, &dup));
   // Errors come back as codes (and become spcclSystemError), never as an abort.
@@ -270,7 +278,8 @@ spcclResult_t commInitMpi(spcclComm_t* comm, MPI_Comm mpiComm, bool onDevice, co
   auto c = std::make_unique<spcclComm>();
   MPI_Comm_rank(dup, &c->rank);
   MPI_Comm_size(dup, &c->nranks);
-  c->transport = std::make_unique<MpiTransport>(dup, paramInt("SPCCL_TIMEOUT_MS", 0));
+  c->transport = std::make_unique<MpiTransport>(dup, env.timeoutMs);
+  c->checkCalls = env.checkCalls;
   c->onDevice = onDevice;
   debugSetRank(c->rank);
   INFO(kSubsysInit, "%s : rank %d of %d, transport MPI, %s buffers", api, c->rank, c->nranks,

@@ -9,6 +9,7 @@
 
 #include <memory>
 
+#include "argcheck.h"
 #include "checks.h"
 #include "comm.h"
 #include "cuda_checks.h"
@@ -120,7 +121,10 @@ class NcclTransport final : public Transport {
 spcclResult_t commFromNccl(spcclComm_t* comm, ncclComm_t ncclComm, bool owned, const char* api) {
   auto transport = std::make_unique<NcclTransport>(ncclComm, owned);
   SPCCLCHECK(transport->init());
+  CommEnv env;
+  SPCCLCHECK(commEnvResolve(&env, api));  // an owned ncclComm_t is freed with the transport
   auto c = std::make_unique<spcclComm>();
+  c->checkCalls = env.checkCalls;
   c->rank = transport->rank();
   c->nranks = transport->nranks();
   c->onDevice = true;

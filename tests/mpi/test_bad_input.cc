@@ -167,6 +167,48 @@ TEST_F(BadInput, DenseCollectives) {
                  spcclInvalidArgument, "is too large");
 }
 
+// Communicator-level variables: a malformed one fails spcclCommInitMPI on every rank (each
+// rank decides alone, before any communication, so nobody hangs) with a sentence naming it.
+TEST(BadEnv, MalformedCommVariablesFailCommInit) {
+  const struct { const char* name; const char* value; const char* why; } cases[] = {
+      {"SPCCL_TIMEOUT_MS", "-1", "SPCCL_TIMEOUT_MS=-1 is out of range; expected a decimal integer in [0, 2147483647]"},
+      {"SPCCL_TIMEOUT_MS", "1e3", "SPCCL_TIMEOUT_MS=1e3 is not a decimal integer (trailing characters)"},
+      {"SPCCL_TIMEOUT_MS", "1000ms", "SPCCL_TIMEOUT_MS=1000ms is not a decimal integer (trailing characters)"},
+      {"SPCCL_TIMEOUT_MS", "abc", "SPCCL_TIMEOUT_MS=abc is not a decimal integer"},
+      {"SPCCL_CHECK", "yes", "SPCCL_CHECK=yes is not 0 or 1"},
+      {"SPCCL_DEBUG", "LOUD", "SPCCL_DEBUG=LOUD is not one of the accepted values"},
+      {"SPCCL_DEBUG_SUBSYS", "INIT,BOGUS", "SPCCL_DEBUG_SUBSYS=INIT,BOGUS names an unknown subsystem BOGUS"},
+  };
+  for (const auto& c : cases) {
+    const char* old = getenv(c.name);
+    const std::string saved = old ? old : "";
+    setenv(c.name, c.value, 1);
+    spcclComm_t comm = reinterpret_cast<spcclComm_t>(0x1);
+    EXPECT_EQ(spcclCommInitMPI(&comm, MPI_COMM_WORLD), spcclInvalidArgument) << c.name << "=" << c.value;
+    EXPECT_EQ(comm, nullptr);
+    const std::string msg = spcclGetLastError(nullptr);
+    EXPECT_NE(msg.find(std::string("spcclCommInitMPI : ") + c.why), std::string::npos) << msg;
+    if (old) setenv(c.name, saved.c_str(), 1);
+    else unsetenv(c.name);
+  }
+}
+
+// An intercommunicator's collectives combine two groups: refused, not mistaken for one group.
+TEST(BadEnv, IntercommunicatorIsRefused) {
+  if (world().nranks < 2) GTEST_SKIP() << "needs two ranks or more";
+  MPI_Comm half, inter;
+  const int color = world().rank % 2;
+  MPI_Comm_split(MPI_COMM_WORLD, color, world().rank, &half);
+  MPI_Intercomm_create(half, 0, MPI_COMM_WORLD, 1 - color, 77, &inter);
+  spcclComm_t comm = reinterpret_cast<spcclComm_t>(0x1);
+  EXPECT_EQ(spcclCommInitMPI(&comm, inter), spcclInvalidArgument);
+  EXPECT_EQ(comm, nullptr);
+  EXPECT_NE(std::string(spcclGetLastError(nullptr)).find("mpiComm is an intercommunicator"), std::string::npos)
+      << spcclGetLastError(nullptr);
+  MPI_Comm_free(&inter);
+  MPI_Comm_free(&half);
+}
+
 // The same checks on the top-k family's states (TOPK, GAUSSIANK, GTOPK).
 class BadInputTopK : public BadInput, public ::testing::WithParamInterface<int> {
  protected:

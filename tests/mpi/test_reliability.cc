@@ -124,5 +124,32 @@ TEST(Timeout, RankThatStopsCallingTimesOutTheOthers) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
+// SPCCL_DEBUG_FILE is user text, not a printf format: "%s" or "%x" in it must neither crash
+// spcclCommInitMPI (which ran in main) nor leak stack values into the name; only %d (pid) and
+// %h (host) are expanded.
+TEST(DebugFile, NameIsExpandedByHandOnly) {
+  const char* pattern = getenv("SPCCL_DEBUG_FILE");
+  if (!pattern || !*pattern) GTEST_SKIP() << "needs SPCCL_DEBUG_FILE (ctest entry mpi_debug_file_np2)";
+  char host[256] = "";
+  gethostname(host, sizeof(host) - 1);
+  std::string expected;
+  for (const char* p = pattern; *p; ++p) {
+    if (p[0] == '%' && p[1] == 'd') expected += std::to_string(getpid()), ++p;
+    else if (p[0] == '%' && p[1] == 'h') expected += host, ++p;
+    else expected += *p;
+  }
+  spcclComm_t comm;  // one more comm, so this test writes a line of its own
+  ASSERT_EQ(spcclCommInitMPI(&comm, MPI_COMM_WORLD), spcclSuccess) << spcclGetLastError(nullptr);
+  EXPECT_EQ(spcclCommDestroy(comm), spcclSuccess);
+  FILE* f = fopen(expected.c_str(), "r");
+  ASSERT_NE(f, nullptr) << "no log file " << expected;
+  char line[512] = "";
+  const bool read = fgets(line, sizeof(line), f) != nullptr;
+  fclose(f);
+  EXPECT_TRUE(read);
+  EXPECT_NE(std::string(line).find("SPCCL"), std::string::npos) << line;
+  remove(expected.c_str());
+}
+
 }  // namespace
 }  // namespace spccl_test
