@@ -129,8 +129,17 @@ const char* spcclGetErrorString(spcclResult_t result);
 const char* spcclGetLastError(spcclComm_t comm);
 
 /* ------------------------------------ Communicators ---------------------------------- */
-/* Created by spcclCommInitMPI (spccl_mpi.h) or spcclCommInitNccl / spcclCommInitRank
- * (spccl_nccl.h). Local queries, no communication. */
+/* Created by spcclCommInitMPI (spccl_mpi.h), spcclCommInitNccl / spcclCommInitRank
+ * (spccl_nccl.h), or spcclCommInitLocal below. Local queries, no communication. */
+
+/* A compress-only comm: rank `rank` of `nranks`, no transport. States on it work with
+ * spcclCompress / spcclDecompress (and the state calls) while the caller moves the payloads
+ * through its own collectives (a PyTorch process group, Horovod); every collective on it
+ * returns spcclInvalidUsage. device: -1 for host buffers, else the CUDA device whose buffers
+ * the states take, which must be the calling thread's current device (spcclInvalidUsage in a
+ * build without CUDA). Local, needs no MPI. */
+spcclResult_t spcclCommInitLocal(spcclComm_t* comm, int nranks, int rank, int device);
+
 spcclResult_t spcclCommCount(const spcclComm_t comm, int* count);
 spcclResult_t spcclCommUserRank(const spcclComm_t comm, int* rank);
 
@@ -179,6 +188,14 @@ spcclResult_t spcclStateReset(spcclState_t state);
 spcclResult_t spcclStateGetResidual(spcclState_t state, void** residual);
 /* The step the next spcclSparseAllReduce / spcclCompress will use. */
 spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step);
+/* Restoring a checkpoint: the step the next call uses (every rank must restore the same
+ * one), and the residual, copied from `residual` (count elements of datatype, which must be
+ * the state's, in the same memory kind as the state's buffers; on a device state the copy is
+ * ordered on `stream` and complete when the call returns). A state with feedback none keeps
+ * no residual and refuses one (spcclInvalidUsage). On failure the state is unchanged. Local. */
+spcclResult_t spcclStateSetStep(spcclState_t state, unsigned long long step);
+spcclResult_t spcclStateSetResidual(spcclState_t state, const void* residual, size_t count, spcclDataType_t datatype,
+                                    spcclStream_t stream);
 /* Bytes of memory the state holds for its tensor: the residual plus every workspace buffer
  * (what compression costs in memory, beyond the gradient itself). */
 spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes);

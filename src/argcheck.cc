@@ -78,6 +78,10 @@ spcclResult_t alignCheck(const void* ptr, size_t elemSize, const char* api, cons
 
 spcclResult_t argsCheck(const spcclInfo& info) {
   SPCCLCHECK(commUsableCheck(info.comm, info.opName));
+  SPCCL_REQUIRE(!info.comm->compressOnly, spcclInvalidUsage,
+                "%s : comm %p is compress-only (spcclCommInitLocal) and cannot communicate; use spcclCompress and "
+                "spcclDecompress and move the payload yourself",
+                info.opName, (const void*)info.comm);
   SPCCLCHECK(dataTypeCheck(info.datatype, info.opName));
   SPCCLCHECK(opCheck(info.op, info.opName));
   if (info.state) {

@@ -154,6 +154,35 @@ spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step) {
   return spcclSuccess;
 }
 
+spcclResult_t spcclStateSetStep(spcclState_t state, unsigned long long step) {
+  SPCCLCHECK(stateCheck(state, "spcclStateSetStep"));
+  if (state->deviceStep.ptr) SPCCLCHECK(device::copySync(state->deviceStep.ptr, &step, sizeof(step)));
+  state->step = step;
+  return spcclSuccess;
+}
+
+spcclResult_t spcclStateSetResidual(spcclState_t state, const void* residual, size_t count, spcclDataType_t datatype,
+                                    spcclStream_t stream) {
+  const char* api = "spcclStateSetResidual";
+  SPCCLCHECK(stateCheck(state, api));
+  SPCCL_REQUIRE(count == state->count, spcclInvalidUsage, "%s : count %zu differs from the state's count %zu", api,
+                count, state->count);
+  SPCCL_REQUIRE(datatype == state->datatype, spcclInvalidUsage, "%s : datatype %s differs from the state's datatype %s",
+                api, dataTypeName(datatype), dataTypeName(state->datatype));
+  SPCCL_REQUIRE(state->config.feedback == spcclFeedbackEF, spcclInvalidUsage,
+                "%s : the state's feedback is none, so it keeps no residual", api);
+  if (count == 0) return spcclSuccess;
+  SPCCLCHECK(ptrCheck(residual, api, "residual"));
+  SPCCLCHECK(alignCheck(residual, state->elemSize, api, "residual"));
+  SPCCLCHECK(memoryCheck(state->comm, residual, api, "residual"));
+  if (state->residual.kind != kDeviceMemory) {
+    memmove(state->residual.ptr, residual, state->residual.bytes);
+    return spcclSuccess;
+  }
+  SPCCLCHECK(device::copyAsync(state->residual.ptr, residual, state->residual.bytes, stream));
+  return device::streamSync(stream);
+}
+
 spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes) {
   SPCCLCHECK(stateCheck(state, "spcclStateGetMemoryFootprint"));
   SPCCLCHECK(ptrCheck(bytes, "spcclStateGetMemoryFootprint", "bytes"));

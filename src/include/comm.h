@@ -24,6 +24,9 @@ struct spcclComm {
   bool onDevice = false;
   // SPCCL_CHECK=1: the cross-rank consistency exchange before each sparse collective.
   bool checkCalls = false;
+  // spcclCommInitLocal: states compress and decompress, the caller moves the payloads;
+  // collectives are refused.
+  bool compressOnly = false;
   std::atomic<int> liveStates{0};
   // The error that broke the comm (a timeout, a transport failure), or spcclSuccess. A broken
   // comm refuses collectives until it is destroyed: its peers may be mid-operation.

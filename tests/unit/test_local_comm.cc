@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The compress-only comm (spcclCommInitLocal) and restoring a state (spcclStateSetStep,
+// spcclStateSetResidual): what a framework that moves the payloads itself relies on.
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "spccl.h"
+
+namespace {
+
+bool lastErrorMentions(const char* text) {
+  return std::string(spcclGetLastError(nullptr)).find(text) != std::string::npos;
+}
+
+class LocalComm : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(spcclCommInitLocal(&comm_, 4, 1, -1), spcclSuccess); }
+  void TearDown() override {
+    for (spcclState_t s : states_) EXPECT_EQ(spcclStateDestroy(s), spcclSuccess);
+    EXPECT_EQ(spcclCommDestroy(comm_), spcclSuccess);
+  }
+  spcclState_t makeState(spcclMethod_t method, size_t count, spcclFeedback_t feedback = spcclFeedbackEF) {
+    spcclConfig_t config = SPCCL_CONFIG_INITIALIZER;
+    config.method = method;
+    config.density = 0.25;
+    config.blockSize = 4;
+    config.feedback = feedback;
+    spcclState_t st = nullptr;
+    EXPECT_EQ(spcclStateCreate(&st, comm_, &config, count, spcclFloat32), spcclSuccess);
+    states_.push_back(st);
+    return st;
+  }
+  spcclComm_t comm_ = nullptr;
+  std::vector<spcclState_t> states_;
+};
+
+TEST_F(LocalComm, KnowsRankAndSize) {
+  int n = 0, r = -1;
+  ASSERT_EQ(spcclCommCount(comm_, &n), spcclSuccess);
+  ASSERT_EQ(spcclCommUserRank(comm_, &r), spcclSuccess);
+  EXPECT_EQ(n, 4);
+  EXPECT_EQ(r, 1);
+}
+
+TEST(LocalCommInit, BadArgumentsAreRejected) {
+  spcclComm_t comm = nullptr;
+  EXPECT_EQ(spcclCommInitLocal(nullptr, 2, 0, -1), spcclInvalidArgument);
+  EXPECT_EQ(spcclCommInitLocal(&comm, 0, 0, -1), spcclInvalidArgument);
+  EXPECT_TRUE(lastErrorMentions("nranks 0 is not >= 1"));
+  EXPECT_EQ(spcclCommInitLocal(&comm, 2, 2, -1), spcclInvalidArgument);
+  EXPECT_TRUE(lastErrorMentions("rank 2 is outside 0..1"));
+  EXPECT_EQ(spcclCommInitLocal(&comm, 2, -1, -1), spcclInvalidArgument);
+  EXPECT_EQ(spcclCommInitLocal(&comm, 2, 0, -2), spcclInvalidArgument);
+  EXPECT_EQ(comm, nullptr);
+}
+
+TEST_F(LocalComm, CollectivesAreRefusedWithAMessage) {
+  std::vector<float> x(64, 1.0f), y(64 * 4);
+  EXPECT_EQ(spcclAllReduce(x.data(), x.data(), 64, spcclFloat32, spcclSum, comm_, nullptr), spcclInvalidUsage);
+  EXPECT_TRUE(lastErrorMentions("spcclAllReduce : comm"));
+  EXPECT_TRUE(lastErrorMentions("is compress-only (spcclCommInitLocal)"));
+  EXPECT_EQ(spcclAllGather(x.data(), y.data(), 64, spcclFloat32, comm_, nullptr), spcclInvalidUsage);
+  spcclState_t st = makeState(spcclMethodRandomBlock, 64);
+  EXPECT_EQ(spcclSparseAllReduce(x.data(), x.data(), 64, spcclFloat32, spcclAvg, st, comm_, nullptr),
+            spcclInvalidUsage);
+  EXPECT_TRUE(lastErrorMentions("spcclSparseAllReduce : comm"));
+  unsigned long long step = 99;
+  ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
+  EXPECT_EQ(step, 0u);  // the refused call changed nothing
+  for (float v : x) EXPECT_EQ(v, 1.0f);
+}
+
+// Compress on the local comm, then decompress the one contribution: random block keeps
+// c + e == g on every coordinate and returns exactly the packed blocks.
+TEST_F(LocalComm, CompressAndDecompressWork) {
+  spcclState_t st = makeState(spcclMethodRandomBlock, 64);
+  std::vector<float> g(64), out(64);
+  for (int i = 0; i < 64; ++i) g[i] = (float)(i + 1);
+  size_t cap = 0, n = 0;
+  unsigned long long step = 0;
+  ASSERT_EQ(spcclCompressedCount(st, &cap), spcclSuccess);
+  std::vector<float> values(cap);
+  ASSERT_EQ(spcclCompress(g.data(), values.data(), nullptr, &n, &step, st, nullptr), spcclSuccess);
+  ASSERT_EQ(spcclDecompress(values.data(), nullptr, n, step, 1.0, out.data(), st, nullptr), spcclSuccess);
+  void* res = nullptr;
+  ASSERT_EQ(spcclStateGetResidual(st, &res), spcclSuccess);
+  const float* e = static_cast<const float*>(res);
+  size_t sent = 0;
+  for (int i = 0; i < 64; ++i) {
+    EXPECT_EQ(out[i] + e[i], g[i]) << i;
+    sent += out[i] != 0.0f;
+  }
+  EXPECT_EQ(sent, 16u);  // density 1/4 of 16 blocks of 4
+}
+
+// Two states fed the same gradients, one restored mid-way from the other's step and residual,
+// produce the same payloads from then on.
+TEST_F(LocalComm, RestoredStateContinuesIdentically) {
+  spcclState_t a = makeState(spcclMethodTopK, 64), b = makeState(spcclMethodTopK, 64);
+  size_t cap = 0;
+  ASSERT_EQ(spcclCompressedCount(a, &cap), spcclSuccess);
+  std::vector<float> g(64), va(cap), vb(cap);
+  std::vector<uint32_t> ia(cap), ib(cap);
+  size_t n = 0;
+  unsigned long long step = 0;
+  auto gradient = [&](int t) {
+    for (int i = 0; i < 64; ++i) g[i] = (float)((i * 7 + t * 13) % 29) - 14.0f;
+  };
+  for (int t = 0; t < 3; ++t) {
+    gradient(t);
+    ASSERT_EQ(spcclCompress(g.data(), va.data(), ia.data(), &n, &step, a, nullptr), spcclSuccess);
+  }
+  void* res = nullptr;
+  ASSERT_EQ(spcclStateGetResidual(a, &res), spcclSuccess);
+  ASSERT_EQ(spcclStateSetResidual(b, res, 64, spcclFloat32, nullptr), spcclSuccess);
+  ASSERT_EQ(spcclStateSetStep(b, 3), spcclSuccess);
+  for (int t = 3; t < 6; ++t) {
+    gradient(t);
+    unsigned long long sa = 0, sb = 0;
+    ASSERT_EQ(spcclCompress(g.data(), va.data(), ia.data(), &n, &sa, a, nullptr), spcclSuccess);
+    ASSERT_EQ(spcclCompress(g.data(), vb.data(), ib.data(), &n, &sb, b, nullptr), spcclSuccess);
+    EXPECT_EQ(sa, sb);
+    EXPECT_EQ(va, vb);
+    EXPECT_EQ(ia, ib);
+  }
+}
+
+TEST_F(LocalComm, RestoreRejectsBadInputAndChangesNothing) {
+  spcclState_t st = makeState(spcclMethodRandomBlock, 64);
+  std::vector<float> r(64, 3.0f);
+  std::vector<double> wrongType(64);
+  EXPECT_EQ(spcclStateSetStep(nullptr, 1), spcclInvalidArgument);
+  EXPECT_EQ(spcclStateSetResidual(nullptr, r.data(), 64, spcclFloat32, nullptr), spcclInvalidArgument);
+  EXPECT_EQ(spcclStateSetResidual(st, nullptr, 64, spcclFloat32, nullptr), spcclInvalidArgument);
+  EXPECT_TRUE(lastErrorMentions("spcclStateSetResidual : residual argument is NULL"));
+  EXPECT_EQ(spcclStateSetResidual(st, r.data(), 63, spcclFloat32, nullptr), spcclInvalidUsage);
+  EXPECT_TRUE(lastErrorMentions("count 63 differs from the state's count 64"));
+  EXPECT_EQ(spcclStateSetResidual(st, wrongType.data(), 64, spcclFloat64, nullptr), spcclInvalidUsage);
+  EXPECT_TRUE(lastErrorMentions("datatype double differs"));
+  EXPECT_EQ(spcclStateSetResidual(st, reinterpret_cast<const char*>(r.data()) + 1, 64, spcclFloat32, nullptr),
+            spcclInvalidArgument);
+  EXPECT_TRUE(lastErrorMentions("is not aligned"));
+  spcclState_t none = makeState(spcclMethodRandomBlock, 64, spcclFeedbackNone);
+  EXPECT_EQ(spcclStateSetResidual(none, r.data(), 64, spcclFloat32, nullptr), spcclInvalidUsage);
+  EXPECT_TRUE(lastErrorMentions("keeps no residual"));
+  void* res = nullptr;
+  ASSERT_EQ(spcclStateGetResidual(st, &res), spcclSuccess);
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(static_cast<const float*>(res)[i], 0.0f);
+  ASSERT_EQ(spcclStateSetResidual(st, r.data(), 64, spcclFloat32, nullptr), spcclSuccess);
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(static_cast<const float*>(res)[i], 3.0f);
+  ASSERT_EQ(spcclStateSetStep(st, 41), spcclSuccess);
+  unsigned long long step = 0;
+  ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
+  EXPECT_EQ(step, 41u);
+}
+
+}  // namespace
