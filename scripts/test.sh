@@ -35,7 +35,8 @@ if [[ $sanitize -eq 1 ]]; then
     "${ctest_args[@]}"
   exit 0
 fi
-spccl_setup_python  # before the build: CMake picks the venv's Python for the adapter tests
+spccl_setup_python  # before the build: CMake picks the venvs' Pythons for the adapter tests
+spccl_setup_torch
 spccl_build
 cd "$SPCCL_BUILD_DIR"
 ctest --output-on-failure --timeout 600 "${ctest_args[@]}"

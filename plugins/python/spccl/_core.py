@@ -173,7 +173,8 @@ def _close_all():
 
 class Comm:
     """An spccl communicator over an MPI communicator (mpi4py; MPI.COMM_WORLD by default).
-    Importing mpi4py initialises MPI. Collective over the MPI communicator."""
+    Importing mpi4py initialises MPI. Collective over the MPI communicator.
+    Comm.local(size, rank) makes a compress-only one instead, which needs no MPI."""
 
     def __init__(self, mpi_comm=None):
         from mpi4py import MPI
@@ -183,6 +184,26 @@ class Comm:
         self.mpi_comm = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
         self._handle = ctypes.c_void_p()
         _check(_L.spcclCommInitMPIFortran(ctypes.byref(self._handle), self.mpi_comm.py2f()))
+        self._opened()
+
+    @classmethod
+    def local(cls, size, rank, device=None):
+        """A compress-only comm (spcclCommInitLocal): rank `rank` of `size`, no transport.
+        States on it compress and decompress; the caller moves the payloads (a torch process
+        group, Horovod); collectives on it raise SpcclError (spcclInvalidUsage). `device`: None
+        or a CPU device for host buffers, a CUDA torch.device for buffers on that device."""
+        comm = cls.__new__(cls)
+        comm.mpi_comm = None
+        comm._handle = ctypes.c_void_p()
+        index = -1
+        if device is not None and torch is not None and torch.device(device).type == "cuda":
+            index = torch.device(device).index
+            index = torch.cuda.current_device() if index is None else index
+        _check(_L.spcclCommInitLocal(ctypes.byref(comm._handle), int(size), int(rank), index))
+        comm._opened()
+        return comm
+
+    def _opened(self):
         _live_comms.add(self)
         r, n = ctypes.c_int(), ctypes.c_int()
         _check(_L.spcclCommUserRank(self._handle, ctypes.byref(r)))
@@ -204,9 +225,7 @@ class Comm:
 
     def close(self):
         if self._handle:
-            from mpi4py import MPI
-
-            if not MPI.Is_finalized():  # else MPI took the communicator with it
+            if self.mpi_comm is None or not _mpi_finalized():  # else MPI took the communicator with it
                 _check(_L.spcclCommDestroy(self._handle))
             self._handle = ctypes.c_void_p()
 
@@ -215,6 +234,12 @@ class Comm:
             self.close()
         except Exception:  # a comm with live states stays: their owners still hold it
             pass
+
+
+def _mpi_finalized():
+    from mpi4py import MPI
+
+    return MPI.Is_finalized()
 
 
 class State:
@@ -286,6 +311,15 @@ class State:
     def reset(self):
         """Residual = 0, step = 0."""
         _check(_L.spcclStateReset(self.handle))
+
+    def restore(self, step, residual=None):
+        """Restores a checkpoint: the step the next call uses and, with feedback EF, the
+        residual (copied from `residual`, which must have the state's size and dtype and live
+        where its buffers live). Nothing changes when it raises."""
+        if residual is not None:
+            r = _Buffer(residual, "residual")
+            _check(_L.spcclStateSetResidual(self.handle, r.ptr, r.count, r.datatype, r.stream))
+        _check(_L.spcclStateSetStep(self.handle, int(step)))
 
     def sparse_allreduce(self, sendbuf, recvbuf=None, op="avg"):
         """spcclSparseAllReduce: recvbuf = op over ranks of C(sendbuf + residual); in place

@@ -29,14 +29,22 @@ or use the two phases:
     loss_fn(model(xb), yb).backward()
     opt.step()             # parameters <- the new x
 
-Between steps the parameters hold x: evaluate (test accuracy) there."""
+Between steps the parameters hold x: evaluate (test accuracy) there.
+
+The payload goes through the default torch process group (or `process_group`; launch with
+torchrun) unless comm=spccl.Comm(...) is given (mpirun), then spccl's own collective moves it."""
 import torch
+import torch.distributed as dist
 
 import spccl
 
+from . import checkpoint
+from .exchange import LocalComms, check_method, compressed_average
+
 
 class DEF(torch.optim.Optimizer):
-    def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, mu=0.3, config=None, comm=None):
+    def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, mu=0.3, config=None, comm=None,
+                 process_group=None):
         if lr <= 0:
             raise ValueError(f"DEF: lr is {lr}; it must be positive")
         if not 0.0 <= momentum < 1.0:
@@ -48,9 +56,16 @@ class DEF(torch.optim.Optimizer):
         if config is not None and not isinstance(config, spccl.Config):
             raise TypeError(f"DEF: config must be a spccl.Config, not {type(config).__name__}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, mu=mu))
-        self.comm = comm if comm is not None else spccl.Comm()
+        if comm is not None and not isinstance(comm, spccl.Comm):
+            raise TypeError(f"DEF: comm must be a spccl.Comm or None, not {type(comm).__name__}")
+        self.comm = comm
+        self.process_group = process_group
         self.config = config if config is not None else spccl.Config(method="randomblock", feedback="ef")
+        if comm is None:
+            check_method(self.config.method, "DEF")
+        self._local_comms = LocalComms()
         self._flat = {}        # group index -> {"state": spccl.State, "x": flat x, "m": flat momentum}
+        self._pending = {}     # group index -> saved spccl state and momentum, restored on first use
         self._at_lookahead = False
 
     def _group(self, index, group):
@@ -61,10 +76,15 @@ class DEF(torch.optim.Optimizer):
             ref = params[0]
             if g is not None:
                 g["state"].close()
-            state = spccl.State(self.comm, self.config.replace(tensor_key=index), numel, ref.dtype, ref.device)
+            comm = self.comm if self.comm is not None else self._local_comms.get(self.process_group, ref.device)
+            state = spccl.State(comm, self.config.replace(tensor_key=index), numel, ref.dtype, ref.device)
             g = dict(state=state, x=torch.empty(numel, dtype=ref.dtype, device=ref.device),
                      m=torch.zeros(numel, dtype=ref.dtype, device=ref.device))
             self._flat[index] = g
+        saved = self._pending.pop(index, None)
+        if saved is not None:
+            checkpoint.restore(g["state"], saved["spccl"], f"DEF parameter group {index}")
+            g["m"].copy_(saved["m"])
         return g
 
     @staticmethod
@@ -116,7 +136,60 @@ class DEF(torch.optim.Optimizer):
                 if group["weight_decay"] != 0:
                     m.add_(y, alpha=group["weight_decay"])
                 update = m * group["lr"]
-                g["state"].sparse_allreduce(update, op="avg")  # mean C(e + lr*m); e <- p - C(p)
+                self._average(g["state"], update)  # mean C(e + lr*m); e <- p - C(p)
                 self._scatter(g["x"].sub_(update), params)
         self._at_lookahead = False
         return loss
+
+    def _average(self, state, update):
+        if self.comm is not None:
+            state.sparse_allreduce(update, op="avg")
+        else:
+            compressed_average(state, update, self.process_group).wait()
+
+    # --- checkpoints -------------------------------------------------------------------
+    def _tag(self):
+        if self.comm is not None:
+            size, rank = self.comm.size, self.comm.rank
+        else:
+            size, rank = dist.get_world_size(self.process_group), dist.get_rank(self.process_group)
+        return checkpoint.tag("DEF", size, rank, self.config, path="mpi" if self.comm is not None else "process_group")
+
+    def state_dict(self):
+        """torch.optim's state_dict plus, under "spccl", this rank's residual, step and
+        momentum per parameter group, tagged as SpcclHookState's are. Save one per rank."""
+        groups = {i: dict(spccl=checkpoint.snapshot(g["state"]), m=g["m"].detach().to("cpu", copy=True))
+                  for i, g in self._flat.items()}
+        groups.update({i: saved for i, saved in self._pending.items() if i not in groups})
+        out = super().state_dict()
+        out["spccl"] = dict(tag=self._tag(), groups=groups)
+        return out
+
+    def load_state_dict(self, state_dict, reset=False):
+        """Restores what state_dict() saved on this rank. Another world size, rank or config
+        raises ValueError unless reset=True (residuals zero, steps 0, momentum kept)."""
+        state_dict = dict(state_dict)
+        saved = state_dict.pop("spccl")
+        if not reset:
+            checkpoint.check_tag(saved["tag"], self._tag(), "DEF.load_state_dict")
+        super().load_state_dict(state_dict)
+        for g in self._flat.values():
+            g["state"].close()
+        self._flat = {}
+        self._pending = dict(saved["groups"])
+        if reset:
+            for entry in self._pending.values():
+                entry["spccl"] = dict(entry["spccl"], step=0, residual=None)
+
+    def __getstate__(self):
+        # As PowerSGDState: neither the process group nor spccl's comms go into the pickle.
+        return dict(defaults=self.defaults, state={}, param_groups=self.param_groups, config=self.config,
+                    saved=self.state_dict()["spccl"])
+
+    def __setstate__(self, pickled):
+        saved = pickled.pop("saved")
+        super().__setstate__(pickled)  # torch.optim restores what else an optimizer holds
+        self.comm, self.process_group = None, None
+        self._local_comms = LocalComms()
+        self._flat, self._at_lookahead = {}, False
+        self._pending = dict(saved["groups"])

@@ -1,32 +1,44 @@
 # SPDX-License-Identifier: Apache-2.0
 """A DistributedDataParallel communication hook that averages gradients with spccl's
-compressed allreduce, modelled on PyTorch's PowerSGD hook (powerSGD_hook.py).
+compression, modelled on PyTorch's PowerSGD hook (powerSGD_hook.py).
 
     state = SpcclHookState(spccl.Config(method="randomblock", density=1/64))
-    model.register_comm_hook(state, ddp_comm_hook)
+    ddp.register_comm_hook(state, ddp_comm_hook)
 
-spccl communicates over MPI (its comm comes from mpi4py), independently of DDP's process
-group, whose ranks must be the same processes (e.g. gloo ranks launched by mpirun)."""
+By default the payloads go through DDP's process group (launch with torchrun; gloo for CPU
+tensors, NCCL for CUDA tensors): each bucket is compressed on its device, sent with an
+asynchronous all_reduce (random block) or all_gather (Top-k, Gaussian-k), and decompressed in
+the future's callback, so buckets communicate while backward computes the next ones. With
+comm=spccl.Comm(...) (ranks launched by mpirun) spccl's own collective moves them instead,
+blocking; gTop-k, which needs rounds of its own, works only that way."""
 import torch
 import torch.distributed as dist
 
 import spccl
 
+from . import checkpoint
+from .exchange import LocalComms, check_method, compressed_average, dense_average
+
 
 class SpcclHookState:
-    """Settings, switches and per-bucket state of ddp_comm_hook."""
+    """Settings, switches and per-bucket state of ddp_comm_hook. Pickles (and state_dict()s)
+    without its process group or comms, as PowerSGDState does; each rank keeps its own
+    residuals."""
 
     __slots__ = [
         # Settings, fixed at construction.
-        "comm",               # spccl.Comm over MPI
+        "process_group",      # moves the payloads (None: the default group); not pickled
+        "comm",               # spccl.Comm over MPI, or None: the process group moves the payloads
         "config",             # spccl.Config for every bucket; tensor_key is set per bucket
-        "start_sparse_iter",  # dense (spcclAllReduce) before this iteration
+        "start_sparse_iter",  # dense before this iteration
         # Internal state.
         "states",             # bucket.index() -> spccl.State, on the bucket's device
         "iter",               # optimizer iterations seen (advanced on the last bucket)
+        "local_comms",        # compress-only spccl comms, one per device (process-group path)
+        "pending",            # bucket.index() -> saved state, restored when the bucket is next seen
     ]
 
-    def __init__(self, config=None, comm=None, start_sparse_iter=2):
+    def __init__(self, config=None, comm=None, start_sparse_iter=2, process_group=None):
         # DDP rebuilds its buckets after the first iteration: states made before that would be
         # made for buckets that then change, and their residuals would be thrown away.
         if start_sparse_iter < 2:
@@ -34,39 +46,94 @@ class SpcclHookState:
                              "because DDP rebuilds its buckets after the first iteration")
         if config is not None and not isinstance(config, spccl.Config):
             raise TypeError(f"SpcclHookState: config must be a spccl.Config, not {type(config).__name__}")
-        self.comm = comm if comm is not None else spccl.Comm()
+        if comm is not None and not isinstance(comm, spccl.Comm):
+            raise TypeError(f"SpcclHookState: comm must be a spccl.Comm or None, not {type(comm).__name__}")
+        self.process_group = process_group
+        self.comm = comm
         self.config = config if config is not None else spccl.Config()
         self.start_sparse_iter = start_sparse_iter
         self.states = {}
         self.iter = 0
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() != self.comm.size:
-            raise ValueError(f"SpcclHookState: the process group has {dist.get_world_size()} ranks but the spccl "
-                             f"comm has {self.comm.size}; they must be the same processes")
+        self.local_comms = LocalComms()
+        self.pending = {}
+        if comm is None:
+            check_method(self.config.method, "SpcclHookState")
+        elif dist.is_available() and dist.is_initialized() and self.world_size() != comm.size:
+            raise ValueError(f"SpcclHookState: the process group has {self.world_size()} ranks but the spccl "
+                             f"comm has {comm.size}; they must be the same processes")
+
+    def world_size(self):
+        return dist.get_world_size(self.process_group)
 
     def state_for(self, index, buffer):
         """The spccl state of bucket `index`, (re)created when the bucket's size, dtype or
-        device changed."""
+        device changed, and restored from a loaded checkpoint on first use."""
         st = self.states.get(index)
         if st is None or st.count != buffer.numel() or st.dtype != buffer.dtype or st.device != buffer.device:
             if st is not None:
                 st.close()
+            comm = self.comm if self.comm is not None else self.local_comms.get(self.process_group, buffer.device)
             key = ((self.config.tensor_key or 0) << 32) + index
-            st = spccl.State.like(self.comm, self.config.replace(tensor_key=key), buffer)
+            st = spccl.State.like(comm, self.config.replace(tensor_key=key), buffer)
             self.states[index] = st
+        saved = self.pending.pop(index, None)
+        if saved is not None:
+            checkpoint.restore(st, saved, f"SpcclHookState bucket {index}")
         return st
 
+    # --- checkpoints -------------------------------------------------------------------
+    def _tag(self):
+        path = "mpi" if self.comm is not None else "process_group"
+        return checkpoint.tag("SpcclHookState", self.world_size(), dist.get_rank(self.process_group), self.config,
+                              start_sparse_iter=self.start_sparse_iter, path=path)
 
-def ddp_comm_hook(state: SpcclHookState, bucket) -> torch.futures.Future:
+    def state_dict(self):
+        """This rank's residuals and steps, one entry per bucket, with the iteration count
+        and the tag they are valid under. Save one per rank (e.g. f"hook.{rank}.pt")."""
+        buckets = checkpoint.to_cpu_dict(self.states)
+        buckets.update({i: saved for i, saved in self.pending.items() if i not in buckets})
+        return dict(tag=self._tag(), iter=self.iter, buckets=buckets)
+
+    def load_state_dict(self, state_dict, reset=False):
+        """Restores what state_dict() saved on this rank: each bucket's residual and step come
+        back when DDP next hands the hook that bucket. A checkpoint saved under another world
+        size, rank, config or start iteration raises ValueError, unless reset=True: then only
+        the iteration count is kept and compression starts afresh."""
+        if not reset:
+            checkpoint.check_tag(state_dict["tag"], self._tag(), "SpcclHookState.load_state_dict")
+        self.iter = state_dict["iter"]
+        for st in self.states.values():
+            st.reset()
+        self.pending = {} if reset else dict(state_dict["buckets"])
+
+    def __getstate__(self):
+        return dict(config=self.config, comm=None, start_sparse_iter=self.start_sparse_iter,
+                    saved=dict(iter=self.iter, buckets=checkpoint.to_cpu_dict(self.states)))
+
+    def __setstate__(self, pickled):
+        # As PowerSGDState: the process group is not pickled; the default group serves.
+        saved = pickled.pop("saved")
+        SpcclHookState.__init__(self, **pickled)
+        self.iter = saved["iter"]
+        self.pending = dict(saved["buckets"])
+
+
+def ddp_comm_hook(state: SpcclHookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """Averages the bucket's gradients over ranks: dense for the first start_sparse_iter
-    iterations, then spcclSparseAllReduce with error feedback kept per bucket. Blocking on
-    the host path; returns a completed Future holding the bucket's (in-place) buffer."""
+    iterations, then compressed with error feedback kept per bucket. Returns a future of the
+    bucket's buffer, averaged in place."""
     buffer = bucket.buffer()
-    if state.iter < state.start_sparse_iter:
-        state.comm.allreduce(buffer, op="avg")
-    else:
-        state.state_for(bucket.index(), buffer).sparse_allreduce(buffer, op="avg")
+    sparse = state.iter >= state.start_sparse_iter
     if bucket.is_last():
         state.iter += 1
+    if state.comm is None:
+        if not sparse:
+            return dense_average(buffer, state.process_group)
+        return compressed_average(state.state_for(bucket.index(), buffer), buffer, state.process_group)
+    if sparse:
+        state.state_for(bucket.index(), buffer).sparse_allreduce(buffer, op="avg")
+    else:
+        state.comm.allreduce(buffer, op="avg")
     fut = torch.futures.Future()
     fut.set_result(buffer)
     return fut

@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: Apache-2.0
+"""spccl compression with a torch process group moving the payload.
+
+The state compresses on the tensor's device (spcclCompress: feedback applied and the residual
+updated at once); the payload crosses the group asynchronously; the returned future's
+callback decompresses (spcclDecompress) the average of every rank's contribution back into
+the tensor:
+
+- random block: every rank packs the same blocks, so the packed values are summed with one
+  all_reduce and no indices travel;
+- Top-k / Gaussian-k: each rank sends a fixed number of (index, value) slots, so one
+  all_gather of a byte buffer per rank [indices | values] carries them; unused slots hold
+  SPCCL_PAD_INDEX and are skipped.
+gTop-k needs rounds of its own and stays on spccl's comm (spcclSparseAllReduce)."""
+import torch
+import torch.distributed as dist
+
+import spccl
+
+ALL_REDUCE_METHODS = ("randomblock",)
+ALL_GATHER_METHODS = ("topk", "gaussiank")
+PAD_INDEX = -1  # SPCCL_PAD_INDEX (0xFFFFFFFF) as an int32
+
+
+def check_method(method, what):
+    """Refuses a method no process group can carry, naming the way out."""
+    if method == "gtopk":
+        raise ValueError(f"{what}: gtopk needs its own communication rounds and cannot go through a process group; "
+                         "pass comm=spccl.Comm(...) (launch with mpirun) or use method 'topk' or 'gaussiank'")
+
+
+def dense_average(tensor, group):
+    """A future of `tensor` averaged over the group in place (PyTorch's allreduce_hook)."""
+    tensor.div_(dist.get_world_size(group))
+    work = dist.all_reduce(tensor, group=group, async_op=True)
+    return work.get_future().then(lambda _: tensor)
+
+
+def compressed_average(state, tensor, group):
+    """A future of `tensor` replaced by the group's average of C(tensor + residual), each
+    rank's residual updated now. `state` lives on a compress-only comm of the group's size."""
+    method = state.config.method
+    if method == "dense":
+        return dense_average(tensor, group)
+    if method in ALL_REDUCE_METHODS:
+        return _all_reduce_values(state, tensor, group)
+    if method in ALL_GATHER_METHODS:
+        return _all_gather_pairs(state, tensor, group)
+    check_method(method, "spccl_torch")
+    raise ValueError(f"spccl_torch: method {method!r} has no process-group exchange")
+
+
+def _all_reduce_values(state, tensor, group):
+    values = torch.empty(state.compressed_count(), dtype=tensor.dtype, device=tensor.device)
+    n, step = state.compress(tensor, values)
+    packed = values[:n]
+    work = dist.all_reduce(packed, group=group, async_op=True)
+    scale = 1.0 / dist.get_world_size(group)
+
+    def decompress(_):
+        state.decompress(packed, step, tensor, scale=scale)
+        return tensor
+
+    return work.get_future().then(decompress)
+
+
+def _all_gather_pairs(state, tensor, group):
+    slots = state.compressed_count()
+    index_bytes = -(-slots * 4 // 8) * 8  # values start 8-byte aligned, whatever their type
+    value_bytes = slots * tensor.element_size()
+    payload = torch.empty(index_bytes + value_bytes, dtype=torch.uint8, device=tensor.device)
+    indices = payload[:slots * 4].view(torch.int32)
+    indices.fill_(PAD_INDEX)
+    values = payload[index_bytes:].view(tensor.dtype)
+    _, step = state.compress(tensor, values, indices)
+    size = dist.get_world_size(group)
+    gathered = [torch.empty_like(payload) for _ in range(size)]
+    work = dist.all_gather(gathered, payload, group=group, async_op=True)
+
+    def decompress(_):
+        every = torch.stack(gathered)
+        all_indices = every[:, :slots * 4].contiguous().view(torch.int32).reshape(-1)
+        all_values = every[:, index_bytes:].contiguous().view(tensor.dtype).reshape(-1)
+        state.decompress(all_values, step, tensor, indices=all_indices, nvalues=size * slots, scale=1.0 / size)
+        return tensor
+
+    return work.get_future().then(decompress)
+
+
+class LocalComms:
+    """One compress-only spccl comm per device, for states whose payloads a process group
+    moves. Holds no process group, so it pickles as nothing and is remade on use."""
+
+    def __init__(self):
+        self._by_device = {}
+
+    def get(self, group, device):
+        key = (dist.get_world_size(group), dist.get_rank(group), str(device))
+        comm = self._by_device.get(key)
+        if comm is None:
+            comm = spccl.Comm.local(key[0], key[1], device)
+            self._by_device[key] = comm
+        return comm
