@@ -184,12 +184,13 @@ class DEF(torch.optim.Optimizer):
     def __getstate__(self):
         # As PowerSGDState: neither the process group nor spccl's comms go into the pickle.
         return dict(defaults=self.defaults, state={}, param_groups=self.param_groups, config=self.config,
-                    saved=self.state_dict()["spccl"])
+                    spccl_saved=self.state_dict()["spccl"])
 
-    def __setstate__(self, pickled):
-        saved = pickled.pop("saved")
-        super().__setstate__(pickled)  # torch.optim restores what else an optimizer holds
-        self.comm, self.process_group = None, None
-        self._local_comms = LocalComms()
-        self._flat, self._at_lookahead = {}, False
-        self._pending = dict(saved["groups"])
+    def __setstate__(self, state):
+        saved = state.pop("spccl_saved", None)  # None: torch.optim's load_state_dict calls this too
+        super().__setstate__(state)
+        if saved is not None:
+            self.comm, self.process_group = None, None
+            self._local_comms = LocalComms()
+            self._flat, self._at_lookahead = {}, False
+            self._pending = dict(saved["groups"])

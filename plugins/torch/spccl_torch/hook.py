@@ -36,6 +36,9 @@ class SpcclHookState:
         "iter",               # optimizer iterations seen (advanced on the last bucket)
         "local_comms",        # compress-only spccl comms, one per device (process-group path)
         "pending",            # bucket.index() -> saved state, restored when the bucket is next seen
+        "param_keys",         # parameter data_ptr -> (bucket, position) in DDP's first iteration here
+        "layouts",            # bucket.index() -> its parameters' keys, as last seen
+        "first_pass",         # DDP's first iteration in this process is still running
     ]
 
     def __init__(self, config=None, comm=None, start_sparse_iter=2, process_group=None):
@@ -56,6 +59,7 @@ class SpcclHookState:
         self.iter = 0
         self.local_comms = LocalComms()
         self.pending = {}
+        self.param_keys, self.layouts, self.first_pass = {}, {}, True
         if comm is None:
             check_method(self.config.method, "SpcclHookState")
         elif dist.is_available() and dist.is_initialized() and self.world_size() != comm.size:
@@ -64,6 +68,19 @@ class SpcclHookState:
 
     def world_size(self):
         return dist.get_world_size(self.process_group)
+
+    def note_layout(self, bucket):
+        """Names the bucket's parameters by where DDP's first iteration had them: the same in
+        every run of the same model (DDP builds its first buckets from the registration order,
+        then rebuilds them from the order gradients became ready)."""
+        params = bucket.parameters()
+        if self.first_pass:
+            for pos, p in enumerate(params):
+                self.param_keys.setdefault(p.data_ptr(), (bucket.index(), pos))
+            self.first_pass = not bucket.is_last()
+        keys = [self.param_keys.get(p.data_ptr()) for p in params]
+        self.layouts[bucket.index()] = None if None in keys else keys
+        return params
 
     def state_for(self, index, buffer):
         """The spccl state of bucket `index`, (re)created when the bucket's size, dtype or
@@ -87,12 +104,18 @@ class SpcclHookState:
         return checkpoint.tag("SpcclHookState", self.world_size(), dist.get_rank(self.process_group), self.config,
                               start_sparse_iter=self.start_sparse_iter, path=path)
 
-    def state_dict(self):
-        """This rank's residuals and steps, one entry per bucket, with the iteration count
-        and the tag they are valid under. Save one per rank (e.g. f"hook.{rank}.pt")."""
+    def _saved_buckets(self):
         buckets = checkpoint.to_cpu_dict(self.states)
+        for index, saved in buckets.items():
+            saved["params"] = self.layouts.get(index)
         buckets.update({i: saved for i, saved in self.pending.items() if i not in buckets})
-        return dict(tag=self._tag(), iter=self.iter, buckets=buckets)
+        return buckets
+
+    def state_dict(self):
+        """This rank's residuals and steps, one entry per bucket with the parameters it
+        holds, the iteration count and the tag they are valid under. Save one per rank (e.g.
+        f"hook.{rank}.pt")."""
+        return dict(tag=self._tag(), iter=self.iter, buckets=self._saved_buckets())
 
     def load_state_dict(self, state_dict, reset=False):
         """Restores what state_dict() saved on this rank: each bucket's residual and step come
@@ -108,7 +131,7 @@ class SpcclHookState:
 
     def __getstate__(self):
         return dict(config=self.config, comm=None, start_sparse_iter=self.start_sparse_iter,
-                    saved=dict(iter=self.iter, buckets=checkpoint.to_cpu_dict(self.states)))
+                    saved=dict(iter=self.iter, buckets=self._saved_buckets()))
 
     def __setstate__(self, pickled):
         # As PowerSGDState: the process group is not pickled; the default group serves.
@@ -123,12 +146,15 @@ def ddp_comm_hook(state: SpcclHookState, bucket: dist.GradBucket) -> torch.futur
     iterations, then compressed with error feedback kept per bucket. Returns a future of the
     bucket's buffer, averaged in place."""
     buffer = bucket.buffer()
+    params = state.note_layout(bucket)
     sparse = state.iter >= state.start_sparse_iter
     if bucket.is_last():
         state.iter += 1
     if state.comm is None:
         if not sparse:
             return dense_average(buffer, state.process_group)
+        if state.pending and _layout_differs(state, bucket.index()):
+            return _resume_in_saved_buckets(state, bucket.index(), params, buffer)
         return compressed_average(state.state_for(bucket.index(), buffer), buffer, state.process_group)
     if sparse:
         state.state_for(bucket.index(), buffer).sparse_allreduce(buffer, op="avg")
@@ -137,3 +163,41 @@ def ddp_comm_hook(state: SpcclHookState, bucket: dist.GradBucket) -> torch.futur
     fut = torch.futures.Future()
     fut.set_result(buffer)
     return fut
+
+
+def _layout_differs(state, index):
+    saved = state.pending.get(index)
+    layout = state.layouts.get(index)
+    return layout is not None and (saved is None or (saved.get("params") is not None and saved["params"] != layout))
+
+
+def _resume_in_saved_buckets(state, index, params, buffer):
+    """The first iteration after loading a checkpoint into a fresh DDP, whose buckets are not
+    yet rebuilt: the bucket is cut into the saved buckets it holds, each compressed with its
+    own restored state exactly as the saved run would, and put back, so a resumed run
+    continues the saved one bit for bit."""
+    layout = state.layouts[index]
+    where, offset = {}, 0
+    for key, p in zip(layout, params):
+        where[key] = (offset, p.numel())
+        offset += p.numel()
+    inside = [j for j, saved in sorted(state.pending.items()) if set(saved.get("params") or ()) <= set(where)]
+    covered = sorted(key for j in inside for key in state.pending[j]["params"])
+    if offset != buffer.numel() or covered != sorted(layout):
+        raise ValueError(f"SpcclHookState: bucket {index} does not hold whole saved buckets; the model or DDP's "
+                         "bucket settings changed since the checkpoint (load with reset=True to start afresh)")
+    futures = []
+    for j in inside:
+        pieces = [buffer[o:o + n] for o, n in (where[key] for key in state.pending[j]["params"])]
+        part = torch.cat(pieces)
+        fut = compressed_average(state.state_for(j, part), part, state.process_group)
+        futures.append(fut.then(lambda f, pieces=pieces: _scatter(f, pieces)))
+    return torch.futures.collect_all(futures).then(lambda _: buffer)
+
+
+def _scatter(fut, pieces):
+    offset, part = 0, fut.value()
+    for piece in pieces:
+        piece.copy_(part[offset:offset + piece.numel()])
+        offset += piece.numel()
+    return part
