@@ -12,9 +12,11 @@ compress() packs the selected blocks of (gradient + residual) with spcclCompress
 tensor of density * n elements, the same shape on every rank because every rank derives the
 same blocks from (seed, tensor key, step); Horovod allreduces (averages) that small tensor;
 decompress() unpacks it with spcclDecompress. Error feedback lives in one spccl state per
-tensor name, on the gradient's device; its step advances once per compress, so ranks agree as
-long as each compresses each name once per step, which Horovod's allreduce by name requires
-anyway. Only random block fits: Top-k picks different coordinates on each rank, which needs an
+tensor name, on the gradient's device, made on a compress-only spccl comm of Horovod's size and
+rank (no MPI communicator of spccl's own); its step advances once per compress, so ranks agree
+as long as each compresses each name once per step, which Horovod's allreduce by name requires
+anyway. state_dict() / load_state_dict() save and restore this rank's residuals and steps
+(spccl_torch.checkpoint: tagged with world size, rank and config). Only random block fits: Top-k picks different coordinates on each rank, which needs an
 allgather that the Compressor interface does not have.
 
 Horovod does not pass the tensor's name to compress(); constructing this compressor wraps
@@ -25,6 +27,7 @@ import functools
 import zlib
 
 import spccl
+from spccl_torch import checkpoint
 
 __all__ = ["RandomBlockCompressor"]
 
@@ -34,15 +37,23 @@ class RandomBlockCompressor:
         self.config = spccl.Config(method="randomblock", density=density, block_size=block_size,
                                    block_pattern=block_pattern, feedback=feedback, seed=seed)
         self._comm = comm
+        self._local_comms = {}  # device -> compress-only spccl comm (Horovod moves the payload)
         self.states = {}  # tensor name -> spccl.State
+        self.pending = {}  # tensor name -> saved state, restored when the name is next compressed
         self._name = None
         _record_names_in_horovod()
 
-    @property
-    def comm(self):
-        if self._comm is None:  # spccl needs a comm to make states; compression itself is local
-            self._comm = spccl.Comm()
-        return self._comm
+    def comm_for(self, device):
+        """The spccl comm of states for tensors on `device`: the one given, else a compress-only
+        comm of Horovod's size and rank (compression is local; Horovod does the allreduce)."""
+        if self._comm is not None:
+            return self._comm
+        key = str(device)
+        if key not in self._local_comms:
+            import horovod.torch as hvd
+
+            self._local_comms[key] = spccl.Comm.local(hvd.size(), hvd.rank(), device)
+        return self._local_comms[key]
 
     def set_name(self, name):
         """The name of the tensor the next compress() receives (done by the optimizer wrapper)."""
@@ -55,9 +66,46 @@ class RandomBlockCompressor:
             if st is not None:
                 st.close()
             key = zlib.crc32(name.encode())  # the same on every rank (Python's hash() is not)
-            st = spccl.State.like(self.comm, self.config.replace(tensor_key=key), tensor)
+            st = spccl.State.like(self.comm_for(tensor.device), self.config.replace(tensor_key=key), tensor)
             self.states[name] = st
+        saved = self.pending.pop(name, None)
+        if saved is not None:
+            checkpoint.restore(st, saved, f"RandomBlockCompressor tensor {name!r}")
         return st
+
+    # --- checkpoints -------------------------------------------------------------------
+    def _tag(self):
+        import horovod.torch as hvd
+
+        return checkpoint.tag("spccl_horovod.RandomBlockCompressor", hvd.size(), hvd.rank(), self.config)
+
+    def state_dict(self):
+        """This rank's residual and step per tensor name, tagged with Horovod's world size and
+        rank and the config. Save one per rank, beside the model's and optimizer's."""
+        tensors = checkpoint.to_cpu_dict(self.states)
+        tensors.update({n: saved for n, saved in self.pending.items() if n not in tensors})
+        return dict(tag=self._tag(), tensors=tensors)
+
+    def load_state_dict(self, state_dict, reset=False):
+        """Restores what state_dict() saved on this rank; each tensor's residual and step come
+        back when it is next compressed. A checkpoint saved under another world size, rank or
+        config raises ValueError, unless reset=True: compression then starts afresh."""
+        if not reset:
+            checkpoint.check_tag(state_dict["tag"], self._tag(), "RandomBlockCompressor.load_state_dict")
+        for st in self.states.values():
+            st.close()
+        self.states = {}
+        self.pending = {} if reset else dict(state_dict["tensors"])
+
+    def __getstate__(self):
+        # As PowerSGDState: no comm (nor Horovod) in the pickle, the residuals as CPU tensors.
+        return dict(config=self.config, saved=self.state_dict())
+
+    def __setstate__(self, pickled):
+        self.config, self._comm = pickled["config"], None
+        self._local_comms, self.states, self._name = {}, {}, None
+        self.pending = dict(pickled["saved"]["tensors"])
+        _record_names_in_horovod()
 
     def compress(self, tensor):
         name, self._name = self._name, None
