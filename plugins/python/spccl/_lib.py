@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Finds libspccl.so and declares the C API for ctypes (include/spccl.h, spccl_mpi.h).
 
-Search order: $SPCCL_LIBRARY (a path), the build tree next to this source tree
-($SPCCL_BUILD_DIR or <repo>/build), then the dynamic loader's search (an installed tree,
-LD_LIBRARY_PATH, ldconfig)."""
+Search order: $SPCCL_LIBRARY (a path), the copy `pip install .` puts next to this file, the
+build tree next to this source tree ($SPCCL_BUILD_DIR or <repo>/build), then the dynamic
+loader's search (an installed tree, LD_LIBRARY_PATH, ldconfig)."""
 import ctypes
 import ctypes.util
 import os
@@ -59,6 +59,9 @@ def _candidates():
     if env:
         return [env]  # explicit: no fallback that could hide a wrong path
     here = os.path.dirname(os.path.abspath(__file__))
+    bundled = os.path.join(here, "libspccl.so")
+    if os.path.exists(bundled):
+        return [bundled]  # an installed package uses its own library, never another build's
     repo = os.path.normpath(os.path.join(here, "..", "..", ".."))
     build = os.environ.get("SPCCL_BUILD_DIR", os.path.join(repo, "build"))
     found = [os.path.join(build, "src", "libspccl.so")]
