@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """spccl_torch under mpirun: the DDP comm hook against a manual computation, and the DEF
 optimizer against a NumPy re-implementation of SPEC §3."""
+import os
+import sys
+
 import numpy as np
 import pytest
 from conftest import allsum, free_port, random_block_reference, require
@@ -11,9 +14,8 @@ import torch.distributed as dist  # noqa: E402
 import spccl  # noqa: E402
 import spccl_torch  # noqa: E402
 
-BLOCK = 64
-HOOK_CFG = dict(method="randomblock", density=0.25, block_size=BLOCK, block_pattern="scattered", feedback="ef",
-                seed=5)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "torch"))
+from ddp_reference import BLOCK, ParamNet, check_buckets, inputs, make_ddp, sizes_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,93 +26,24 @@ def process_group(world):
     return dist.group.WORLD
 
 
-def test_ddp_hook_equals_manual_computation(world, comm, process_group):
-    torch.manual_seed(0)
-    # Over 1 MiB of parameters and small buckets: several bucket indices (DDP's first bucket
-    # holds 1 MiB whatever bucket_cap_mb says).
-    model = torch.nn.Sequential(torch.nn.Linear(600, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512),
-                                torch.nn.ReLU(), torch.nn.Linear(512, 4))
-    ddp = torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=0.1)
-    state = spccl_torch.SpcclHookState(spccl.Config(**HOOK_CFG), comm=comm)
-    records = []
-
-    def recording_hook(hook_state, bucket):
-        it, grads = hook_state.iter, bucket.buffer().clone()
-        out = spccl_torch.ddp_comm_hook(hook_state, bucket).value()
-        st = hook_state.states.get(bucket.index())
-        sparse = it >= hook_state.start_sparse_iter
-        records.append(dict(index=bucket.index(), grads=grads.numpy().astype(np.float64), out=out.numpy().copy(),
-                            sparse=sparse, step=st.step - 1 if sparse else None,
-                            blocks=st.block_selection(st.step - 1) if sparse else None,
-                            residual=st.residual.clone().numpy() if sparse else None,
-                            residual_device=st.residual.device if sparse else None, device=out.device))
-        return _done(out)
-
-    ddp.register_comm_hook(state, recording_hook)
-    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
-    gen = torch.Generator().manual_seed(100 + world.rank)
-    nsteps = 5
-    for _ in range(nsteps):
-        opt.zero_grad()
-        ddp(torch.randn(16, 600, generator=gen)).pow(2).mean().backward()
-        opt.step()
-
-    # The reference, in float64 with its own residuals per bucket index; collectives in the
-    # same order on every rank (DDP's bucket order is the same everywhere).
-    shadow = {}
-    for r in records:
-        if not r["sparse"]:
-            np.testing.assert_allclose(r["out"], allsum(world, r["grads"]) / world.size, rtol=1e-5, atol=1e-7)
-            continue
-        acc = r["grads"] + shadow.get(r["index"], 0.0)
-        c = random_block_reference(acc, r["blocks"], BLOCK)
-        shadow[r["index"]] = acc - c
-        np.testing.assert_allclose(r["out"], allsum(world, c) / world.size, rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(r["residual"], shadow[r["index"]], rtol=1e-5, atol=1e-7)
-        assert r["residual_device"] == r["device"]
-    assert state.iter == nsteps
-    assert sum(not r["sparse"] for r in records) >= 2 and sum(r["sparse"] for r in records) >= 3
-    assert len(state.states) >= 2, "expected several buckets"
-    steps = {}
-    for r in records:
-        if r["sparse"]:
-            assert r["step"] == steps.get(r["index"], 0)  # one spccl step per bucket per iteration
-            steps[r["index"]] = r["step"] + 1
-    # Identical averaged gradients keep the replicas identical.
-    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().astype(np.float64)
-    np.testing.assert_array_equal(allsum(world, flat) / world.size, flat)
-
-
-def _done(value):
-    fut = torch.futures.Future()
-    fut.set_result(value)
-    return fut
-
-
-class FakeBucket:
-    def __init__(self, buffer):
-        self._buffer = buffer
-
-    def buffer(self):
-        return self._buffer
-
-    def index(self):
-        return 0
-
-    def is_last(self):
-        return True
-
-
-def test_hook_recreates_state_when_bucket_changes(world, comm):
-    state = spccl_torch.SpcclHookState(spccl.Config(**HOOK_CFG), comm=comm)
-    for size, dtype in [(100, torch.float32), (100, torch.float32), (300, torch.float32), (300, torch.float64)]:
-        out = spccl_torch.ddp_comm_hook(state, FakeBucket(torch.full((size,), 1.0 + world.rank, dtype=dtype)))
-        out = out.value()
-        if state.iter <= state.start_sparse_iter:  # dense: the exact mean
-            assert torch.all(out == 1.0 + (world.size - 1) / 2)
-        else:
-            st = state.states[0]
-            assert (st.count, st.dtype, st.step) == (size, dtype, 1) and st.residual.dtype == dtype
+def test_ddp_hook_on_mpi_comm(comm, process_group):
+    # The mpirun path: the public hook registered as the README shows, spccl's own collective
+    # moving the payloads. References as in the torchrun tests (tests/torch/ddp_reference.py).
+    rank, start, steps = dist.get_rank(), 2, 5
+    sizes = sizes_for(torch.float32, 3)
+    net = ParamNet(sizes, torch.float32)
+    ddp = make_ddp(net)
+    cfg = spccl.Config(method="randomblock", density=0.1, block_size=BLOCK, seed=5)
+    state = spccl_torch.SpcclHookState(cfg, comm)
+    ddp.register_comm_hook(state, spccl_torch.ddp_comm_hook)
+    residuals = {}
+    for step in range(steps):
+        net.zero_grad()
+        xs = inputs(rank, step, sizes, torch.float32)
+        ddp(xs).backward()
+        if step >= start:
+            check_buckets(state, net, xs, residuals, "randomblock", dict(rtol=1e-5, atol=1e-6))
+    assert state.iter == steps and all(st.step == steps - start for st in state.states.values())
 
 
 def test_hook_state_rejects_bad_settings(comm):

@@ -29,6 +29,6 @@ lib = os.path.realpath(spccl._core._L.path)
 assert lib == os.path.realpath(os.path.join(os.path.dirname(spccl.__file__), "libspccl.so")), lib
 print(f"pip install: spccl {spccl.version()} from {os.path.dirname(spccl.__file__)}, library {lib}")
 PY
-cp "$root"/tests/torch/conftest.py "$root"/tests/torch/test_hook.py "$tmp/"
+cp "$root"/tests/torch/{conftest.py,ddp_reference.py,test_hook.py} "$tmp/"
 OMP_NUM_THREADS=1 "$py" -m torch.distributed.run --standalone --nproc-per-node=2 \
   -m pytest -q -p no:cacheprovider --color=no test_hook.py -k "process_group or eight_buckets or def_on"

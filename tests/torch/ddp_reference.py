@@ -1,0 +1,77 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What each DDP bucket's compression must give, for the hook tests (torchrun here, mpirun in
+tests/python/test_torch.py).
+
+The model makes references easy: parameter w_i (distinct sizes, each over DDP's 1 MiB first
+bucket, so one parameter per bucket) gets exactly the gradient x_i from loss sum_i <w_i, x_i>.
+Per bucket and step, with e the residual before and e' after: this rank's contribution is
+c = x + e - e'; it must be the method's selection of x + e (values there, zero elsewhere);
+and the averaged gradient must be the all_reduce of every rank's c over the world size."""
+import torch
+import torch.distributed as dist
+from torch import nn
+
+BLOCK = 64
+
+
+def sizes_for(dtype, nparams):
+    first_bucket = (1 << 20) // torch.tensor([], dtype=dtype).element_size()
+    return [first_bucket + BLOCK * (3 * i + 1) for i in range(nparams)]
+
+
+class ParamNet(nn.Module):
+    """loss = sum_i <w_i, x_i>: the gradient of w_i is x_i. `order` is the order the forward
+    uses the parameters in; any order but the reverse of registration makes DDP rebuild its
+    buckets differently after the first iteration."""
+
+    def __init__(self, sizes, dtype, order=None):
+        super().__init__()
+        self.w = nn.ParameterList([nn.Parameter(torch.zeros(n, dtype=dtype)) for n in sizes])
+        self.order = list(order) if order is not None else list(range(len(sizes)))
+
+    def forward(self, xs):
+        return sum((self.w[i] * xs[i]).sum() for i in self.order)
+
+
+def inputs(rank, step, sizes, dtype, micro=0):
+    gen = torch.Generator().manual_seed(10007 * step + 101 * rank + micro)
+    return [torch.randn(n, generator=gen).to(dtype) for n in sizes]
+
+
+def make_ddp(net, **ddp_kwargs):
+    # bucket_cap_mb below every parameter's size: one parameter per bucket after DDP's first.
+    return nn.parallel.DistributedDataParallel(net, bucket_cap_mb=0.001, **ddp_kwargs)
+
+
+def selection_mask(state, method, acc, c):
+    """Where this rank's contribution may be non-zero at the state's last step."""
+    if method == "gaussiank":  # an estimated threshold picks at most k elements: those sent
+        assert 0 < torch.count_nonzero(c) <= state.compressed_count()
+        return c != 0
+    mask = torch.zeros(acc.numel(), dtype=torch.bool)
+    if method == "randomblock":
+        for b in state.block_selection(state.step - 1):
+            mask[b * BLOCK:(b + 1) * BLOCK] = True
+    else:
+        mask[torch.topk(acc.abs(), state.compressed_count()).indices] = True
+    return mask
+
+
+def check_buckets(hook_state, net, xs, residuals_before, method, tol):
+    """One step's checks, for every parameter (= bucket). Collective: all_reduce per bucket."""
+    by_count = {st.count: st for st in hook_state.states.values()}
+    assert len(by_count) == len(net.w), "expected one spccl state per parameter bucket"
+    for i, w in enumerate(net.w):
+        st = by_count[w.numel()]
+        e_new = st.residual.clone()
+        # x + e in the bucket's dtype, as spccl forms it; the rest in float64.
+        acc = (xs[i] + residuals_before.get(i, torch.zeros_like(e_new))).double()
+        c = acc - e_new.double()
+        mask = selection_mask(st, method, acc, c)
+        assert torch.all(c[~mask] == 0), f"parameter {i}: contribution outside the selection"
+        torch.testing.assert_close(c[mask], acc[mask], **tol)
+        expected = c.clone()
+        dist.all_reduce(expected)
+        expected /= dist.get_world_size()
+        torch.testing.assert_close(w.grad.double(), expected, **tol)
+        residuals_before[i] = e_new
