@@ -96,10 +96,11 @@ typedef struct {
   unsigned int version;/* SPCCL_VERSION_CODE of the header the caller compiled against */
   int method;          /* spcclMethod_t */
   double density;      /* fraction of elements (top-k) or blocks (random block) sent, (0, 1] */
-  int blockSize;       /* elements per block (random block), >= 1 */
+  int blockSize;       /* elements per block (random block), >= 1; a block larger than the
+                          tensor is clamped to its count (spcclStateGetConfig shows it) */
   int blockPattern;    /* spcclBlockPattern_t */
   int feedback;        /* spcclFeedback_t */
-  unsigned long long seed;      /* shared by all ranks */
+  unsigned long long seed;      /* shared by all ranks; ~0 is the "unset" sentinel (default/env) */
   unsigned long long tensorKey; /* distinguishes tensors that share a seed */
   int denseSwitch;     /* 1: run dense when the sparse payload would cost more (logged at INFO) */
   int pipeline;        /* 1: overlap the residual/output pass with the reduction (host path); the
@@ -222,7 +223,9 @@ spcclResult_t spcclCompressedCount(spcclState_t state, size_t* nvalues);
 spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indices, size_t* nvalues,
                             unsigned long long* step, spcclState_t state, spcclStream_t stream);
 
-/* recvbuff[count] = scale * (the given contributions), zero elsewhere. Random block: values
+/* recvbuff[count] = scale * (the given contributions), zero elsewhere. scale must be a finite
+ * number of the accumulation type (fp64 for spcclFloat64, fp32 otherwise): Inf, NaN or 1e300
+ * on a float state are spcclInvalidArgument; the dense method takes scale 1 only. Random block: values
  * are the packed blocks of `step` (indices unused). Top-k methods: nvalues pairs, possibly
  * several ranks' back to back; repeated indices add up; SPCCL_PAD_INDEX is skipped; any other
  * index >= count is spcclRemoteError and nothing is written. Local, blocking on host. */

@@ -35,13 +35,13 @@ struct CallSignature {
   uint64_t seed;
   uint64_t tensorKey;
   double density;
-  int32_t datatype, op, method, feedback, blockSize, blockPattern;
+  int32_t datatype, op, method, feedback, blockSize, blockPattern, denseSwitch;
 };
 
 CallSignature signatureOf(const spcclInfo& info) {
   const spcclState& st = *info.state;
   return {info.count, st.step, st.config.seed, st.config.tensorKey, st.config.density, info.datatype, info.op,
-       st.config.method, st.config.feedback, st.config.blockSize, st.config.blockPattern};
+       st.config.method, st.config.feedback, st.config.blockSize, st.config.blockPattern, st.config.denseSwitch};
 }
 
 // Names the first field in which `theirs` differs from `mine`, or returns nullptr.
@@ -59,6 +59,7 @@ const char* firstDifference(const CallSignature& a, const CallSignature& b, char
   SPCCL_COMPARE(blockSize, "%d", int)
   SPCCL_COMPARE(blockPattern, "%d", int)
   SPCCL_COMPARE(feedback, "%d", int)
+  SPCCL_COMPARE(denseSwitch, "%d", int)
   SPCCL_COMPARE(seed, "%llu", unsigned long long)
   SPCCL_COMPARE(tensorKey, "%llu", unsigned long long)
   SPCCL_COMPARE(step, "%llu", unsigned long long)
@@ -90,9 +91,11 @@ spcclResult_t consistencyCheck(const spcclInfo& info) {
 
 spcclResult_t enqueueSparse(const spcclInfo& info) {
   SPCCLCHECK(argsCheck(info));
+  // Before the count-0 no-op: a rank that passes 0 while its peers pass the state's count must
+  // take part in the check, or the peers would wait for it.
+  SPCCLCHECK(breakCommOn(info.comm, consistencyCheck(info)));
   if (info.count == 0) return spcclSuccess;
   spcclState& st = *info.state;
-  SPCCLCHECK(breakCommOn(info.comm, consistencyCheck(info)));
   INFO(kSubsysColl, "%s : %s step %llu sendbuff %p recvbuff %p count %zu datatype %s op %s comm %p [nranks=%d]",
        info.opName, st.method->name, st.step, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype),
        opName(info.op), (void*)info.comm, info.comm->nranks);

@@ -3,6 +3,11 @@
 // The compressed collective and stand-alone compression: thin entry points over the
 // checking funnel (enqueue.cc) and the method table (methods/).
 
+#include <float.h>
+#include <math.h>
+
+#include <cmath>
+
 #include "argcheck.h"
 #include "checks.h"
 #include "device.h"
@@ -63,7 +68,12 @@ spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_
     SPCCLCHECK(ptrCheck(values, api, "values"));
     SPCCLCHECK(memoryCheck(state->comm, values, api, "values"));
   }
-  SPCCL_REQUIRE(scale == scale, spcclInvalidArgument, "%s : scale is NaN", api);
+  // 0 * inf is NaN: a scale that is not finite in the accumulation type (fp64 for double,
+  // fp32 otherwise) would turn the untouched zeros into NaN.
+  const double maxScale = state->datatype == spcclFloat64 ? DBL_MAX : FLT_MAX;
+  SPCCL_REQUIRE(std::isfinite(scale) && fabs(scale) <= maxScale, spcclInvalidArgument,
+                "%s : scale %g is not a finite %s number", api, scale,
+                state->datatype == spcclFloat64 ? "fp64" : "fp32");
   return state->method->decompress(*state, values, indices, nvalues, step, scale, recvbuff, stream);
 }
 

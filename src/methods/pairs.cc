@@ -56,8 +56,9 @@ size_t denseWireBytes(const spcclState& st) {
 }
 
 size_t pairsWorkspaceBytes(const spcclState& st, size_t tailBytes) {
-  if (st.denseSwitched) return align64(st.count * st.elemSize);  // acc only
-  return align64(st.count * st.elemSize) + scratchBytes(st) + tailBytes;
+  // A switched collective needs acc only, but spcclCompress still selects k pairs, which takes
+  // the selection scratch; only the exchange tail is dropped.
+  return align64(st.count * st.elemSize) + scratchBytes(st) + (st.denseSwitched ? 0 : tailBytes);
 }
 
 PairsWorkspace pairsWorkspace(const spcclState& st) {

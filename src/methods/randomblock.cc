@@ -41,6 +41,10 @@ Workspace workspaceOf(const spcclState& st) {
 }
 
 spcclResult_t setup(spcclState& st) {
+  // A block larger than the tensor would only pad the packed buffer (a 1000-element tensor
+  // with blockSize INT_MAX would reserve gigabytes): one block covers the tensor exactly, and
+  // the resolved config says so.
+  if (st.count > 0 && (uint64_t)st.config.blockSize > st.count) st.config.blockSize = (int)st.count;
   const uint64_t B = (uint64_t)st.config.blockSize;
   st.nblocks = ceilDiv(st.count, B);
   const double wanted = ceil(st.config.density * (double)st.nblocks);

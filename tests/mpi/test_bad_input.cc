@@ -255,6 +255,15 @@ TEST_P(BadInputTopK, CompressionEntryPoints) {
   expectRejected([&] { return spcclDecompress(values.data(), indices.data(), 3, 0, 1.0, out_.data(), st_, nullptr); },
                  spcclRemoteError, "pair 2 of list 0 has index 1000, outside [0, 1000)");
   EXPECT_EQ(std::count(out_.begin(), out_.end(), 5.0f), (long)kCount);
+  // 0 * inf is NaN where the header promises zero: a scale that is not a finite fp32 number
+  // (the accumulation type of float) is refused, recvbuff untouched.
+  indices[2] = 9;
+  for (double scale : {(double)INFINITY, -(double)INFINITY, 1e300}) {
+    expectRejected(
+        [&] { return spcclDecompress(values.data(), indices.data(), 3, 0, scale, out_.data(), st_, nullptr); },
+        spcclInvalidArgument, "is not a finite fp32 number");
+    EXPECT_EQ(std::count(out_.begin(), out_.end(), 5.0f), (long)kCount);
+  }
   size_t room = 1;
   expectRejected([&] { return spcclBlockSelection(st_, 0, nullptr, &room); }, spcclInvalidUsage,
                  "not randomblock");

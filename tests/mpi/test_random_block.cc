@@ -4,6 +4,7 @@
 // all ranks' deterministic inputs: output and residual after many steps, for both patterns,
 // feedback NONE and EF, sum and avg, in-place and out-of-place, all types.
 
+#include <climits>
 #include <tuple>
 
 #include "dispatch.h"
@@ -140,6 +141,34 @@ TEST(RandomBlock, CompressAllReduceDecompressEqualsSparseAllReduce) {
   EXPECT_TRUE(sameResidual(a, b, n * sizeof(float)));
   spcclStateDestroy(a);
   spcclStateDestroy(b);
+}
+
+// A block larger than the tensor is clamped to it: no gigabyte workspace for 1000 elements,
+// and the one block that covers the tensor is the exact dense sum.
+TEST(RandomBlock, BlockSizeIsClampedToCount) {
+  const World& w = world();
+  const size_t n = 1000;
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = spcclMethodRandomBlock;
+  cfg.blockSize = INT_MAX;
+  spcclState_t st;
+  ASSERT_EQ(spcclStateCreate(&st, w.comm, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(w.comm);
+  spcclConfig_t resolved;
+  ASSERT_EQ(spcclStateGetConfig(st, &resolved), spcclSuccess);
+  EXPECT_EQ(resolved.blockSize, (int)n);
+  size_t bytes = 0;
+  ASSERT_EQ(spcclStateGetMemoryFootprint(st, &bytes), spcclSuccess);
+  EXPECT_LT(bytes, 4 * n * sizeof(float));
+  std::vector<float> g = inputs<float>(w.rank, 0, n), out(n);
+  ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, spcclFloat32, spcclSum, st, w.comm, nullptr), spcclSuccess);
+  size_t wrong = 0;
+  for (size_t i = 0; i < n; ++i) {
+    float want = 0;
+    for (int r = 0; r < w.nranks; ++r) want += inputValue(r, 0, i);
+    wrong += out[i] != want;
+  }
+  EXPECT_EQ(wrong, 0u);
+  spcclStateDestroy(st);
 }
 
 // Every rank chooses the same blocks: rank 0's selection, broadcast, equals everyone's.

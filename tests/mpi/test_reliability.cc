@@ -68,6 +68,30 @@ TEST_F(ConsistencyCheck, CountDensityMethodAndStep) {
   expectDisagreement(1000, cfg, "seed 2");
 }
 
+TEST_F(ConsistencyCheck, DenseSwitchDisagreement) {
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = spcclMethodTopK;
+  cfg.density = 0.9;  // switched to dense wherever the switch is allowed
+  cfg.denseSwitch = last() ? 0 : 1;
+  expectDisagreement(1000, cfg, "denseSwitch 0");
+}
+
+// A rank passing count 0 (a no-op alone) still takes part in the check, so its peers do not
+// wait for it: everyone gets the error.
+TEST_F(ConsistencyCheck, CountZeroOnOneRank) {
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  spcclState_t st;
+  ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, 1000, spcclFloat32), spcclSuccess);
+  std::vector<float> g(1000, 1.0f), out(1000);
+  const size_t count = last() ? 0 : 1000;
+  EXPECT_EQ(spcclSparseAllReduce(g.data(), out.data(), count, spcclFloat32, spcclSum, st, world().comm, nullptr),
+            spcclInvalidUsage);
+  const std::string msg = spcclGetLastError(world().comm);
+  EXPECT_NE(msg.find("ranks disagree"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("count 0"), std::string::npos) << msg;
+  spcclStateDestroy(st);
+}
+
 TEST_F(ConsistencyCheck, AgreeingRanksPass) {
   spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
   spcclState_t st;

@@ -294,6 +294,21 @@ TEST(TopKFamily, DenseSwitch) {
         float* residual = nullptr;
         spcclStateGetResidual(st, reinterpret_cast<void**>(&residual));
         EXPECT_EQ(std::count(residual, residual + n, 0.0f), (long)n);
+        // spcclCompress on a switched state still selects k pairs: its scratch must be in the
+        // workspace (it once overflowed the heap, caught by the sanitized build).
+        size_t k = 0, nvalues = 0;
+        unsigned long long step = 0;
+        ASSERT_EQ(spcclCompressedCount(st, &k), spcclSuccess);
+        std::vector<float> values(k);
+        std::vector<uint32_t> indices(k);
+        ASSERT_EQ(spcclCompress(g.data(), values.data(), indices.data(), &nvalues, &step, st, nullptr), spcclSuccess);
+        EXPECT_EQ(nvalues, k);
+        std::vector<float> c(n, 0.0f);
+        for (size_t j = 0; j < k; ++j)
+          if (indices[j] != SPCCL_PAD_INDEX) c[indices[j]] += values[j];
+        size_t lost = 0;
+        for (size_t i = 0; i < n; ++i) lost += c[i] + residual[i] != g[i];
+        EXPECT_EQ(lost, 0u) << "c + e_new == g + e_old after a compress on a switched state";
       }
       spcclStateDestroy(st);
     }
