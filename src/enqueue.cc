@@ -67,23 +67,41 @@ const char* firstDifference(const CallSignature& a, const CallSignature& b, char
   return nullptr;
 }
 
-// SPCCL_CHECK=1: one tiny allgather of every rank's call signature before the collective, so
-// ranks that disagree all get spcclInvalidUsage with a message instead of a hang or garbage.
-spcclResult_t consistencyCheck(const spcclInfo& info) {
-  if (!info.comm->checkCalls || info.comm->transport->deviceBuffers()) return spcclSuccess;
+// One tiny allgather of every rank's signature, so ranks that disagree all get
+// spcclInvalidUsage with a message instead of a hang, garbage or an MPI failure.
+spcclResult_t compareAcrossRanks(const spcclInfo& info, const CallSignature& mine, const char* which) {
   const int P = info.comm->nranks;
   std::unique_ptr<CallSignature[]> all(new CallSignature[P]);
-  const CallSignature mine = signatureOf(info);
-  const spcclResult_t res = info.comm->transport->allGather(&mine, all.get(), sizeof(mine), nullptr);
-  if (res == spcclTimeout) all.release();  // a late peer may still write into it
-  SPCCLCHECK(res);
+  SPCCLCHECK(info.comm->transport->allGather(&mine, all.get(), sizeof(mine), nullptr));
   char text[256];
   for (int r = 1; r < P; ++r) {
     if (const char* diff = firstDifference(all[r], all[0], text, sizeof(text))) {
-      WARN("%s : ranks disagree (SPCCL_CHECK): rank %d has %s on rank 0", info.opName, r, diff);
+      WARN("%s : ranks disagree (%s): rank %d has %s on rank 0", info.opName, which, r, diff);
       return spcclInvalidUsage;
     }
   }
+  return spcclSuccess;
+}
+
+// SPCCL_CHECK=1: every call's signature, step and op included.
+spcclResult_t consistencyCheck(const spcclInfo& info) {
+  if (!info.comm->checkCalls || info.comm->transport->deviceBuffers()) return spcclSuccess;
+  return compareAcrossRanks(info, signatureOf(info), "SPCCL_CHECK");
+}
+
+// Always, once per state: the message sizes of a sparse collective follow from the state
+// (method, count, type, density, block size, dense switch), and peers whose states differ
+// would hand MPI mismatched collectives, which can corrupt memory inside MPI before any error
+// comes back. The state's own fields are compared, not the call's (step and op change).
+spcclResult_t stateAgreementCheck(const spcclInfo& info) {
+  spcclState& st = *info.state;
+  if (st.agreed || info.comm->transport->deviceBuffers()) return spcclSuccess;
+  CallSignature mine = signatureOf(info);
+  mine.count = st.count;
+  mine.step = 0;
+  mine.op = 0;
+  SPCCLCHECK(compareAcrossRanks(info, mine, "their states differ"));
+  st.agreed = true;
   return spcclSuccess;
 }
 
@@ -96,6 +114,7 @@ spcclResult_t enqueueSparse(const spcclInfo& info) {
   SPCCLCHECK(breakCommOn(info.comm, consistencyCheck(info)));
   if (info.count == 0) return spcclSuccess;
   spcclState& st = *info.state;
+  SPCCLCHECK(breakCommOn(info.comm, stateAgreementCheck(info)));
   INFO(kSubsysColl, "%s : %s step %llu sendbuff %p recvbuff %p count %zu datatype %s op %s comm %p [nranks=%d]",
        info.opName, st.method->name, st.step, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype),
        opName(info.op), (void*)info.comm, info.comm->nranks);

@@ -39,13 +39,8 @@ void bufferFree(Buffer* buf) {
 }
 
 void stateFree(spcclState* st) {
-  // After a timeout, a late peer can still complete the abandoned operation into the
-  // workspace (the packed buffer): it is left allocated rather than handed back to malloc.
-  if (st->comm->brokenBy.load() == spcclTimeout) {
-    INFO(kSubsysAlloc, "spcclStateDestroy : keeping %zu workspace bytes a timed-out operation may still write",
-         st->workspace.bytes);
-    st->workspace = Buffer();
-  }
+  // Nothing to keep after a timeout: the MPI transport ran every operation on its own
+  // staging memory (SPCCL_TIMEOUT_MS), which it abandons to the late peer instead.
   bufferFree(&st->deviceStep);
   bufferFree(&st->staging);
   bufferFree(&st->workspace);

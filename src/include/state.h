@@ -59,6 +59,8 @@ struct spcclState {
   // would cost more than a dense allreduce, so the collective runs dense (SPEC §5).
   size_t k = 0;
   bool denseSwitched = false;
+  // Every rank's state was found equal to this one (enqueue.cc, the first collective).
+  bool agreed = false;
 
   uint64_t endMagic = spccl::kStateMagic;
 };

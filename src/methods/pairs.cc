@@ -6,6 +6,9 @@
 
 #include <string.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "checks.h"
 #include "device.h"
 #include "dispatch.h"
@@ -15,6 +18,29 @@ namespace spccl {
 namespace {
 
 size_t align8(size_t bytes) { return (bytes + 7) & ~size_t(7); }
+
+// fp16/bf16 gathered blocks: out[i] = scale * (the sum of every list's values at i), added in
+// fp32 and rounded once, as the header promises for half types. Adding rank by rank into
+// `out` would round each partial sum to T, so two ranks averaging 40000 in fp16 would pass
+// through 80000 = inf. Each block is sorted by index with padding last, so a merge of the
+// lists (one cursor per list) meets every index once; it stays in bounds whatever the order.
+template <typename T>
+void mergeSortedLists(const PairLists& lists, typename AccumOf<T>::type scale, T* out) {
+  using AccT = typename AccumOf<T>::type;
+  std::vector<size_t> cursor(lists.nlists, 0);
+  auto indexAt = [&](int l) {
+    return cursor[l] < lists.npairs ? lists.indicesOf(l)[cursor[l]] : SPCCL_PAD_INDEX;
+  };
+  while (true) {
+    uint32_t next = SPCCL_PAD_INDEX;
+    for (int l = 0; l < lists.nlists; ++l) next = std::min(next, indexAt(l));
+    if (next == SPCCL_PAD_INDEX) return;
+    AccT sum = 0;
+    for (int l = 0; l < lists.nlists; ++l)
+      for (; indexAt(l) == next; ++cursor[l]) sum += toAcc(static_cast<const T*>(lists.valuesOf(l))[cursor[l]]);
+    out[next] = fromAcc<T>(toAcc(out[next]) + sum * scale);  // out[next] is 0 unless a list was out of order
+  }
+}
 
 // Candidates of the exact top-k: the bucket of the k-th key is listed when it holds at most
 // k + n/8 elements (always so for smooth data at small density); larger buckets are refined
@@ -153,6 +179,10 @@ spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double 
     using AccT = typename AccumOf<T>::type;
     T* out = static_cast<T*>(recvbuff);
     memset(static_cast<void*>(out), 0, st.count * sizeof(T));
+    if (sizeof(T) < sizeof(AccT) && lists.nlists > 1) {
+      mergeSortedLists<T>(lists, (AccT)scale, out);
+      return spcclSuccess;
+    }
     for (int l = 0; l < lists.nlists; ++l)
       cpu::scatterAdd(lists.indicesOf(l), static_cast<const T*>(lists.valuesOf(l)), lists.npairs, out);
     if (scale != 1.0) cpu::scale(out, st.count, (AccT)scale);

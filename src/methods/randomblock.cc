@@ -151,9 +151,12 @@ spcclResult_t sparseAllReduce(const spcclInfo& info) {
   spcclState& st = *info.state;
   void* packed = workspaceOf(st).packed;
   SPCCLCHECK(pack(st, info.sendbuff, st.step, true, packed, info.stream));
-  const double scale = info.op == spcclAvg ? 1.0 / info.comm->nranks : 1.0;
-  if (st.residualNext.ptr) return overlappedAllReduce(st, info, packed, scale);
-  SPCCLCHECK(stateAllReduce(st, packed, packed, compressedCount(st), spcclSum, info.stream));
+  // A host transport averages fp16/bf16 in fp32 before rounding (an average that fits never
+  // overflows), so it is handed the op; the others sum and the commit pass scales.
+  const bool halfAvg = info.op == spcclAvg && st.elemSize == 2 && !info.comm->transport->deviceBuffers();
+  const double scale = info.op == spcclAvg && !halfAvg ? 1.0 / info.comm->nranks : 1.0;
+  if (st.residualNext.ptr && !halfAvg) return overlappedAllReduce(st, info, packed, scale);
+  SPCCLCHECK(stateAllReduce(st, packed, packed, compressedCount(st), halfAvg ? spcclAvg : spcclSum, info.stream));
   void* residual = st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
   return commit(st, info.sendbuff, residual, packed, scale, st.step, true, info.recvbuff, info.stream);
 }

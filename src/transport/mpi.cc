@@ -52,6 +52,53 @@ std::string mpiErrorText(int err) {
 // MPI counts are int: large messages go in pieces of at most this many elements.
 constexpr size_t kMaxChunk = size_t(1) << 30;
 
+// Open MPI reports the failure of a non-blocking collective (a truncated message from a peer
+// that called with other sizes) through MPI_COMM_WORLD's error handler, not the handler of
+// the communicator it ran on: its requests carry none. That handler is MPI_ERRORS_ARE_FATAL
+// unless the application changed it, so while spccl tests or waits, MPI_COMM_WORLD returns
+// errors too; the caller's handler is put back afterwards.
+class WorldErrorsReturn {
+ public:
+  WorldErrorsReturn() {
+    MPI_Comm_get_errhandler(MPI_COMM_WORLD, &saved_);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  }
+  ~WorldErrorsReturn() {
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, saved_);
+    MPI_Errhandler_free(&saved_);
+  }
+
+ private:
+  MPI_Errhandler saved_;
+};
+
+// Library memory that MPI operations run on instead of the caller's buffers: fp16/bf16
+// averages widened to fp32, and every user buffer while SPCCL_TIMEOUT_MS is set. It grows to
+// the largest operation and is reused; after a timeout it is abandoned to MPI, never freed,
+// because the abandoned operation may still write into it when a late peer arrives.
+class Scratch {
+ public:
+  ~Scratch() { free(ptr_); }
+  char* reserve(size_t bytes) {
+    if (bytes <= bytes_) return ptr_;
+    free(ptr_);
+    ptr_ = static_cast<char*>(malloc(bytes));
+    bytes_ = ptr_ ? bytes : 0;
+    if (!ptr_) WARN("MPI transport : failed to allocate %zu bytes of staging memory", bytes);
+    return ptr_;
+  }
+  void abandon() {
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+
+ private:
+  char* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+bool isHalfType(spcclDataType_t datatype) { return datatype == spcclFloat16 || datatype == spcclBfloat16; }
+
 class MpiTransport final : public Transport {
  public:
   MpiTransport(MPI_Comm comm, long long timeoutMs) : comm_(comm), timeoutMs_(timeoutMs) {
@@ -61,8 +108,8 @@ class MpiTransport final : public Transport {
     MPI_Op_create(&sumHalfOp<bfloat16_t>, 1, &sumBf16_);
   }
   ~MpiTransport() override {
-    // An operation that timed out may still be in flight: MPI could touch the comm and the
-    // ops when a late peer arrives, so they are left to MPI_Finalize.
+    // An operation that timed out or failed may still be in flight: MPI could touch the comm
+    // and the ops when a late peer arrives, so they are left to MPI_Finalize.
     if (abandoned_) return;
     MPI_Op_free(&sumHalf_);
     MPI_Op_free(&sumBf16_);
@@ -73,14 +120,16 @@ class MpiTransport final : public Transport {
 
   spcclResult_t allReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
                           spcclRedOp_t op, spcclStream_t) override {
-    const size_t elem = dataTypeSize(datatype);
-    for (size_t off = 0; off < count; off += kMaxChunk) {
-      const int n = (int)std::min(kMaxChunk, count - off);
-      const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : static_cast<const char*>(sendbuff) + off * elem;
-      MPI_Request req;
-      MPICHECK(MPI_Iallreduce(src, static_cast<char*>(recvbuff) + off * elem, n, mpiType(datatype), sumOp(datatype),
-                              comm_, &req));
-      SPCCLCHECK(complete(&req, 1, "allreduce"));
+    if (isHalfType(datatype) && op == spcclAvg) return averageHalf(sendbuff, recvbuff, 1, count, datatype);
+    const size_t bytes = count * dataTypeSize(datatype);
+    if (!staged()) {
+      SPCCLCHECK(sumChunks(sendbuff, recvbuff, count, datatype));
+    } else {
+      char* buf = scratch_.reserve(bytes);
+      if (!buf) return spcclSystemError;
+      memcpy(buf, sendbuff, bytes);
+      SPCCLCHECK(sumChunks(buf, buf, count, datatype));
+      memcpy(recvbuff, buf, bytes);
     }
     if (op == spcclAvg) divideByRanks(recvbuff, count, datatype);
     return spcclSuccess;
@@ -89,7 +138,8 @@ class MpiTransport final : public Transport {
   spcclResult_t allReduceStart(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
                                spcclStream_t stream, PendingOp* op) override {
     op->handle = 0;
-    if (count > kMaxChunk) return allReduce(sendbuff, recvbuff, count, datatype, spcclSum, stream);
+    // Staged buffers would need a copy back at wait(): a staged call completes here instead.
+    if (count > kMaxChunk || staged()) return allReduce(sendbuff, recvbuff, count, datatype, spcclSum, stream);
     const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : sendbuff;
     MPI_Request req;
     MPICHECK(MPI_Iallreduce(src, recvbuff, (int)count, mpiType(datatype), sumOp(datatype), comm_, &req));
@@ -104,9 +154,10 @@ class MpiTransport final : public Transport {
     MPI_Request req;
     memcpy(&req, &op->handle, sizeof(req));
     int done = 0;
-    MPICHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    WorldErrorsReturn errorsReturn;
+    const int err = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
     memcpy(&op->handle, &req, sizeof(req));  // MPI_REQUEST_NULL once done
-    return spcclSuccess;
+    return err == MPI_SUCCESS ? spcclSuccess : failed("allreduce", err);
   }
 
   spcclResult_t wait(PendingOp* op) override {
@@ -122,34 +173,52 @@ class MpiTransport final : public Transport {
                               spcclRedOp_t op, spcclStream_t) override {
     SPCCL_REQUIRE(recvcount <= INT_MAX, spcclInvalidArgument,
                   "spcclReduceScatter : recvcount %zu exceeds the MPI transport's limit %d", recvcount, INT_MAX);
-    const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : sendbuff;
-    MPI_Request req;
-    MPICHECK(MPI_Ireduce_scatter_block(src, recvbuff, (int)recvcount, mpiType(datatype), sumOp(datatype), comm_,
-                                       &req));
-    SPCCLCHECK(complete(&req, 1, "reduce-scatter"));
+    if (isHalfType(datatype) && op == spcclAvg) return averageHalf(sendbuff, recvbuff, nranks_, recvcount, datatype);
+    const size_t bytes = recvcount * dataTypeSize(datatype);
+    if (!staged()) {
+      SPCCLCHECK(reduceScatterSum(sendbuff == recvbuff ? MPI_IN_PLACE : sendbuff, recvbuff, recvcount,
+                                  mpiType(datatype), sumOp(datatype)));
+    } else {
+      char* buf = scratch_.reserve(nranks_ * bytes);
+      if (!buf) return spcclSystemError;
+      memcpy(buf, sendbuff, nranks_ * bytes);
+      SPCCLCHECK(reduceScatterSum(MPI_IN_PLACE, buf, recvcount, mpiType(datatype), sumOp(datatype)));
+      memcpy(recvbuff, buf, bytes);
+    }
     if (op == spcclAvg) divideByRanks(recvbuff, recvcount, datatype);
     return spcclSuccess;
   }
 
   spcclResult_t allGather(const void* sendbuff, void* recvbuff, size_t bytes, spcclStream_t) override {
+    char* out = static_cast<char*>(recvbuff);
+    if (staged()) {
+      out = scratch_.reserve(nranks_ * bytes);
+      if (!out) return spcclSystemError;
+      memcpy(out + rank_ * bytes, sendbuff, bytes);
+      sendbuff = out + rank_ * bytes;
+    }
     MPI_Datatype unit;
     SPCCLCHECK(byteUnit(bytes, &unit));
-    const void* src = sendbuff == static_cast<char*>(recvbuff) + rank_ * bytes ? MPI_IN_PLACE : sendbuff;
+    const void* src = sendbuff == out + rank_ * bytes ? MPI_IN_PLACE : sendbuff;
     MPI_Request req;
-    int err = MPI_Iallgather(src, 1, unit, recvbuff, 1, unit, comm_, &req);
+    int err = MPI_Iallgather(src, 1, unit, out, 1, unit, comm_, &req);
     MPI_Type_free(&unit);  // MPI keeps the type alive until the operation completes
     MPICHECK(err);
-    return complete(&req, 1, "allgather");
+    SPCCLCHECK(complete(&req, 1, "allgather"));
+    if (out != recvbuff) memcpy(recvbuff, out, nranks_ * bytes);
+    return spcclSuccess;
   }
 
   spcclResult_t broadcast(const void* sendbuff, void* recvbuff, size_t bytes, int root, spcclStream_t) override {
-    if (rank_ == root && sendbuff != recvbuff) memcpy(recvbuff, sendbuff, bytes);
+    char* buf = staged() ? scratch_.reserve(bytes) : static_cast<char*>(recvbuff);
+    if (!buf) return spcclSystemError;
+    if (rank_ == root && sendbuff != buf) memcpy(buf, sendbuff, bytes);
     for (size_t off = 0; off < bytes; off += kMaxChunk) {
       MPI_Request req;
-      MPICHECK(MPI_Ibcast(static_cast<char*>(recvbuff) + off, (int)std::min(kMaxChunk, bytes - off), MPI_BYTE, root,
-                          comm_, &req));
+      MPICHECK(MPI_Ibcast(buf + off, (int)std::min(kMaxChunk, bytes - off), MPI_BYTE, root, comm_, &req));
       SPCCLCHECK(complete(&req, 1, "broadcast"));
     }
+    if (buf != recvbuff) memcpy(recvbuff, buf, bytes);
     return spcclSuccess;
   }
 
@@ -157,10 +226,20 @@ class MpiTransport final : public Transport {
                          int recvPeer, spcclStream_t) override {
     SPCCL_REQUIRE(sendbytes <= INT_MAX && recvbytes <= INT_MAX, spcclInvalidArgument,
                   "sendRecv : %zu / %zu bytes exceed the MPI transport's limit %d", sendbytes, recvbytes, INT_MAX);
+    char* in = static_cast<char*>(recvbuff);
+    if (staged()) {
+      char* buf = scratch_.reserve(sendbytes + recvbytes);
+      if (!buf) return spcclSystemError;
+      if (sendbytes) memcpy(buf, sendbuff, sendbytes);
+      sendbuff = buf;
+      in = buf + sendbytes;
+    }
     MPI_Request reqs[2];
-    MPICHECK(MPI_Irecv(recvbuff, (int)recvbytes, MPI_BYTE, recvPeer, kTag, comm_, &reqs[0]));
+    MPICHECK(MPI_Irecv(in, (int)recvbytes, MPI_BYTE, recvPeer, kTag, comm_, &reqs[0]));
     MPICHECK(MPI_Isend(sendbuff, (int)sendbytes, MPI_BYTE, sendPeer, kTag, comm_, &reqs[1]));
-    return complete(reqs, 2, "send/receive");
+    SPCCLCHECK(complete(reqs, 2, "send/receive"));
+    if (in != recvbuff && recvbytes) memcpy(recvbuff, in, recvbytes);
+    return spcclSuccess;
   }
 
   spcclResult_t barrier() override {
@@ -218,21 +297,82 @@ class MpiTransport final : public Transport {
     }
   }
 
+  // With SPCCL_TIMEOUT_MS, operations run on scratch_, so one that is abandoned can never
+  // write into a buffer the caller has freed or reused.
+  bool staged() const { return timeoutMs_ > 0; }
+
+  // recvbuff = sum over ranks of sendbuff (in place when they are equal), in MPI-sized pieces.
+  spcclResult_t sumChunks(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype) {
+    const size_t elem = dataTypeSize(datatype);
+    for (size_t off = 0; off < count; off += kMaxChunk) {
+      const int n = (int)std::min(kMaxChunk, count - off);
+      const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : static_cast<const char*>(sendbuff) + off * elem;
+      MPI_Request req;
+      MPICHECK(MPI_Iallreduce(src, static_cast<char*>(recvbuff) + off * elem, n, mpiType(datatype), sumOp(datatype),
+                              comm_, &req));
+      SPCCLCHECK(complete(&req, 1, "allreduce"));
+    }
+    return spcclSuccess;
+  }
+
+  spcclResult_t reduceScatterSum(const void* src, void* recvbuff, size_t recvcount, MPI_Datatype type, MPI_Op op) {
+    MPI_Request req;
+    MPICHECK(MPI_Ireduce_scatter_block(src, recvbuff, (int)recvcount, type, op, comm_, &req));
+    return complete(&req, 1, "reduce-scatter");
+  }
+
+  // The average of fp16/bf16 data: summed in fp32 and divided before the one rounding, so an
+  // average that fits the type never overflows on the way (two ranks averaging 40000 in fp16
+  // give 40000, not inf). nblocks = 1: allreduce of count elements; nblocks = P: reduce-scatter
+  // of P blocks of count, this rank keeping block `rank`. Runs on scratch_, never on the
+  // caller's buffers.
+  spcclResult_t averageHalf(const void* sendbuff, void* recvbuff, int nblocks, size_t count,
+                            spcclDataType_t datatype) {
+    const size_t total = (size_t)nblocks * count;
+    float* wide = reinterpret_cast<float*>(scratch_.reserve(total * sizeof(float)));
+    if (!wide) return spcclSystemError;
+    const float inv = 1.0f / float(nranks_);
+    auto run = [&](auto tag) -> spcclResult_t {
+      using T = decltype(tag);
+      const T* in = static_cast<const T*>(sendbuff);
+      for (size_t i = 0; i < total; ++i) wide[i] = toAcc(in[i]);
+      if (nblocks == 1) SPCCLCHECK(sumChunks(wide, wide, count, spcclFloat32));
+      else SPCCLCHECK(reduceScatterSum(MPI_IN_PLACE, wide, count, MPI_FLOAT, MPI_SUM));
+      T* out = static_cast<T*>(recvbuff);
+      for (size_t i = 0; i < count; ++i) out[i] = fromAcc<T>(wide[i] * inv);
+      return spcclSuccess;
+    };
+    return datatype == spcclFloat16 ? run(half_t()) : run(bfloat16_t());
+  }
+
+  // A failed operation may still be in flight: its memory and the comm are given up to MPI.
+  spcclResult_t failed(const char* what, int err) {
+    abandoned_ = true;
+    scratch_.abandon();
+    WARN("MPI %s failed: %s (a peer called with other arguments, or died); the comm is broken: destroy it with "
+         "spcclCommAbort",
+         what, mpiErrorText(err).c_str());
+    return spcclSystemError;
+  }
+
   // Every operation is non-blocking and completed here, so SPCCL_TIMEOUT_MS can bound it:
   // a peer that stops calling, or dies, turns into spcclTimeout instead of a hang.
   spcclResult_t complete(MPI_Request* reqs, int n, const char* what) {
+    WorldErrorsReturn errorsReturn;
     if (timeoutMs_ <= 0) {
-      MPICHECK(MPI_Waitall(n, reqs, MPI_STATUSES_IGNORE));
-      return spcclSuccess;
+      const int err = MPI_Waitall(n, reqs, MPI_STATUSES_IGNORE);
+      return err == MPI_SUCCESS ? spcclSuccess : failed(what, err);
     }
     const double deadline = MPI_Wtime() + timeoutMs_ * 1e-3;
     int done = 0;
     while (true) {
-      MPICHECK(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
+      const int err = MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
+      if (err != MPI_SUCCESS) return failed(what, err);
       if (done) return spcclSuccess;
       if (MPI_Wtime() > deadline) break;
     }
     abandoned_ = true;
+    scratch_.abandon();
     WARN("MPI %s did not complete within SPCCL_TIMEOUT_MS=%lld ms (a peer stopped calling or died); the comm is "
          "broken: destroy it with spcclCommAbort",
          what, timeoutMs_);
@@ -242,6 +382,7 @@ class MpiTransport final : public Transport {
   MPI_Comm comm_;
   long long timeoutMs_;
   bool abandoned_ = false;
+  Scratch scratch_;
   int rank_ = 0, nranks_ = 1;
   MPI_Op sumHalf_ = MPI_OP_NULL, sumBf16_ = MPI_OP_NULL;
 };

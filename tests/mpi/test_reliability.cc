@@ -148,6 +148,116 @@ TEST(Timeout, RankThatStopsCallingTimesOutTheOthers) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
+// Without SPCCL_CHECK, ranks whose states differ in what sizes the messages (count, type,
+// method, density, block size, dense switch) would hand MPI mismatched collectives, which
+// ended the job (MPI_ERRORS_ARE_FATAL) or corrupted memory inside MPI. The first collective
+// on a state compares the states, so every rank gets spcclInvalidUsage and a sentence.
+TEST(StateAgreement, RanksWhoseStatesDifferAllGetAnError) {
+  if (world().nranks < 2) GTEST_SKIP() << "needs two ranks or more";
+  const bool last = world().rank == world().nranks - 1;
+  struct Case {
+    const char* field;
+    int method;
+    double density;
+    int blockSize, denseSwitch;
+    size_t count;
+    spcclDataType_t datatype;
+  };
+  const Case cases[] = {
+      {"count", spcclMethodDense, 1, 16, 1, last ? 500u : 1000u, spcclFloat32},
+      {"datatype", spcclMethodDense, 1, 16, 1, 1000, last ? spcclFloat64 : spcclFloat32},
+      {"method", last ? spcclMethodTopK : spcclMethodRandomBlock, 0.1, 16, 1, 1000, spcclFloat32},
+      {"density", spcclMethodRandomBlock, last ? 0.5 : 0.1, 16, 1, 1000, spcclFloat32},
+      {"blockSize", spcclMethodRandomBlock, 0.1, last ? 32 : 16, 1, 1000, spcclFloat32},
+      {"density", spcclMethodGTopK, last ? 0.05 : 0.01, 16, 1, 1000, spcclFloat32},
+      {"denseSwitch", spcclMethodTopK, 0.9, 16, last ? 0 : 1, 1000, spcclFloat32},
+  };
+  for (const Case& c : cases) {
+    spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+    cfg.method = c.method;
+    cfg.density = c.density;
+    cfg.blockSize = c.blockSize;
+    cfg.denseSwitch = c.denseSwitch;
+    spcclState_t st;
+    ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, c.count, c.datatype), spcclSuccess);
+    std::vector<double> g(c.count, 1.0), out(c.count);
+    EXPECT_EQ(spcclSparseAllReduce(g.data(), out.data(), c.count, c.datatype, spcclSum, st, world().comm, nullptr),
+              spcclInvalidUsage)
+        << c.field;
+    const std::string msg = spcclGetLastError(world().comm);
+    EXPECT_NE(msg.find("ranks disagree ("), std::string::npos) << msg;  // SPCCL_CHECK=1 finds it first
+    EXPECT_NE(msg.find(c.field), std::string::npos) << msg;
+    spcclStateDestroy(st);
+  }
+  // The comm is still usable: a disagreement is refused before anything moves.
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  spcclState_t st;
+  ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, 100, spcclFloat32), spcclSuccess);
+  std::vector<float> g(100, 1.0f);
+  EXPECT_EQ(spcclSparseAllReduce(g.data(), g.data(), 100, spcclFloat32, spcclSum, st, world().comm, nullptr),
+            spcclSuccess);
+  spcclStateDestroy(st);
+}
+
+// MPI reports a peer's mismatched message through MPI_COMM_WORLD's handler (fatal by default);
+// spccl turns it into a code on the rank that sees it, and the job goes on.
+TEST(TimeoutMpiError, MismatchedBroadcastReturnsAnErrorInsteadOfEndingTheJob) {
+  if (!envSet("SPCCL_TIMEOUT_MS")) GTEST_SKIP() << "needs SPCCL_TIMEOUT_MS (ctest entry mpi_timeout_np3)";
+  if (world().nranks < 2) GTEST_SKIP() << "needs two ranks or more";
+  spcclComm_t comm;
+  ASSERT_EQ(spcclCommInitMPI(&comm, MPI_COMM_WORLD), spcclSuccess);
+  std::vector<float> buf(1000, 1.0f);
+  const size_t count = world().rank == 0 ? 1000 : 10;  // the root sends more than the others take
+  const spcclResult_t res = spcclBroadcast(buf.data(), buf.data(), count, spcclFloat32, 0, comm, nullptr);
+  if (world().rank == 0) EXPECT_TRUE(res == spcclSuccess || res == spcclTimeout) << spcclGetErrorString(res);
+  else EXPECT_EQ(res, spcclSystemError) << spcclGetLastError(comm);
+  EXPECT_EQ(spcclCommAbort(comm), spcclSuccess);
+  MPI_Barrier(MPI_COMM_WORLD);  // still alive, every rank
+}
+
+// After spcclTimeout the abandoned MPI operation completes when the late peer arrives; with
+// SPCCL_TIMEOUT_MS it runs on the transport's staging memory, so the caller's buffers (freed
+// or reused by then) are never written.
+TEST(Timeout, AbandonedOperationNeverWritesTheCallersBuffers) {
+  if (!envSet("SPCCL_TIMEOUT_MS")) GTEST_SKIP() << "needs SPCCL_TIMEOUT_MS (ctest entry mpi_timeout_np3)";
+  if (world().nranks < 2) GTEST_SKIP() << "needs two ranks or more";
+  const double timeout = atof(getenv("SPCCL_TIMEOUT_MS")) * 1e-3;
+  const bool stalled = world().rank == world().nranks - 1;
+  constexpr size_t n = 4096;
+  for (int useState = 0; useState < 2; ++useState) {  // spcclAllReduce, then a dense-method state
+    spcclComm_t comm;
+    ASSERT_EQ(spcclCommInitMPI(&comm, MPI_COMM_WORLD), spcclSuccess);
+    spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+    cfg.method = spcclMethodDense;
+    spcclState_t st;
+    ASSERT_EQ(spcclStateCreate(&st, comm, &cfg, n, spcclFloat32), spcclSuccess);
+    if (useState) {  // the first collective on a state compares the states: done here, together
+      std::vector<float> warm(n, 0.0f);
+      ASSERT_EQ(spcclSparseAllReduce(warm.data(), warm.data(), n, spcclFloat32, spcclSum, st, comm, nullptr),
+                spcclSuccess);
+    }
+    std::vector<float> send(n, 1.0f), recv(n, -7.0f);
+    auto call = [&] {
+      return useState ? spcclSparseAllReduce(send.data(), recv.data(), n, spcclFloat32, spcclSum, st, comm, nullptr)
+                      : spcclAllReduce(send.data(), recv.data(), n, spcclFloat32, spcclSum, comm, nullptr);
+    };
+    if (stalled) {
+      usleep(useconds_t((timeout + 1.0) * 1e6));
+      const spcclResult_t late = call();  // completes the peers' abandoned operations
+      EXPECT_TRUE(late == spcclSuccess || late == spcclTimeout) << spcclGetErrorString(late);
+    } else {
+      EXPECT_EQ(call(), spcclTimeout);
+      // What a caller does after a timeout: the buffer is reused for something else.
+      std::fill(recv.begin(), recv.end(), 42.0f);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);  // the late peer has joined; MPI progresses the old operation
+    if (!stalled)
+      EXPECT_EQ(std::count(recv.begin(), recv.end(), 42.0f), (long)n) << "the abandoned operation wrote recvbuff";
+    EXPECT_EQ(spcclCommAbort(comm), spcclSuccess);
+    EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+  }
+}
+
 // SPCCL_DEBUG_FILE is user text, not a printf format: "%s" or "%x" in it must neither crash
 // spcclCommInitMPI (which ran in main) nor leak stack values into the name; only %d (pid) and
 // %h (host) are expanded.
