@@ -79,11 +79,13 @@ def test_library_errors_carry_code_and_message(comm):
     assert err.value.code == 4 and err.value.name == "spcclInvalidArgument"
     assert "density 1.5" in err.value.message and "density 1.5" in str(err.value)
 
-    st = spccl.State(comm, spccl.Config(**CFG), 10)
+    st = spccl.State(comm, spccl.Config(method="topk", density=0.5), 10)
     with pytest.raises(spccl.SpcclError) as err:
-        st.sparse_allreduce(np.zeros(12))  # the state was made for 10 float32
+        st.block_selection(0)  # random block only
     assert err.value.code == 5 and err.value.name == "spcclInvalidUsage"
-    assert err.value.message == "spcclSparseAllReduce : count 12 differs from the state's count 10"
+    assert err.value.message == "spcclBlockSelection : the state's method is topk, not randomblock"
+    with pytest.raises(TypeError, match="sendbuf has dtype float64, expected float32"):
+        st.sparse_allreduce(np.zeros(12))  # the state was made for 10 float32
     assert st.step == 0  # a failed call leaves the state alone
 
 
@@ -103,3 +105,81 @@ def test_python_side_argument_errors(comm):
     st.close()
     with pytest.raises(spccl.SpcclError, match="used after close"):
         st.step
+
+
+def test_every_buffer_is_checked_against_the_state(comm):
+    """A buffer whose size or dtype differs from the state's is refused before the library
+    gets its pointer: it would be read or written past its end (990 elements here)."""
+    st = spccl.State(comm, spccl.Config(**CFG), 1000, np.float32)
+    good = np.ones(1000, np.float32)
+    with pytest.raises(ValueError, match="recvbuf holds 10 elements, expected 1000"):
+        st.sparse_allreduce(good, np.zeros(10, np.float32))
+    with pytest.raises(ValueError, match="sendbuf holds 10 elements, expected 1000"):
+        st.sparse_allreduce(np.ones(10, np.float32), np.zeros(1000, np.float32))
+    with pytest.raises(TypeError, match="recvbuf has dtype float64, expected float32"):
+        st.sparse_allreduce(good, np.zeros(1000, np.float64))
+    n = st.compressed_count()
+    with pytest.raises(ValueError, match=f"values holds {n - 1} elements, expected at least {n}"):
+        st.compress(good, np.zeros(n - 1, np.float32))
+    with pytest.raises(TypeError, match="values has dtype float16, expected float32"):
+        st.compress(good, np.zeros(n, np.float16))
+    with pytest.raises(ValueError, match="sendbuf holds 999 elements"):
+        st.compress(np.ones(999, np.float32), np.zeros(n, np.float32))
+    values = np.zeros(n, np.float32)
+    with pytest.raises(ValueError, match="recvbuf holds 10 elements, expected 1000"):
+        st.decompress(values, 0, np.zeros(10, np.float32))
+    with pytest.raises(ValueError, match=r"nvalues 5000 is outside \[0, %d\]" % n):
+        st.decompress(values, 0, np.zeros(1000, np.float32), nvalues=5000)
+    with pytest.raises(ValueError, match="step -1 is outside"):
+        st.decompress(values, -1, np.zeros(1000, np.float32))
+    with pytest.raises(ValueError, match="recvbuf holds 10 elements, expected 1000"):
+        comm.allreduce(good, np.zeros(10, np.float32))
+    with pytest.raises(TypeError, match="recvbuf has dtype float64"):
+        comm.allreduce(good, np.zeros(1000, np.float64))
+    assert st.step == 0 and not st.residual.any()  # nothing reached the library
+
+
+def test_config_integers_are_range_checked():
+    """ctypes would wrap 2**32 + 16 to 16 and -1 to the unset seed; they are refused instead."""
+    with pytest.raises(ValueError, match=r"Config.block_size 4294967312 is outside \[-2147483647, 2147483647\]"):
+        spccl.Config(block_size=2**32 + 16)
+    with pytest.raises(ValueError, match=r"Config.seed -1 is outside \[0, 18446744073709551614\]"):
+        spccl.Config(seed=-1)
+    with pytest.raises(ValueError, match="Config.seed 18446744073709551615 is outside"):
+        spccl.Config(seed=2**64 - 1)  # ~0 means "unset" in C
+    with pytest.raises(ValueError, match="Config.tensor_key -1 is outside"):
+        spccl.Config(tensor_key=-1)
+    with pytest.raises(ValueError, match=r"Config.dense_switch 2 is outside \[0, 1\]"):
+        spccl.Config(dense_switch=2)
+    with pytest.raises(TypeError, match="Config.block_size must be an integer, not float"):
+        spccl.Config(block_size=3.5)
+    with pytest.raises(TypeError, match="Config.density must be a number"):
+        spccl.Config(density="half")
+    assert spccl.Config(seed=2**64 - 2, block_size=2**31 - 1).to_c().seed == 2**64 - 2
+
+
+def test_argument_checks_hold_on_random_arguments(comm):
+    """Random sizes and dtypes for every buffer argument (the same on every rank, so the
+    collective calls stay matched): each call succeeds or raises, and never writes past the
+    end of a buffer (a guard zone after each one keeps its sentinel)."""
+    rng = np.random.default_rng(2026)  # identical on every rank
+    st = spccl.State(comm, spccl.Config(**CFG), 64, np.float32)
+    n = st.compressed_count()
+    dtypes = [np.float16, np.float32, np.float64, np.int32]
+
+    def guarded(size, dtype):
+        whole = np.full(size + 16, 7, dtype)
+        return whole[:size], whole[size:]
+
+    for _ in range(60):
+        sizes = [int(rng.choice([0, 1, n - 1, n, 63, 64, 65, 1000])) for _ in range(3)]
+        types = [dtypes[int(rng.integers(len(dtypes)))] for _ in range(3)]
+        (a, ga), (b, gb), (c, gc) = (guarded(s, t) for s, t in zip(sizes, types))
+        calls = [lambda: st.sparse_allreduce(a, b), lambda: st.compress(a, b),
+                 lambda: st.decompress(b, 0, c), lambda: comm.allreduce(a, b)]
+        try:
+            calls[int(rng.integers(len(calls)))]()
+        except (TypeError, ValueError, spccl.SpcclError):
+            pass
+        for g in (ga, gb, gc):
+            assert (g == 7).all(), f"a call wrote past a buffer: sizes {sizes}, dtypes {types}"

@@ -87,6 +87,7 @@ class Config:
         self.tensor_key = tensor_key
         self.dense_switch = dense_switch
         self.pipeline = pipeline
+        self.to_c()  # range errors surface here, where the value was given
 
     def replace(self, **changes):
         values = {f: getattr(self, f) for f in self.FIELDS}
@@ -94,17 +95,21 @@ class Config:
         return Config(**values)
 
     def to_c(self):
+        """The spcclConfig_t. Every integer is range-checked against its C field first: ctypes
+        would silently wrap 2**32 + 16 to 16, and the C "unset" sentinels (INT_MIN, 2**64 - 1)
+        must not be reachable by accident."""
         s = _lib.ConfigStruct(ctypes.sizeof(_lib.ConfigStruct), _lib.CONFIG_MAGIC, version())
-        undef = lambda v, u: u if v is None else v  # noqa: E731
-        s.method = undef(_enum(self.method, METHODS, "method"), _lib.UNDEF_INT)
-        s.density = undef(self.density, _lib.UNDEF_DOUBLE)
-        s.blockSize = undef(self.block_size, _lib.UNDEF_INT)
-        s.blockPattern = undef(_enum(self.block_pattern, PATTERNS, "block pattern"), _lib.UNDEF_INT)
-        s.feedback = undef(_enum(self.feedback, FEEDBACKS, "feedback"), _lib.UNDEF_INT)
-        s.seed = undef(self.seed, _lib.UNDEF_U64)
-        s.tensorKey = 0 if self.tensor_key is None else self.tensor_key
-        s.denseSwitch = _lib.UNDEF_INT if self.dense_switch is None else int(self.dense_switch)
-        s.pipeline = _lib.UNDEF_INT if self.pipeline is None else int(self.pipeline)
+        c_int = (_lib.UNDEF_INT + 1, 2**31 - 1)
+        s.method = _c_field(_enum(self.method, METHODS, "method"), "Config.method", c_int, _lib.UNDEF_INT)
+        s.density = _lib.UNDEF_DOUBLE if self.density is None else _real(self.density, "density")
+        s.blockSize = _c_field(self.block_size, "Config.block_size", c_int, _lib.UNDEF_INT)
+        s.blockPattern = _c_field(_enum(self.block_pattern, PATTERNS, "block pattern"), "Config.block_pattern", c_int,
+                                  _lib.UNDEF_INT)
+        s.feedback = _c_field(_enum(self.feedback, FEEDBACKS, "feedback"), "Config.feedback", c_int, _lib.UNDEF_INT)
+        s.seed = _c_field(self.seed, "Config.seed", (0, _lib.UNDEF_U64 - 1), _lib.UNDEF_U64)
+        s.tensorKey = _c_field(self.tensor_key, "Config.tensor_key", (0, 2**64 - 1), 0)
+        s.denseSwitch = _c_field(self.dense_switch, "Config.dense_switch", (0, 1), _lib.UNDEF_INT)
+        s.pipeline = _c_field(self.pipeline, "Config.pipeline", (0, 1), _lib.UNDEF_INT)
         return s
 
     @classmethod
@@ -117,10 +122,31 @@ class Config:
         return "Config(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if getattr(self, f) is not None) + ")"
 
 
+def _c_field(value, name, bounds, unset=None):
+    """value as an integer within bounds (inclusive), or `unset` when None; `name` says what
+    it is in the error ("Config.seed")."""
+    if value is None:
+        return unset
+    if isinstance(value, float) or not hasattr(value, "__index__"):
+        raise TypeError(f"spccl: {name} must be an integer, not {type(value).__name__}")
+    value = value.__index__()
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise ValueError(f"spccl: {name} {value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _real(value, name):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"spccl: Config.{name} must be a number, not {type(value).__name__}") from None
+
+
 class _Buffer:
     """(pointer, element count, spcclDataType_t, device, stream) of a tensor or array."""
 
-    __slots__ = ("ptr", "count", "datatype", "device", "stream")
+    __slots__ = ("ptr", "count", "datatype", "device", "stream", "what")
 
     def __init__(self, x, what, writable=False):
         if torch is not None and isinstance(x, torch.Tensor):
@@ -143,6 +169,18 @@ class _Buffer:
         if dtype not in DATATYPES:
             raise TypeError(f"spccl: {what} has dtype {dtype}; spccl reduces {', '.join(DATATYPES)}")
         self.datatype = DATATYPES[dtype]
+        self.what = what
+
+    def expect(self, count, datatype, at_least=False):
+        """The one size-and-dtype check of every buffer argument: the C library is given a
+        pointer only, so a short buffer would be read or written past its end."""
+        if self.datatype != datatype:
+            raise TypeError(f"spccl: {self.what} has dtype {_name(self.datatype, DATATYPES)}, expected "
+                            f"{_name(datatype, DATATYPES)}")
+        if self.count < count if at_least else self.count != count:
+            need = f"at least {count}" if at_least else str(count)
+            raise ValueError(f"spccl: {self.what} holds {self.count} elements, expected {need}")
+        return self
 
 
 def _datatype(dtype):
@@ -219,7 +257,8 @@ class Comm:
     def allreduce(self, sendbuf, recvbuf=None, op="avg"):
         """Dense spcclAllReduce; in place when recvbuf is None. Returns recvbuf."""
         recvbuf = sendbuf if recvbuf is None else recvbuf
-        s, r = _Buffer(sendbuf, "sendbuf"), _Buffer(recvbuf, "recvbuf", writable=True)
+        s = _Buffer(sendbuf, "sendbuf")
+        r = _Buffer(recvbuf, "recvbuf", writable=True).expect(s.count, s.datatype)
         _check(_L.spcclAllReduce(s.ptr, r.ptr, s.count, s.datatype, _enum(op, OPS, "op"), self.handle, s.stream))
         return recvbuf
 
@@ -325,7 +364,8 @@ class State:
         """spcclSparseAllReduce: recvbuf = op over ranks of C(sendbuf + residual); in place
         when recvbuf is None. Returns recvbuf. Collective over the comm."""
         recvbuf = sendbuf if recvbuf is None else recvbuf
-        s, r = _Buffer(sendbuf, "sendbuf"), _Buffer(recvbuf, "recvbuf", writable=True)
+        s = _Buffer(sendbuf, "sendbuf").expect(self.count, self.datatype)
+        r = _Buffer(recvbuf, "recvbuf", writable=True).expect(self.count, self.datatype)
         _check(_L.spcclSparseAllReduce(s.ptr, r.ptr, s.count, s.datatype, _enum(op, OPS, "op"), self.handle,
                                        self.comm.handle, s.stream))
         return recvbuf
@@ -338,19 +378,22 @@ class State:
     def compress(self, sendbuf, values, indices=None):
         """spcclCompress into preallocated `values` (and `indices` for top-k methods, int32
         holding uint32 bits), each compressed_count() long. Returns (nvalues, step). Local."""
-        s, v = _Buffer(sendbuf, "sendbuf"), _Buffer(values, "values", writable=True)
-        if v.count < self.compressed_count():
-            raise ValueError(f"spccl: values holds {v.count} elements, compress needs {self.compressed_count()}")
-        iptr = None if indices is None else _index_ptr(indices, self.compressed_count())
+        n = self.compressed_count()
+        s = _Buffer(sendbuf, "sendbuf").expect(self.count, self.datatype)
+        v = _Buffer(values, "values", writable=True).expect(n, self.datatype, at_least=True)
+        iptr = None if indices is None else _index_ptr(indices, n)
         n, step = ctypes.c_size_t(), ctypes.c_ulonglong()
         _check(_L.spcclCompress(s.ptr, v.ptr, iptr, ctypes.byref(n), ctypes.byref(step), self.handle, s.stream))
         return n.value, step.value
 
     def decompress(self, values, step, recvbuf, indices=None, nvalues=None, scale=1.0):
         """spcclDecompress: recvbuf = scale * the contributions in values, zero elsewhere. Local."""
-        v, r = _Buffer(values, "values"), _Buffer(recvbuf, "recvbuf", writable=True)
-        n = v.count if nvalues is None else nvalues
+        v = _Buffer(values, "values")
+        n = v.count if nvalues is None else _c_field(nvalues, "nvalues", (0, v.count))
+        v.expect(n, self.datatype, at_least=True)
+        r = _Buffer(recvbuf, "recvbuf", writable=True).expect(self.count, self.datatype)
         iptr = None if indices is None else _index_ptr(indices, n)
+        step = _c_field(step, "step", (0, 2**64 - 1))
         _check(_L.spcclDecompress(v.ptr, iptr, n, step, float(scale), r.ptr, self.handle, r.stream))
         return recvbuf
 
