@@ -84,6 +84,8 @@ typedef enum { spcclFeedbackNone = 0, spcclFeedbackEF = 1, spcclNumFeedbacks = 2
  *   tensorKey     0
  *   denseSwitch   1 (allowed)                  SPCCL_DENSE_SWITCH
  *   pipeline      0                            SPCCL_PIPELINE
+ *   hierarchical  on when the comm spans >1 host SPCCL_HIERARCHICAL (0|1)
+ *                 and some host has >1 rank
  * ------------------------------------------------------------------------------------ */
 #define SPCCL_CONFIG_MAGIC 0x5bcc1c0fu
 #define SPCCL_CONFIG_UNDEF_INT (-2147483647 - 1)
@@ -106,6 +108,10 @@ typedef struct {
   int pipeline;        /* 1: overlap the residual/output pass with the reduction (host path); the
                           state then double-buffers the residual, so the pointer that
                           spcclStateGetResidual returns is valid until the next call on the state */
+  int hierarchical;    /* 1: dense reduce-scatter inside each host, the method on each rank's shard
+                          across hosts (ranks of the same local rank), dense allgather inside the
+                          host; the residual is kept per shard. Host buffers on MPI comms whose
+                          hosts have equal numbers of ranks. 0: flat. */
 } spcclConfig_t;
 
 #define SPCCL_CONFIG_INITIALIZER                                                            \
@@ -113,7 +119,7 @@ typedef struct {
     sizeof(spcclConfig_t), SPCCL_CONFIG_MAGIC, SPCCL_VERSION_CODE, SPCCL_CONFIG_UNDEF_INT, \
         SPCCL_CONFIG_UNDEF_DOUBLE, SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT,          \
         SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_U64, 0ull, SPCCL_CONFIG_UNDEF_INT,       \
-        SPCCL_CONFIG_UNDEF_INT                                                              \
+        SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT                                      \
   }
 
 /* ---------------------------------- Library and errors ------------------------------- */

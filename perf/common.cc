@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -68,13 +69,14 @@ void usage(const char* prog) {
           "          [-D density] [-B blocksize] [-p contiguous|scattered] [-F none|ef] [-J file.json]\n"
           "          [-g 1: device buffers, rank r on GPU r %% count] [-T mpi|nccl: with -g, MPI staged\n"
           "          through pinned host memory (ranks may share a GPU) or NCCL (one GPU per rank)]\n"
+          "          [-H 0,1: run each method flat (0) and/or hierarchical (1); default: the library's choice]\n"
           "          [-l: list the methods]\n",
           prog);
 }
 
 bool parseOptions(int argc, char** argv, Options* o) {
   int c;
-  while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:m:D:B:p:F:J:g:T:lh")) != -1) {
+  while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:m:D:B:p:F:J:g:T:H:lh")) != -1) {
     switch (c) {
       case 'b': o->minBytes = parseSize(optarg); break;
       case 'e': o->maxBytes = parseSize(optarg); break;
@@ -100,6 +102,12 @@ bool parseOptions(int argc, char** argv, Options* o) {
         for (std::string m; std::getline(list, m, ',');) o->methods.push_back(m);
         break;
       }
+      case 'H': {
+        o->hierarchical.clear();
+        std::stringstream list(optarg);
+        for (std::string h; std::getline(list, h, ',');) o->hierarchical.push_back(atoi(h.c_str()));
+        break;
+      }
       case 'D': o->density = atof(optarg); break;
       case 'B': o->blockSize = atoi(optarg); break;
       case 'p': o->blockPattern = !strcasecmp(optarg, "scattered") ? spcclBlocksScattered : spcclBlocksContiguous; break;
@@ -119,7 +127,7 @@ struct Result {
   size_t bytes, count;
   std::string method;
   double timeUs, algbw, busbw;
-  size_t wire;
+  size_t wire, wireIntra, wireInter;  // bytes this rank sends per call: all, inside its host, to other hosts
   size_t memory;   // bytes the state holds (residual + workspace)
   double speedup;  // 0 when there is no dense baseline in the run
   long long wrong;
@@ -150,6 +158,7 @@ class Harness {
          bytes = std::max(bytes + 1, (size_t)(bytes * opts_.stepFactor)))
       ok = runSize(bytes);
     spcclCommDestroy(comm_);
+    if (hosts_.cross) spcclCommDestroy(hosts_.cross);
     if (rank_ == 0) printFooter(ok);
     if (ok && rank_ == 0 && !opts_.jsonPath.empty()) writeJson();
     return ok && wrongTotal_ == 0;
@@ -161,7 +170,7 @@ class Harness {
   bool initComm() {
     if (opts_.gpus <= 0) {
       PERFCHECK(spcclCommInitMPI(&comm_, MPI_COMM_WORLD));
-      return true;
+      return findHosts();
     }
     int dev = -1;
     PERFCHECK(spccl::device::selectDevice(rank_, &dev));
@@ -179,6 +188,43 @@ class Harness {
     if (rank_ == 0) fprintf(stderr, "-T nccl: spccl was built without NCCL\n");
     return false;
 #endif
+  }
+
+  // The hosts the ranks span, found as the library finds them (MPI_Comm_split_type, or blocks
+  // of SPCCL_RANKS_PER_HOST ranks), and a comm across the hosts for this rank's local rank:
+  // a hierarchical run is checked against a flat run of each shard's host sums over hosts.
+  struct Hosts {
+    int localRank = 0, localSize = 1;
+    std::vector<std::vector<int>> members;  // world ranks of each host, in cross-comm order
+    spcclComm_t cross = nullptr;
+  } hosts_;
+
+  bool findHosts() {
+    const char* split = getenv("SPCCL_RANKS_PER_HOST");
+    const int perHost = split ? atoi(split) : 0;
+    MPI_Comm local, cross;
+    if (perHost > 0) MPI_Comm_split(MPI_COMM_WORLD, rank_ / perHost, rank_, &local);
+    else MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
+    MPI_Comm_rank(local, &hosts_.localRank);
+    MPI_Comm_size(local, &hosts_.localSize);
+    MPI_Comm_split(MPI_COMM_WORLD, hosts_.localRank, rank_, &cross);
+    int host = 0;
+    MPI_Comm_rank(cross, &host);
+    std::vector<int> hostOf(nranks_);
+    MPI_Allgather(&host, 1, MPI_INT, hostOf.data(), 1, MPI_INT, MPI_COMM_WORLD);
+    hosts_.members.assign(*std::max_element(hostOf.begin(), hostOf.end()) + 1, {});
+    for (int r = 0; r < nranks_; ++r) hosts_.members[hostOf[r]].push_back(r);
+    const bool ok = spcclCommInitMPI(&hosts_.cross, cross) == spcclSuccess;
+    MPI_Comm_free(&local);
+    MPI_Comm_free(&cross);
+    return ok;
+  }
+
+  // This rank's shard in hierarchical mode (SPEC §7a): ceil(n/L) elements, the last shorter.
+  void shardOf(size_t count, size_t* offset, size_t* mine) const {
+    const size_t L = (size_t)hosts_.localSize, shard = (count + L - 1) / L;
+    *offset = std::min(count, hosts_.localRank * shard);
+    *mine = std::min(shard, count - *offset);
   }
 
   // The buffers a run uses: the host inputs, and their device copies with -g.
@@ -207,14 +253,15 @@ class Harness {
       PERFCHECK(spccl::device::copySync(buf.dsend, buf.send.data(), count * elem));
     }
     std::vector<Result> rows;
-    for (const MethodDesc* m : methods_) {
-      Result r{count * elem, count, m->name, 0, 0, 0, 0, 0, 0, 0};
-      if (!measure(*m, buf, count, &r)) return false;
-      rows.push_back(r);
-    }
-    double denseUs = 0;
+    for (const MethodDesc* m : methods_)
+      for (int hierarchical : opts_.hierarchical) {
+        Result r{count * elem, count, m->name, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        if (!measure(*m, hierarchical, buf, count, &r)) return false;
+        rows.push_back(r);
+      }
+    double denseUs = 0;  // the flat dense row, else the hierarchical one
     for (const Result& r : rows)
-      if (r.method == "dense") denseUs = r.timeUs;
+      if (r.method == "dense" || (r.method == "dense+hier" && denseUs == 0)) denseUs = r.timeUs;
     for (Result& r : rows) {
       r.speedup = denseUs > 0 ? denseUs / r.timeUs : 0;
       if (rank_ == 0) printRow(r);
@@ -224,7 +271,7 @@ class Harness {
     return true;
   }
 
-  bool measure(const MethodDesc& m, Buffers& buf, size_t count, Result* r) {
+  bool measure(const MethodDesc& m, int hierarchical, Buffers& buf, size_t count, Result* r) {
     spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
     cfg.method = m.method;
     cfg.density = opts_.density;
@@ -232,9 +279,12 @@ class Harness {
     cfg.blockPattern = opts_.blockPattern;
     cfg.feedback = opts_.feedback;
     cfg.pipeline = m.pipeline;
+    cfg.hierarchical = hierarchical;
     spcclState_t st;
     PERFCHECK(spcclStateCreate(&st, comm_, &cfg, count, opts_.datatype));
     std::unique_ptr<spcclState, decltype(&spcclStateDestroy)> guard(st, spcclStateDestroy);
+    spcclConfig_t resolved;
+    PERFCHECK(spcclStateGetConfig(st, &resolved));
     auto call = [&] {
       return spcclSparseAllReduce(buf.sendPtr(), buf.recvPtr(), count, opts_.datatype, opts_.op, st, comm_, nullptr);
     };
@@ -250,23 +300,73 @@ class Harness {
     double sum = 0;
     MPI_Allreduce(&mine, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     const double seconds = sum / nranks_;  // averaged over ranks, as nccl-tests does
-    const Context ctx{&opts_, rank_, nranks_, count, st};
     r->timeUs = seconds * 1e6;
     r->algbw = r->bytes / seconds / 1e9;
     r->busbw = r->algbw * 2.0 * (nranks_ - 1) / nranks_;
-    r->wire = m.wireBytes(ctx);
     PERFCHECK(spcclStateGetMemoryFootprint(st, &r->memory));
-    if (m.variant) r->method += m.variant(ctx);
+    // What the output is checked against, and what the wire columns count.
+    Context ctx{&opts_, rank_, nranks_, count, st, [](int rank, size_t i) { return (double)inputValue(rank, i); }};
+    size_t offset = 0;
+    spcclState_t shard = nullptr;
+    if (resolved.hierarchical) {
+      if (!shardState(cfg, count, &ctx, &offset, &shard)) return false;
+      r->method += "+hier";
+    }
+    std::unique_ptr<spcclState, decltype(&spcclStateDestroy)> shardGuard(shard, spcclStateDestroy);
+    wireBytes(m, ctx, resolved.hierarchical != 0, r);
+    if (m.variant && ctx.state) r->method += m.variant(ctx);
     r->wrong = -1;
     if (opts_.check) {
       PERFCHECK(spcclStateReset(st));
       PERFCHECK(call());
       if (buf.drecv) PERFCHECK(spccl::device::copySync(buf.recv.data(), buf.drecv, count * typeSize(opts_.datatype)));
-      long long wrong = countWrong(m, ctx, buf.recv.data());
+      long long wrong = ctx.state ? countWrong(m, ctx, buf.recv.data() + offset * typeSize(opts_.datatype)) : 0;
       MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
       r->wrong = wrong;
     }
     return true;
+  }
+
+  // A hierarchical run, as this rank checks it: its shard of the output is a flat run of the
+  // method over the hosts, each contributing its ranks' sum on the shard. ctx becomes that
+  // flat run (state: a flat state of the shard's size on the cross-host comm; none when the
+  // shard is empty).
+  bool shardState(spcclConfig_t cfg, size_t count, Context* ctx, size_t* offset, spcclState_t* shard) {
+    size_t mine = 0;
+    shardOf(count, offset, &mine);
+    ctx->nranks = (int)hosts_.members.size();
+    ctx->count = mine;
+    ctx->state = nullptr;
+    const size_t first = *offset;
+    const auto* members = &hosts_.members;
+    ctx->input = [members, first](int host, size_t i) {
+      double sum = 0;
+      for (int r : (*members)[host]) sum += inputValue(r, first + i);
+      return sum;
+    };
+    if (mine == 0) return true;
+    cfg.hierarchical = 0;
+    cfg.pipeline = 0;
+    PERFCHECK(spcclStateCreate(shard, hosts_.cross, &cfg, mine, opts_.datatype));
+    ctx->state = *shard;
+    return true;
+  }
+
+  // Flat: the method's bytes, of which a ring in rank order sends the share of its links
+  // that cross hosts (hosts / ranks) to other hosts. Hierarchical: reduce-scatter and
+  // allgather inside the host, the method on the shard across hosts.
+  void wireBytes(const MethodDesc& m, const Context& ctx, bool hierarchical, Result* r) const {
+    const size_t hosts = hosts_.members.size();
+    if (!hierarchical) {
+      r->wire = m.wireBytes(ctx);
+      r->wireInter = hosts > 1 ? r->wire * hosts / nranks_ : 0;
+      r->wireIntra = r->wire - r->wireInter;
+      return;
+    }
+    const size_t L = (size_t)hosts_.localSize, shard = (r->count + L - 1) / L;
+    r->wireIntra = 2 * (L - 1) * shard * typeSize(opts_.datatype);
+    r->wireInter = ctx.state ? m.wireBytes(ctx) : 0;
+    r->wire = r->wireIntra + r->wireInter;
   }
 
   void fillInputs(void* buf, size_t count) const {
@@ -300,10 +400,11 @@ class Harness {
            nranks_, typeName(opts_.datatype), opts_.op == spcclAvg ? "avg" : "sum", opts_.density, opts_.blockSize,
            opts_.blockPattern == spcclBlocksScattered ? "scattered" : "contiguous",
            opts_.feedback == spcclFeedbackEF ? "ef" : "none");
-    printf("# algbw = size / time (dense-equivalent), busbw = algbw * 2(P-1)/P, wire = bytes sent per rank,\n"
+    printf("# algbw = size / time (dense-equivalent), busbw = algbw * 2(P-1)/P, intra/inter = bytes sent per rank\n"
+           "# inside its host / to other hosts (flat: a ring's share; +hier: hierarchical, SPEC 7a),\n"
            "# speedup = time(dense) / time(method) at the same size in this run\n");
-    printf("%12s %12s %9s %15s %8s %12s %12s %12s %12s %8s %7s\n", "size(B)", "count", "type", "method", "density",
-           "time(us)", "algbw(GB/s)", "busbw(GB/s)", "wire(B)", "speedup", "#wrong");
+    printf("%12s %12s %9s %22s %8s %12s %12s %12s %12s %12s %8s %7s\n", "size(B)", "count", "type", "method",
+           "density", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "intra(B)", "inter(B)", "speedup", "#wrong");
   }
 
   void printRow(const Result& r) const {
@@ -312,9 +413,9 @@ class Harness {
     else snprintf(speedup, sizeof(speedup), "-");
     if (r.wrong >= 0) snprintf(wrong, sizeof(wrong), "%lld", r.wrong);
     else snprintf(wrong, sizeof(wrong), "N/A");
-    printf("%12zu %12zu %9s %15s %8.4g %12.1f %12.3f %12.3f %12zu %8s %7s\n", r.bytes, r.count,
-           typeName(opts_.datatype), r.method.c_str(), r.method == "dense" ? 1.0 : opts_.density, r.timeUs, r.algbw,
-           r.busbw, r.wire, speedup, wrong);
+    printf("%12zu %12zu %9s %22s %8.4g %12.1f %12.3f %12.3f %12zu %12zu %8s %7s\n", r.bytes, r.count,
+           typeName(opts_.datatype), r.method.c_str(), r.method.rfind("dense", 0) == 0 ? 1.0 : opts_.density,
+           r.timeUs, r.algbw, r.busbw, r.wireIntra, r.wireInter, speedup, wrong);
     fflush(stdout);
   }
 
@@ -337,8 +438,10 @@ class Harness {
       const Result& r = results_[i];
       fprintf(f,
               "    {\"size\": %zu, \"count\": %zu, \"method\": \"%s\", \"time_us\": %.3f, \"algbw\": %.6f, "
-              "\"busbw\": %.6f, \"wire\": %zu, \"memory\": %zu, \"speedup\": %.4f, \"wrong\": %lld}%s\n",
-              r.bytes, r.count, r.method.c_str(), r.timeUs, r.algbw, r.busbw, r.wire, r.memory, r.speedup, r.wrong,
+              "\"busbw\": %.6f, \"wire\": %zu, \"wire_intra\": %zu, \"wire_inter\": %zu, \"memory\": %zu, "
+              "\"speedup\": %.4f, \"wrong\": %lld}%s\n",
+              r.bytes, r.count, r.method.c_str(), r.timeUs, r.algbw, r.busbw, r.wire, r.wireIntra, r.wireInter,
+              r.memory, r.speedup, r.wrong,
               i + 1 < results_.size() ? "," : "");
     }
     fprintf(f, "  ]\n}\n");

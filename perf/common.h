@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,16 +32,21 @@ struct Options {
   int blockSize = 256;
   int blockPattern = spcclBlocksContiguous;
   int feedback = spcclFeedbackEF;
+  // -H: config.hierarchical values to run each method with (library default: auto).
+  std::vector<int> hierarchical = {SPCCL_CONFIG_UNDEF_INT};
   std::string jsonPath;
   bool listMethods = false;
 };
 
-// What a method needs to know about the run to compute its reference and wire bytes.
+// What a method needs to know about the run to compute its reference and wire bytes. The
+// contributors are the ranks (flat), or the hosts on one shard (hierarchical: `state` is
+// then a flat state of the shard's size on the cross-host comm, `count` the shard's size).
 struct Context {
   const Options* opts;
-  int rank, nranks;
+  int rank, nranks;  // this rank; the number of contributors
   size_t count;
   spcclState_t state;
+  std::function<double(int, size_t)> input;  // contributor r's input at element i
 };
 
 // The deterministic input of rank r at element i: k/2 with k in [-4, 4], so any sum of a

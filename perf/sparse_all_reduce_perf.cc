@@ -24,7 +24,7 @@ size_t ringBytes(const Context& ctx, size_t elements) {
 size_t denseWire(const Context& ctx) { return ringBytes(ctx, ctx.count); }
 void denseReference(const Context& ctx, std::vector<double>& expected) {
   for (int r = 0; r < ctx.nranks; ++r)
-    for (size_t i = 0; i < ctx.count; ++i) expected[i] += inputValue(r, i);
+    for (size_t i = 0; i < ctx.count; ++i) expected[i] += ctx.input(r, i);
 }
 
 // Random block: the sum of every rank's input on the blocks chosen at step 0, zero elsewhere.
@@ -44,7 +44,7 @@ void randomBlockReference(const Context& ctx, std::vector<double>& expected) {
   const size_t B = ctx.opts->blockSize;
   for (size_t b : blocks)
     for (size_t i = b * B; i < std::min(ctx.count, (b + 1) * B); ++i)
-      for (int r = 0; r < ctx.nranks; ++r) expected[i] += inputValue(r, i);
+      for (int r = 0; r < ctx.nranks; ++r) expected[i] += ctx.input(r, i);
 }
 
 // Top-k family: the library's own wire bytes (they follow the dense switch), and the
@@ -55,7 +55,7 @@ const char* topkFamilyVariant(const Context& ctx) { return ctx.state->denseSwitc
 template <typename T>
 std::vector<T> rankInput(const Context& ctx, int r) {
   std::vector<T> v(ctx.count);
-  for (size_t i = 0; i < ctx.count; ++i) v[i] = spccl::fromAcc<T>(inputValue(r, i));
+  for (size_t i = 0; i < ctx.count; ++i) v[i] = spccl::fromAcc<T>((float)ctx.input(r, i));
   return v;
 }
 

@@ -12,6 +12,7 @@
 #include "argcheck.h"
 #include "checks.h"
 #include "device.h"
+#include "hierarchy.h"
 #include "method.h"
 #include "param.h"
 #include "staging.h"
@@ -118,7 +119,7 @@ spcclResult_t enqueueSparse(const spcclInfo& info) {
   INFO(kSubsysColl, "%s : %s step %llu sendbuff %p recvbuff %p count %zu datatype %s op %s comm %p [nranks=%d]",
        info.opName, st.method->name, st.step, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype),
        opName(info.op), (void*)info.comm, info.comm->nranks);
-  SPCCLCHECK(breakCommOn(info.comm, st.method->sparseAllReduce(info)));
+  SPCCLCHECK(breakCommOn(info.comm, st.hier ? hierarchicalAllReduce(info) : st.method->sparseAllReduce(info)));
   if (st.deviceStep.ptr) SPCCLCHECK(device::advanceStep(static_cast<unsigned long long*>(st.deviceStep.ptr), info.stream));
   SPCCLCHECK(breakCommOn(info.comm, stagedComplete(st, info.stream)));
   st.step++;  // commit: the method succeeded

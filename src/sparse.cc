@@ -16,6 +16,20 @@
 
 using namespace spccl;
 
+namespace {
+
+// A hierarchical state compresses host sums of shards inside its collective: there is no
+// one-rank compressed form of the whole tensor to hand out.
+spcclResult_t flatStateCheck(const spcclState* state, const char* api) {
+  SPCCL_REQUIRE(!state->hier, spcclInvalidUsage,
+                "%s : the state is hierarchical (it compresses per-host shards inside spcclSparseAllReduce); create "
+                "it with config.hierarchical = 0 for stand-alone compression",
+                api);
+  return spcclSuccess;
+}
+
+}  // namespace
+
 extern "C" {
 
 spcclResult_t spcclSparseAllReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
@@ -27,6 +41,7 @@ spcclResult_t spcclSparseAllReduce(const void* sendbuff, void* recvbuff, size_t 
 
 spcclResult_t spcclCompressedCount(spcclState_t state, size_t* nvalues) {
   SPCCLCHECK(stateCheck(state, "spcclCompressedCount"));
+  SPCCLCHECK(flatStateCheck(state, "spcclCompressedCount"));
   SPCCLCHECK(ptrCheck(nvalues, "spcclCompressedCount", "nvalues"));
   *nvalues = state->method->compressedCount(*state);
   return spcclSuccess;
@@ -36,6 +51,7 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
                             unsigned long long* step, spcclState_t state, spcclStream_t stream) {
   const char* api = "spcclCompress";
   SPCCLCHECK(stateCheck(state, api));
+  SPCCLCHECK(flatStateCheck(state, api));
   SPCCLCHECK(ptrCheck(nvalues, api, "nvalues"));
   SPCCLCHECK(ptrCheck(step, api, "step"));
   if (state->count > 0) {
@@ -60,6 +76,7 @@ spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_
                               double scale, void* recvbuff, spcclState_t state, spcclStream_t stream) {
   const char* api = "spcclDecompress";
   SPCCLCHECK(stateCheck(state, api));
+  SPCCLCHECK(flatStateCheck(state, api));
   if (state->count == 0) return spcclSuccess;
   SPCCLCHECK(ptrCheck(recvbuff, api, "recvbuff"));
   SPCCLCHECK(alignCheck(recvbuff, state->elemSize, api, "recvbuff"));
@@ -80,6 +97,7 @@ spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_
 spcclResult_t spcclBlockSelection(spcclState_t state, unsigned long long step, size_t* blocks, size_t* nblocks) {
   const char* api = "spcclBlockSelection";
   SPCCLCHECK(stateCheck(state, api));
+  SPCCLCHECK(flatStateCheck(state, api));
   SPCCLCHECK(ptrCheck(nblocks, api, "nblocks"));
   SPCCL_REQUIRE(state->config.method == spcclMethodRandomBlock, spcclInvalidUsage,
                 "%s : the state's method is %s, not randomblock", api, methodName(state->config.method));

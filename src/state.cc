@@ -11,6 +11,7 @@
 #include "argcheck.h"
 #include "checks.h"
 #include "device.h"
+#include "hierarchy.h"
 #include "method.h"
 #include "state.h"
 
@@ -66,6 +67,7 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   SPCCLCHECK(dataTypeCheck(datatype, api));
   spcclConfig_t resolved;
   SPCCLCHECK(configResolve(config, &resolved, api));
+  SPCCLCHECK(resolveHierarchical(&resolved, comm, api));
   const MethodOps* method = methodOps(resolved.method);
   SPCCL_REQUIRE(method != nullptr, spcclInvalidArgument, "%s : method %s is not available in this build", api,
                 methodName(resolved.method));
@@ -80,9 +82,12 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   st->elemSize = elem;
   st->onDevice = comm->onDevice;
   st->method = method;
-  SPCCLCHECK(method->setup(*st));
   spcclResult_t res;
-  {
+  if (resolved.hierarchical) {  // the method runs on a shard, in an inner state (hierarchy.cc)
+    SPCCLCHECKGOTO(bufferAlloc(&st->residual, kHostMemory, count * elem, api), res, fail);
+    SPCCLCHECKGOTO(hierarchicalSetup(st.get(), api), res, fail);
+  } else {
+    SPCCLCHECK(method->setup(*st));
     const MemoryKind kind = st->onDevice ? kDeviceMemory : kHostMemory;
     const size_t workspace = method->workspaceBytes(*st);
     SPCCLCHECKGOTO(bufferAlloc(&st->residual, kind, count * elem, api), res, fail);
@@ -182,7 +187,7 @@ spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes) {
   SPCCLCHECK(stateCheck(state, "spcclStateGetMemoryFootprint"));
   SPCCLCHECK(ptrCheck(bytes, "spcclStateGetMemoryFootprint", "bytes"));
   *bytes = state->residual.bytes + state->residualNext.bytes + state->workspace.bytes + state->staging.bytes +
-           state->deviceStep.bytes;
+           state->deviceStep.bytes + hierarchicalFootprint(*state);
   return spcclSuccess;
 }
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 
+#include "hierarchy.h"
 #include "transport.h"
 
 namespace spccl {
@@ -33,6 +34,8 @@ struct spcclComm {
   std::atomic<int> brokenBy{spcclSuccess};
   // spcclCommAbort ran while states still referenced the comm: the last spcclStateDestroy frees it.
   bool aborted = false;
+  // The hosts the comm spans and their sub-comms (MPI comms only), for hierarchical mode.
+  std::shared_ptr<spccl::Topology> topology;
   uint64_t endMagic = spccl::kCommMagic;
 };
 

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <memory>
+
 #include "comm.h"
 #include "select_core.h"
 #include "spccl.h"
@@ -61,6 +63,9 @@ struct spcclState {
   bool denseSwitched = false;
   // Every rank's state was found equal to this one (enqueue.cc, the first collective).
   bool agreed = false;
+
+  // Hierarchical mode (hierarchy.h): the inner state and stage buffers; null when flat.
+  std::shared_ptr<spccl::HierState> hier;
 
   uint64_t endMagic = spccl::kStateMagic;
 };

@@ -20,6 +20,7 @@
 #include "comm.h"
 #include "device.h"
 #include "dtype_core.h"
+#include "mpi_transport.h"
 #include "spccl_mpi.h"
 #include "state.h"
 
@@ -388,9 +389,11 @@ class MpiTransport final : public Transport {
 };
 
 }  // namespace
-}  // namespace spccl
 
-namespace spccl {
+std::unique_ptr<Transport> makeMpiTransport(MPI_Comm comm, long long timeoutMs) {
+  return std::make_unique<MpiTransport>(comm, timeoutMs);
+}
+
 namespace {
 
 spcclResult_t commInitMpi(spcclComm_t* comm, MPI_Comm mpiComm, bool onDevice, const char* api) {
@@ -419,10 +422,11 @@ spcclResult_t commInitMpi(spcclComm_t* comm, MPI_Comm mpiComm, bool onDevice, co
   auto c = std::make_unique<spcclComm>();
   MPI_Comm_rank(dup, &c->rank);
   MPI_Comm_size(dup, &c->nranks);
-  c->transport = std::make_unique<MpiTransport>(dup, env.timeoutMs);
+  c->transport = makeMpiTransport(dup, env.timeoutMs);
   c->checkCalls = env.checkCalls;
   c->onDevice = onDevice;
   debugSetRank(c->rank);
+  SPCCLCHECK(topologyFromMpi(dup, env.timeoutMs, api, &c->topology));
   INFO(kSubsysInit, "%s : rank %d of %d, transport MPI, %s buffers", api, c->rank, c->nranks,
        onDevice ? "device (staged through pinned host memory)" : "host");
   *comm = c.release();

@@ -74,10 +74,10 @@ class Config:
     from its SPCCL_* environment variable or default; State.config shows the resolved one."""
 
     FIELDS = ("method", "density", "block_size", "block_pattern", "feedback", "seed", "tensor_key", "dense_switch",
-              "pipeline")
+              "pipeline", "hierarchical")
 
     def __init__(self, method=None, density=None, block_size=None, block_pattern=None, feedback=None, seed=None,
-                 tensor_key=None, dense_switch=None, pipeline=None):
+                 tensor_key=None, dense_switch=None, pipeline=None, hierarchical=None):
         self.method = _name(_enum(method, METHODS, "method"), METHODS)
         self.density = density
         self.block_size = block_size
@@ -87,6 +87,7 @@ class Config:
         self.tensor_key = tensor_key
         self.dense_switch = dense_switch
         self.pipeline = pipeline
+        self.hierarchical = hierarchical  # None: on when the comm spans several hosts
         self.to_c()  # range errors surface here, where the value was given
 
     def replace(self, **changes):
@@ -110,13 +111,15 @@ class Config:
         s.tensorKey = _c_field(self.tensor_key, "Config.tensor_key", (0, 2**64 - 1), 0)
         s.denseSwitch = _c_field(self.dense_switch, "Config.dense_switch", (0, 1), _lib.UNDEF_INT)
         s.pipeline = _c_field(self.pipeline, "Config.pipeline", (0, 1), _lib.UNDEF_INT)
+        s.hierarchical = _c_field(self.hierarchical, "Config.hierarchical", (0, 1), _lib.UNDEF_INT)
         return s
 
     @classmethod
     def from_c(cls, s):
         return cls(method=_name(s.method, METHODS), density=s.density, block_size=s.blockSize,
                    block_pattern=_name(s.blockPattern, PATTERNS), feedback=_name(s.feedback, FEEDBACKS),
-                   seed=s.seed, tensor_key=s.tensorKey, dense_switch=bool(s.denseSwitch), pipeline=bool(s.pipeline))
+                   seed=s.seed, tensor_key=s.tensorKey, dense_switch=bool(s.denseSwitch), pipeline=bool(s.pipeline),
+                   hierarchical=bool(s.hierarchical))
 
     def __repr__(self):
         return "Config(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if getattr(self, f) is not None) + ")"

@@ -19,7 +19,7 @@ class ConfigStruct(ctypes.Structure):
         ("size", c_size_t), ("magic", c_uint), ("version", c_uint),
         ("method", c_int), ("density", c_double), ("blockSize", c_int), ("blockPattern", c_int),
         ("feedback", c_int), ("seed", c_ull), ("tensorKey", c_ull), ("denseSwitch", c_int),
-        ("pipeline", c_int),
+        ("pipeline", c_int), ("hierarchical", c_int),
     ]
 
 CONFIG_MAGIC = 0x5BCC1C0F

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * Hierarchical mode (SPEC §7a): dense inside a host, compressed across hosts.
+ *
+ * With L ranks on a host, local rank l owns shard l of the tensor (ceil(n/L) elements, the
+ * last shard shorter). A call runs three stages:
+ *   1. a dense reduce-scatter inside the host: rank l holds the host's sum of shard l;
+ *   2. the state's method on shard l across the ranks with local rank l on every host (the
+ *      cross comm), with its own error-feedback residual: that slice of the state's residual;
+ *   3. a dense allgather of the shards inside the host.
+ * Conservation holds per shard: c + e_new = (sum over the host of g)[shard] + e_old.
+ * Each host puts about 1/L of the flat method's bytes on its link.
+ */
+#ifndef SPCCL_HIERARCHY_H_
+#define SPCCL_HIERARCHY_H_
+
+#include <stddef.h>
+
+#include <memory>
+
+#include "info.h"
+#include "spccl.h"
+
+struct spcclComm;
+struct spcclState;
+
+namespace spccl {
+
+// The hosts a comm spans, found once at comm init. `intra` joins the ranks of this rank's
+// host (rank = local rank), `cross` the ranks with the same local rank on every host. Both
+// are full comms of their own (set only on transports that can split, i.e. MPI).
+struct Topology {
+  int hosts = 1;          // number of hosts
+  int localRank = 0;      // rank inside this host
+  int localSize = 1;      // ranks on this host
+  bool even = true;       // every host has localSize ranks
+  spcclComm* intra = nullptr;
+  spcclComm* cross = nullptr;
+  ~Topology();
+};
+
+// Per-state data of a hierarchical state: the inner state that runs the method on this
+// rank's shard over the cross comm, and the stage buffers.
+struct HierState;
+
+// Resolves config->hierarchical for a state on `comm`: SPCCL_HIERARCHICAL (0|1) when unset,
+// else on when the comm spans >1 host and some host has >1 rank. Refuses a forced mode the
+// comm cannot run (device buffers, uneven hosts, no topology) with a message.
+spcclResult_t resolveHierarchical(spcclConfig_t* config, const spcclComm* comm, const char* api);
+
+// Finishes a hierarchical state whose common fields (comm, config, count, datatype,
+// elemSize, method, residual) are set: creates the inner state and the stage buffers.
+spcclResult_t hierarchicalSetup(spcclState* st, const char* api);
+
+// spcclSparseAllReduce of a hierarchical state. On failure residual and step are unchanged.
+spcclResult_t hierarchicalAllReduce(const spcclInfo& info);
+
+// Bytes this rank sends per call inside its host and to other hosts (as a ring would).
+void hierarchicalWireBytes(const spcclState& st, size_t* intraHost, size_t* interHost);
+
+// Memory the hierarchical part of a state holds (inner workspace and stage buffers).
+size_t hierarchicalFootprint(const spcclState& st);
+
+}  // namespace spccl
+
+#endif  // SPCCL_HIERARCHY_H_
