@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <climits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,7 +46,7 @@ spcclResult_t topologyFromMpi(MPI_Comm comm, long long timeoutMs, const char* ap
   // SPCCL_RANKS_PER_HOST=N pretends every N consecutive ranks are one host, so hierarchical
   // mode can be tested on one machine; by default the hosts are those MPI finds.
   long long perHost = 0;
-  SPCCLCHECK(envInt("SPCCL_RANKS_PER_HOST", 0, nranks, 0, &perHost, api));
+  SPCCLCHECK(envInt("SPCCL_RANKS_PER_HOST", 0, INT_MAX, 0, &perHost, api));
   MPI_Comm local, cross;
   int err = perHost > 0 ? MPI_Comm_split(comm, (int)(rank / perHost), rank, &local)
                         : MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local);
