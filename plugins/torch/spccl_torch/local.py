@@ -1,0 +1,201 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Local steps with double momentum (DOMO; Xu & Huang, AAAI 2021) as a torch optimizer.
+
+Every rank takes H local steps, then the ranks average the round's model delta through spccl
+(dense, or compressed with error feedback: the residual e belongs to the delta stream).
+docs/local_steps.md derives the rules; per parameter group, flat, with x the global model:
+
+    round start (m reset to 0):  y_0 = x - mu * e         DEF's look-ahead (mu = 0: plain EF)
+    local step h:
+        m     = beta_l * m + grad f_k(y_h) + wd * y_h
+        y_h+1 = y_h - lr_h * (m + alpha * beta_s * u)     momentum fusion: u's share, early
+    end of round (S = sum of the round's lr_h):
+        D_k = y_0 - y_H - S * alpha * beta_s * u          the model delta, fused share out
+        D   = mean_over_ranks(C(D_k + e_k)),  e_k <- D_k + e_k - C(D_k + e_k)
+        u   = beta_s * u + D / S                          server momentum (gradient units)
+        x   = x - server_lr * S * u
+
+Variants switch the buffers on and off (the settings of a switched-off buffer are ignored):
+
+    fedavg                  beta_l = 0, beta_s = 0
+    fedavg_local_momentum   beta_s = 0            (local momentum, reset every round)
+    fedavg_server_momentum  beta_l = 0, alpha = 0 (server momentum, applied after the round)
+    domo                    both, fused by alpha  (alpha = 0: both, not fused)
+
+local_steps = 1 with fedavg_server_momentum is synchronous momentum SGD on the averaged
+gradient. Usage: the ordinary torch loop; every step() is a local step, and the H-th one is
+collective over the comm (every rank calls step() equally often):
+
+    opt = spccl_torch.LocalSGD(model.parameters(), lr=0.05, local_steps=8, variant="domo",
+                               config=spccl.Config(method="randomblock", density=1/64), comm=comm)
+    loss_fn(model(xb), yb).backward(); opt.step(); opt.zero_grad()
+
+The parameters hold the rank's local model y; between rounds with mu = 0 that is the global
+x. To evaluate x at any time: `with opt.global_model(): ...`."""
+import contextlib
+
+import torch
+
+import spccl
+
+VARIANTS = {  # variant -> (local momentum, server momentum, fusion)
+    "fedavg": (False, False, False),
+    "fedavg_local_momentum": (True, False, False),
+    "fedavg_server_momentum": (False, True, False),
+    "domo": (True, True, True),
+}
+
+
+def _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion, server_lr, weight_decay, mu,
+                    config):
+    if variant not in VARIANTS:
+        raise ValueError(f"LocalSGD: variant {variant!r} is not one of {', '.join(VARIANTS)}")
+    if lr <= 0 or server_lr <= 0:
+        raise ValueError(f"LocalSGD: lr {lr} and server_lr {server_lr} must be positive")
+    if not isinstance(local_steps, int) or local_steps < 1:
+        raise ValueError(f"LocalSGD: local_steps is {local_steps!r}; it must be an integer >= 1")
+    for name, value in (("momentum", momentum), ("server_momentum", server_momentum)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"LocalSGD: {name} is {value}; it must be in [0, 1)")
+    if not 0.0 <= fusion <= 1.0:
+        raise ValueError(f"LocalSGD: fusion is {fusion}; it must be in [0, 1] (0: server momentum after the "
+                         "round, 1: all of it during the local steps)")
+    if weight_decay < 0:
+        raise ValueError(f"LocalSGD: weight_decay is {weight_decay}; it must be >= 0")
+    if mu < 0:
+        raise ValueError(f"LocalSGD: mu is {mu}; it must be >= 0 (0: plain EF on the deltas)")
+    if config is not None and not isinstance(config, spccl.Config):
+        raise TypeError(f"LocalSGD: config must be a spccl.Config, not {type(config).__name__}")
+
+
+class LocalSGD(torch.optim.Optimizer):
+    def __init__(self, params, lr, local_steps=8, variant="domo", momentum=0.9, server_momentum=0.9, fusion=1.0,
+                 server_lr=1.0, weight_decay=0.0, mu=0.0, config=None, comm=None):
+        _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion, server_lr, weight_decay, mu,
+                        config)
+        local, server, fused = VARIANTS[variant]
+        defaults = dict(lr=lr, momentum=momentum if local else 0.0, server_momentum=server_momentum if server else 0.0,
+                        fusion=fusion if fused else 0.0, server_lr=server_lr, weight_decay=weight_decay, mu=mu)
+        super().__init__(params, defaults)
+        self.variant, self.local_steps = variant, local_steps
+        self.comm = comm if comm is not None else spccl.Comm()
+        self.config = config if config is not None else spccl.Config(method="dense")
+        self.local_step = 0      # local steps taken in the current round
+        self.rounds = 0          # rounds completed (synchronisations)
+        self.bytes_sent = 0      # bytes this rank sent, counted as a ring allreduce of the payload
+        self._flat = {}          # group index -> _Group
+
+    def _group(self, index):
+        params = self.param_groups[index]["params"]
+        g = self._flat.get(index)
+        if g is None or g.numel != sum(p.numel() for p in params):
+            if g is not None:
+                g.state.close()
+            g = _Group(self.comm, self.config.replace(tensor_key=index), params)
+            self._flat[index] = g
+        return g
+
+    def spccl_state(self, group=0):
+        """The spccl.State of a parameter group's delta stream (created on first use)."""
+        return self._group(group).state
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One local step; the H-th of a round also synchronises (collective over the comm).
+        Returns the closure's loss (or None)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for i, group in enumerate(self.param_groups):
+            self._group(i).local_step(group, first=self.local_step == 0)
+        self.local_step += 1
+        if self.local_step == self.local_steps:
+            for i, group in enumerate(self.param_groups):
+                self.bytes_sent += self._group(i).synchronise(group)
+            self.local_step = 0
+            self.rounds += 1
+        return loss
+
+    @contextlib.contextmanager
+    def global_model(self):
+        """Inside the block the parameters hold the global x (the last round's result); the
+        local model comes back afterwards."""
+        with torch.no_grad():
+            groups = [self._group(i) for i in range(len(self.param_groups))]
+            local = [g.flat_params() for g in groups]
+            for g in groups:
+                g.load(g.x)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for g, y in zip(groups, local):
+                    g.load(y)
+
+
+class _Group:
+    """One parameter group, flat: the global x, the round's start y0, the local momentum m,
+    the server momentum u, and the spccl state whose residual e belongs to the delta stream."""
+
+    def __init__(self, comm, config, params):
+        ref = params[0]
+        self.params, self.numel = params, sum(p.numel() for p in params)
+        self.state = spccl.State(comm, config, self.numel, ref.dtype, ref.device)
+        self.x = torch.cat([p.detach().reshape(-1) for p in params])
+        self.y0, self.m, self.u = torch.zeros_like(self.x), torch.zeros_like(self.x), torch.zeros_like(self.x)
+        self.lr_sum = 0.0  # sum of the round's local learning rates
+        self._m_views, self._u_views = self._views(self.m), self._views(self.u)
+
+    def _views(self, flat):
+        return [v.view_as(p) for v, p in zip(flat.split([p.numel() for p in self.params]), self.params)]
+
+    def flat_params(self, out=None):
+        return torch.cat([p.reshape(-1) for p in self.params], out=out)
+
+    def load(self, flat):
+        for p, v in zip(self.params, self._views(flat)):
+            p.copy_(v)
+
+    def local_step(self, group, first):
+        if first:  # round start: the parameters hold y0; the local momentum starts afresh
+            self.flat_params(out=self.y0)
+            self.m.zero_()
+            self.lr_sum = 0.0
+        lr, beta_l, wd = group["lr"], group["momentum"], group["weight_decay"]
+        fused = group["fusion"] * group["server_momentum"]
+        for p, m, u in zip(self.params, self._m_views, self._u_views):
+            if p.grad is not None:
+                m.mul_(beta_l).add_(p.grad)
+            else:
+                m.mul_(beta_l)
+            if wd != 0:
+                m.add_(p, alpha=wd)
+            p.sub_(m, alpha=lr)
+            if fused != 0:
+                p.sub_(u, alpha=lr * fused)
+        self.lr_sum += lr
+
+    def synchronise(self, group):
+        """Averages the round's delta through spccl, takes the server step, and leaves the
+        parameters at the next round's y0. Returns the bytes this rank sent."""
+        fused = group["fusion"] * group["server_momentum"]
+        delta = self.y0 - self.flat_params()
+        if fused != 0:
+            delta.sub_(self.u, alpha=self.lr_sum * fused)
+        self.state.sparse_allreduce(delta, op="avg")  # mean C(D_k + e_k); e_k keeps the rest
+        self.u.mul_(group["server_momentum"]).add_(delta, alpha=1.0 / self.lr_sum)
+        self.x.sub_(self.u, alpha=group["server_lr"] * self.lr_sum)
+        if group["mu"] != 0:
+            self.load(self.x - group["mu"] * self.state.residual)
+        else:
+            self.load(self.x)
+        return _ring_bytes(self.state)
+
+
+def _ring_bytes(state):
+    """Bytes one rank sends in a ring allreduce of the state's payload: 2 (P-1)/P of it,
+    as perf/sparse_all_reduce_perf counts wire bytes."""
+    nranks = state.comm.size
+    elem = torch.empty(0, dtype=state.dtype).element_size()
+    return 2 * (nranks - 1) * state.compressed_count() * elem // nranks
