@@ -2,69 +2,16 @@
 """spccl_torch.LocalSGD under mpirun: each variant's rounds against the rules of
 docs/local_steps.md written out independently (torch for the local steps, mpi4py for the
 average), the compressed delta stream, and refused settings."""
-import pytest
+import io
 
-torch = pytest.importorskip("torch", reason="torch is not installed (apt-get install python3-torch)")
+import pytest
+from conftest import allsum, require
+
+torch = require("torch", reason="torch is not installed (apt-get install python3-torch)")
 import spccl  # noqa: E402
 import spccl_torch  # noqa: E402
 
-from conftest import allsum  # noqa: E402
-
-
-def make_model(seed):
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
-
-
-def rank_batch(rank, step):
-    g = torch.Generator().manual_seed(100 * rank + step)
-    return torch.randn(4, 5, generator=g), torch.randn(4, 2, generator=g)
-
-
-def train(opt, model, rank, steps, lrs=None):
-    for s in range(steps):
-        if lrs is not None:
-            for group in opt.param_groups:
-                group["lr"] = lrs[s]
-        x, y = rank_batch(rank, s)
-        opt.zero_grad()
-        torch.nn.functional.mse_loss(model(x), y).backward()
-        opt.step()
-
-
-def reference_rounds(world, steps, H, lrs, beta_l, beta_s, alpha, wd):
-    """The rules of docs/local_steps.md written out with torch.optim.SGD for the local steps
-    of rank `world.rank` and mpi4py for the average (dense)."""
-    model = make_model(0)
-    flat = lambda: torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()  # noqa: E731
-    x, u = flat(), torch.zeros_like(flat())
-    for r in range(steps // H):
-        m = [torch.zeros_like(p) for p in model.parameters()]
-        y0, S = flat(), 0.0
-        for h in range(H):
-            s = r * H + h
-            xb, yb = rank_batch(world.rank, s)
-            model.zero_grad()
-            torch.nn.functional.mse_loss(model(xb), yb).backward()
-            with torch.no_grad():
-                offset = 0
-                for p, mp in zip(model.parameters(), m):
-                    mp.mul_(beta_l).add_(p.grad + wd * p)
-                    push = u[offset:offset + p.numel()].view_as(p).to(p.dtype)
-                    p.sub_(lrs[s] * (mp + alpha * beta_s * push))
-                    offset += p.numel()
-            S += lrs[s]
-        delta = (y0 - flat() - alpha * beta_s * S * u).numpy()
-        D = torch.from_numpy(allsum(world, delta) / world.size)
-        u = beta_s * u + D / S
-        x = x - S * u
-        with torch.no_grad():
-            offset = 0
-            for p in model.parameters():
-                p.copy_(x[offset:offset + p.numel()].view_as(p))
-                offset += p.numel()
-    return x
+from local_steps_reference import make_model, reference_rounds, train  # noqa: E402
 
 
 @pytest.mark.parametrize("variant", ["fedavg", "fedavg_local_momentum", "fedavg_server_momentum", "domo"])
@@ -77,7 +24,8 @@ def test_rounds_follow_the_documented_rules(world, comm, variant):
                                comm=comm)
     train(opt, model, world.rank, steps, lrs)
     local, server, fused = spccl_torch.local.VARIANTS[variant]
-    expected = reference_rounds(world, steps, H, lrs, 0.8 * local, 0.7 * server, 0.6 * fused, wd)
+    mean = lambda a: allsum(world, a) / world.size  # noqa: E731
+    expected = reference_rounds(world.rank, mean, steps, H, lrs, 0.8 * local, 0.7 * server, 0.6 * fused, wd)
     got = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
     assert opt.rounds == steps // H
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5), (got - expected).abs().max()
@@ -94,6 +42,48 @@ def test_every_rank_ends_a_round_on_the_same_model(world, comm):
     residual = opt.spccl_state().residual.double().numpy()
     assert (allsum(world, x) / world.size == x).all()  # the global model is the same everywhere
     assert (residual != 0).any()  # the unsent part of the deltas is kept
+
+
+def compressed_opt(model, comm, config=None):
+    config = config or spccl.Config(method="randomblock", density=0.25, block_size=4, feedback="ef", seed=7)
+    return spccl_torch.LocalSGD(model.parameters(), lr=0.05, local_steps=4, variant="domo", mu=1.0, config=config,
+                                comm=comm)
+
+
+def test_resume_mid_round_equals_the_straight_run(world, comm):
+    """10 steps (2.5 rounds of 4), save model and optimizer, load both into fresh ones (new
+    spccl states), 10 more: bit for bit the 20 straight steps, residual included."""
+    straight = make_model(2)
+    straight_opt = compressed_opt(straight, comm)
+    train(straight_opt, straight, world.rank, 20)
+    model = make_model(2)
+    opt = compressed_opt(model, comm)
+    train(opt, model, world.rank, 10)
+    buffer = io.BytesIO()
+    torch.save(dict(model=model.state_dict(), opt=opt.state_dict()), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=False)
+    resumed = make_model(3)  # other weights: everything must come from the checkpoint
+    opt2 = compressed_opt(resumed, comm)
+    resumed.load_state_dict(saved["model"])
+    opt2.load_state_dict(saved["opt"])
+    train(opt2, resumed, world.rank, 10, first=10)
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(straight_opt.spccl_state().residual, opt2.spccl_state().residual)
+    assert (opt2.rounds, opt2.local_step, opt2.spccl_state().step) == (5, 0, 5)
+
+
+def test_resume_under_another_config_is_refused_unless_reset(world, comm):
+    model = make_model(2)
+    opt = compressed_opt(model, comm)
+    train(opt, model, world.rank, 4)
+    saved = opt.state_dict()
+    other = compressed_opt(make_model(2), comm, spccl.Config(method="randomblock", density=0.5, block_size=4))
+    with pytest.raises(ValueError, match="density"):
+        other.load_state_dict(saved)
+    other.load_state_dict(saved, reset=True)
+    assert other.spccl_state().step == 0 and not other.spccl_state().residual.any()
 
 
 @pytest.mark.parametrize("kwargs, message", [

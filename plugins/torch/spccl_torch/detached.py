@@ -34,12 +34,11 @@ Between steps the parameters hold x: evaluate (test accuracy) there.
 The payload goes through the default torch process group (or `process_group`; launch with
 torchrun) unless comm=spccl.Comm(...) is given (mpirun), then spccl's own collective moves it."""
 import torch
-import torch.distributed as dist
 
 import spccl
 
 from . import checkpoint
-from .exchange import LocalComms, check_method, compressed_average
+from .exchange import LocalComms, average, check_method, world
 
 
 class DEF(torch.optim.Optimizer):
@@ -136,23 +135,14 @@ class DEF(torch.optim.Optimizer):
                 if group["weight_decay"] != 0:
                     m.add_(y, alpha=group["weight_decay"])
                 update = m * group["lr"]
-                self._average(g["state"], update)  # mean C(e + lr*m); e <- p - C(p)
+                average(g["state"], update, self.comm, self.process_group)  # mean C(e + lr*m); e <- p - C(p)
                 self._scatter(g["x"].sub_(update), params)
         self._at_lookahead = False
         return loss
 
-    def _average(self, state, update):
-        if self.comm is not None:
-            state.sparse_allreduce(update, op="avg")
-        else:
-            compressed_average(state, update, self.process_group).wait()
-
     # --- checkpoints -------------------------------------------------------------------
     def _tag(self):
-        if self.comm is not None:
-            size, rank = self.comm.size, self.comm.rank
-        else:
-            size, rank = dist.get_world_size(self.process_group), dist.get_rank(self.process_group)
+        size, rank = world(self.comm, self.process_group)
         return checkpoint.tag("DEF", size, rank, self.config, path="mpi" if self.comm is not None else "process_group")
 
     def state_dict(self):

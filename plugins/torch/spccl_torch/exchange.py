@@ -50,6 +50,24 @@ def compressed_average(state, tensor, group):
     raise ValueError(f"spccl_torch: method {method!r} has no process-group exchange")
 
 
+def world(comm, group):
+    """(size, rank) of the ranks that average: the spccl comm's, else the process group's."""
+    if comm is not None:
+        return comm.size, comm.rank
+    return dist.get_world_size(group), dist.get_rank(group)
+
+
+def average(state, tensor, comm, group):
+    """Blocking, in place: `tensor` becomes the average of C(tensor + residual) over the ranks,
+    each rank's residual updated. Through spccl's collective when `comm` is a spccl.Comm over
+    MPI (mpirun), else through the process group `group` (torchrun)."""
+    if comm is not None:
+        state.sparse_allreduce(tensor, op="avg")
+    else:
+        compressed_average(state, tensor, group).wait()
+    return tensor
+
+
 def _all_reduce_values(state, tensor, group):
     values = torch.empty(state.compressed_count(), dtype=tensor.dtype, device=tensor.device)
     n, step = state.compress(tensor, values)

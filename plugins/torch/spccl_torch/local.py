@@ -26,9 +26,13 @@ local_steps = 1 with fedavg_server_momentum is synchronous momentum SGD on the a
 gradient. Usage: the ordinary torch loop; every step() is a local step, and the H-th one is
 collective over the comm (every rank calls step() equally often):
 
-    opt = spccl_torch.LocalSGD(model.parameters(), lr=0.05, local_steps=8, variant="domo",
-                               config=spccl.Config(method="randomblock", density=1/64), comm=comm)
+    opt = spccl_torch.LocalSGD(model.parameters(), lr=0.05, local_steps=8, variant="domo", mu=1.0,
+                               config=spccl.Config(method="randomblock", density=1/64))
     loss_fn(model(xb), yb).backward(); opt.step(); opt.zero_grad()
+
+The deltas go through the default torch process group (or `process_group`; launch with
+torchrun), or, given comm=spccl.Comm(...) (mpirun), through spccl's own collective.
+state_dict() / load_state_dict() save and restore this rank's buffers with its residual.
 
 The parameters hold the rank's local model y; between rounds with mu = 0 that is the global
 x. To evaluate x at any time: `with opt.global_model(): ...`."""
@@ -37,6 +41,9 @@ import contextlib
 import torch
 
 import spccl
+
+from . import checkpoint
+from .exchange import LocalComms, average, check_method, world
 
 VARIANTS = {  # variant -> (local momentum, server momentum, fusion)
     "fedavg": (False, False, False),
@@ -70,20 +77,26 @@ def _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion,
 
 class LocalSGD(torch.optim.Optimizer):
     def __init__(self, params, lr, local_steps=8, variant="domo", momentum=0.9, server_momentum=0.9, fusion=1.0,
-                 server_lr=1.0, weight_decay=0.0, mu=0.0, config=None, comm=None):
+                 server_lr=1.0, weight_decay=0.0, mu=0.0, config=None, comm=None, process_group=None):
         _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion, server_lr, weight_decay, mu,
                         config)
+        if comm is not None and not isinstance(comm, spccl.Comm):
+            raise TypeError(f"LocalSGD: comm must be a spccl.Comm or None, not {type(comm).__name__}")
         local, server, fused = VARIANTS[variant]
         defaults = dict(lr=lr, momentum=momentum if local else 0.0, server_momentum=server_momentum if server else 0.0,
                         fusion=fusion if fused else 0.0, server_lr=server_lr, weight_decay=weight_decay, mu=mu)
         super().__init__(params, defaults)
         self.variant, self.local_steps = variant, local_steps
-        self.comm = comm if comm is not None else spccl.Comm()
+        self.comm, self.process_group = comm, process_group
         self.config = config if config is not None else spccl.Config(method="dense")
+        if comm is None:
+            check_method(self.config.method, "LocalSGD")
+        self._local_comms = LocalComms()
         self.local_step = 0      # local steps taken in the current round
         self.rounds = 0          # rounds completed (synchronisations)
         self.bytes_sent = 0      # bytes this rank sent, counted as a ring allreduce of the payload
         self._flat = {}          # group index -> _Group
+        self._pending = {}       # group index -> saved buffers, restored when the group is next made
 
     def _group(self, index):
         params = self.param_groups[index]["params"]
@@ -91,7 +104,12 @@ class LocalSGD(torch.optim.Optimizer):
         if g is None or g.numel != sum(p.numel() for p in params):
             if g is not None:
                 g.state.close()
-            g = _Group(self.comm, self.config.replace(tensor_key=index), params)
+            ref = params[0]
+            comm = self.comm if self.comm is not None else self._local_comms.get(self.process_group, ref.device)
+            g = _Group(comm, self.config.replace(tensor_key=index), params)
+            saved = self._pending.pop(index, None)
+            if saved is not None:
+                g.restore(saved, f"LocalSGD parameter group {index}")
             self._flat[index] = g
         return g
 
@@ -101,8 +119,8 @@ class LocalSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One local step; the H-th of a round also synchronises (collective over the comm).
-        Returns the closure's loss (or None)."""
+        """One local step; the H-th of a round also synchronises (collective over the comm
+        or the process group). Returns the closure's loss (or None)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -112,7 +130,7 @@ class LocalSGD(torch.optim.Optimizer):
         self.local_step += 1
         if self.local_step == self.local_steps:
             for i, group in enumerate(self.param_groups):
-                self.bytes_sent += self._group(i).synchronise(group)
+                self.bytes_sent += self._group(i).synchronise(group, self.comm, self.process_group)
             self.local_step = 0
             self.rounds += 1
         return loss
@@ -132,6 +150,41 @@ class LocalSGD(torch.optim.Optimizer):
             with torch.no_grad():
                 for g, y in zip(groups, local):
                     g.load(y)
+
+    # --- checkpoints -------------------------------------------------------------------
+    def _tag(self):
+        size, rank = world(self.comm, self.process_group)
+        return checkpoint.tag("LocalSGD", size, rank, self.config, variant=self.variant, local_steps=self.local_steps,
+                              path="mpi" if self.comm is not None else "process_group")
+
+    def state_dict(self):
+        """torch.optim's state_dict plus, under "spccl", this rank's buffers (global model,
+        round start, both momenta, spccl residual and step) and round position, tagged with
+        world size, rank, method and config. Save one per rank, with the model's parameters."""
+        groups = {i: g.snapshot() for i, g in self._flat.items()}
+        groups.update({i: saved for i, saved in self._pending.items() if i not in groups})
+        out = super().state_dict()
+        out["spccl"] = dict(tag=self._tag(), groups=groups, local_step=self.local_step, rounds=self.rounds,
+                            bytes_sent=self.bytes_sent)
+        return out
+
+    def load_state_dict(self, state_dict, reset=False):
+        """Restores what state_dict() saved on this rank. Another world size, rank, method,
+        config, variant or H raises ValueError unless reset=True (residuals zero, steps 0,
+        the other buffers kept)."""
+        state_dict = dict(state_dict)
+        saved = state_dict.pop("spccl")
+        if not reset:
+            checkpoint.check_tag(saved["tag"], self._tag(), "LocalSGD.load_state_dict")
+        super().load_state_dict(state_dict)
+        for g in self._flat.values():
+            g.state.close()
+        self._flat = {}
+        self._pending = dict(saved["groups"])
+        self.local_step, self.rounds, self.bytes_sent = saved["local_step"], saved["rounds"], saved["bytes_sent"]
+        if reset:
+            for entry in self._pending.values():
+                entry["spccl"] = dict(entry["spccl"], step=0, residual=None)
 
 
 class _Group:
@@ -176,14 +229,15 @@ class _Group:
                 p.sub_(u, alpha=lr * fused)
         self.lr_sum += lr
 
-    def synchronise(self, group):
-        """Averages the round's delta through spccl, takes the server step, and leaves the
-        parameters at the next round's y0. Returns the bytes this rank sent."""
-        fused = group["fusion"] * group["server_momentum"]
+    def synchronise(self, group, comm, process_group):
+        """Averages the round's delta D_k (fused share out) through spccl, takes the server
+        step, and leaves the parameters at the next round's y0 = x - mu * e. Returns the
+        bytes this rank sent."""
         delta = self.y0 - self.flat_params()
+        fused = group["fusion"] * group["server_momentum"]
         if fused != 0:
             delta.sub_(self.u, alpha=self.lr_sum * fused)
-        self.state.sparse_allreduce(delta, op="avg")  # mean C(D_k + e_k); e_k keeps the rest
+        average(self.state, delta, comm, process_group)  # mean C(D_k + e_k); e_k keeps the rest
         self.u.mul_(group["server_momentum"]).add_(delta, alpha=1.0 / self.lr_sum)
         self.x.sub_(self.u, alpha=group["server_lr"] * self.lr_sum)
         if group["mu"] != 0:
@@ -191,6 +245,17 @@ class _Group:
         else:
             self.load(self.x)
         return _ring_bytes(self.state)
+
+    def snapshot(self):
+        cpu = lambda t: t.detach().to("cpu", copy=True)  # noqa: E731
+        return dict(spccl=checkpoint.snapshot(self.state), x=cpu(self.x), y0=cpu(self.y0), m=cpu(self.m),
+                    u=cpu(self.u), lr_sum=self.lr_sum)
+
+    def restore(self, saved, what):
+        checkpoint.restore(self.state, saved["spccl"], what)
+        for name in ("x", "y0", "m", "u"):
+            getattr(self, name).copy_(saved[name])
+        self.lr_sum = saved["lr_sum"]
 
 
 def _ring_bytes(state):

@@ -1,0 +1,198 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Local steps with double momentum (spccl_torch.LocalSGD) on non-i.i.d. shards of digits.
+
+P MPI ranks train the MLP of convergence_digits.py; rank k sees only its Dirichlet(alpha)
+share of every class (alpha = 0.1: mostly 2-3 classes per rank). Every run takes the same
+number of local gradient steps with the same seeds; all communication goes through spccl:
+
+    sync-sgd        one step per round, server momentum (synchronous momentum SGD, dense)
+    fedavg          H local steps, plain SGD, delta averaged
+    fedavg-server   + server momentum (applied after the round)
+    fedavg-local    + local momentum (reset every round)
+    domo            both momenta, coordinated by momentum fusion
+    domo-rb         domo, the deltas sent as random blocks (density 1/64) with EF and DEF's
+                    look-ahead (each round starts at x - mu * e)
+    domo-rb-ef      the same with plain EF (mu = 0): not in the default list
+
+Every run follows one cosine learning-rate schedule over the steps (LambdaLR, stepped after
+every local step).
+
+Accuracy is measured at the global model after each round. Bytes are what one rank sends,
+counted as a ring allreduce of each round's payload. Run with:
+
+    mpirun -np 4 python3 local_steps_digits.py --out results/
+
+Prints a table, writes results.json and curves.png (accuracy against bytes sent) into --out."""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from mpi4py import MPI  # noqa: F401  (initialises MPI before spccl makes its comm)
+import spccl
+import spccl_torch
+from convergence_digits import fmt, load_data, make_model
+
+RUNS = {  # name -> LocalSGD variant, local steps (None: --local-steps), spccl method, look-ahead mu
+    "sync-sgd": dict(variant="fedavg_server_momentum", local_steps=1, method="dense", mu=0.0),
+    "fedavg": dict(variant="fedavg", local_steps=None, method="dense", mu=0.0),
+    "fedavg-server": dict(variant="fedavg_server_momentum", local_steps=None, method="dense", mu=0.0),
+    "fedavg-local": dict(variant="fedavg_local_momentum", local_steps=None, method="dense", mu=0.0),
+    "domo": dict(variant="domo", local_steps=None, method="dense", mu=0.0),
+    "domo-rb": dict(variant="domo", local_steps=None, method="randomblock", mu=None),
+    "domo-rb-ef": dict(variant="domo", local_steps=None, method="randomblock", mu=0.0),
+}
+DEFAULT_RUNS = "sync-sgd,fedavg,fedavg-server,fedavg-local,domo,domo-rb"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", default=DEFAULT_RUNS, help="comma list of " + ",".join(RUNS))
+    p.add_argument("--local-steps", type=int, default=8, help="H, local steps per round")
+    p.add_argument("--steps", type=int, default=1200, help="local gradient steps per rank in every run")
+    p.add_argument("--batch", type=int, default=16, help="samples per rank per step")
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9, help="local momentum")
+    p.add_argument("--server-momentum", type=float, default=0.9)
+    p.add_argument("--fusion", type=float, default=1.0, help="DOMO's momentum fusion coefficient")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--mu", type=float, default=1.0, help="look-ahead of domo-rb (DEF on the delta stream)")
+    p.add_argument("--alpha", type=float, default=0.1, help="Dirichlet concentration of the split")
+    p.add_argument("--density", type=float, default=1 / 64)
+    p.add_argument("--block-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="directory for results.json and curves.png (rank 0)")
+    return p.parse_args(argv)
+
+
+def dirichlet_shards(labels, nranks, alpha, seed):
+    """Per rank, the indices it trains on: each class split among the ranks in Dirichlet(alpha)
+    proportions, the same on every rank (seeded). Every rank gets at least one sample."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    shards = [[] for _ in range(nranks)]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        cuts = (np.cumsum(rng.dirichlet([alpha] * nranks))[:-1] * len(idx)).astype(int)
+        for rank, part in enumerate(np.split(idx, cuts)):
+            shards[rank].extend(part.tolist())
+    for rank, shard in enumerate(shards):
+        if not shard:  # a rank with nothing to train on would have no gradient at all
+            shard.append(int(rng.integers(len(labels))))
+    return [torch.tensor(sorted(s), dtype=torch.int64) for s in shards]
+
+
+def batches(shard, batch, seed):
+    """Endless shuffled passes over the shard, `batch` indices at a time."""
+    gen = torch.Generator().manual_seed(seed)
+    order, pos = shard[torch.randperm(len(shard), generator=gen)], 0
+    while True:
+        if pos + batch > len(order):
+            order, pos = torch.cat([order[pos:], shard[torch.randperm(len(shard), generator=gen)]]), 0
+        yield order[pos:pos + batch]
+        pos += batch
+
+
+def train(spec, args, comm, data, shard):
+    xtr, ytr, xte, yte = data
+    model = make_model(args.seed)
+    config = spccl.Config(method=spec["method"], feedback="ef", density=args.density, block_size=args.block_size,
+                          seed=1000 + args.seed, dense_switch=False)
+    local_steps = spec["local_steps"] or args.local_steps
+    mu = args.mu if spec["mu"] is None else spec["mu"]
+    opt = spccl_torch.LocalSGD(model.parameters(), lr=args.lr, local_steps=local_steps, variant=spec["variant"],
+                               momentum=args.momentum, server_momentum=args.server_momentum, fusion=args.fusion,
+                               weight_decay=args.weight_decay, mu=mu, config=config, comm=comm)
+    cosine = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    draw = batches(shard, args.batch, args.seed * 1000 + comm.rank)
+    curve = []
+    eval_every = max(1, (args.steps // 40) // local_steps) * local_steps  # about 40 points per curve
+    for step in range(1, args.steps + 1):
+        idx = next(draw)
+        opt.zero_grad()
+        loss_fn(model(xtr[idx]), ytr[idx]).backward()
+        opt.step()
+        cosine.step()
+        if step % eval_every == 0 or step == args.steps:
+            with opt.global_model():
+                curve.append(dict(step=step, rounds=opt.rounds, bytes=opt.bytes_sent,
+                                  **evaluate(model, loss_fn, xte, yte)))
+    return curve, local_steps, mu
+
+
+def evaluate(model, loss_fn, x, y):
+    with torch.no_grad():
+        logits = model(x)
+        return dict(test_acc=(logits.argmax(1) == y).double().mean().item() * 100, test_loss=loss_fn(logits, y).item())
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    comm = spccl.Comm()
+    data = load_data(args.seed)
+    shards = dirichlet_shards(data[1], comm.size, args.alpha, args.seed)
+    shard = shards[comm.rank]
+    results = dict(settings=vars(args), nranks=comm.size, runs={},
+                   classes_per_rank=[class_counts(data[1][s]) for s in shards])
+    for name in [r for r in args.runs.split(",") if r]:
+        if name not in RUNS:
+            raise SystemExit(f"unknown run {name!r}; known: {', '.join(RUNS)}")
+        spec = RUNS[name]
+        start = time.time()
+        curve, local_steps, mu = train(spec, args, comm, data, shard)
+        results["runs"][name] = dict(curve=curve, final=curve[-1], seconds=time.time() - start, variant=spec["variant"],
+                                     method=spec["method"], local_steps=local_steps, mu=mu,
+                                     mean_acc=sum(c["test_acc"] for c in curve) / len(curve))
+    if comm.rank == 0:
+        report(results, args)
+    return results
+
+
+def class_counts(labels):
+    """{class: samples} of one rank's shard, classes with at least 5% of it."""
+    counts = torch.bincount(labels, minlength=10)
+    return {int(c): int(n) for c, n in enumerate(counts) if n >= 0.05 * len(labels)}
+
+
+def report(results, args):
+    print(f"\nlocal steps on non-i.i.d. digits: {results['nranks']} ranks, Dirichlet alpha {args.alpha}, "
+          f"{args.steps} steps of batch {args.batch}/rank, H {args.local_steps}, lr {args.lr}, momenta "
+          f"{args.momentum}/{args.server_momentum}, fusion {args.fusion}, seed {args.seed}")
+    print("main classes per rank:", results["classes_per_rank"])
+    print(f"{'run':<14} {'variant':<24} {'method':<12} {'H':>2} {'mu':>3} {'rounds':>6} {'test acc %':>10} "
+          f"{'mean acc %':>10} {'MB sent/rank':>12} {'time s':>7}")
+    for name, r in results["runs"].items():
+        f = r["final"]
+        print(f"{name:<14} {r['variant']:<24} {r['method']:<12} {r['local_steps']:>2} {r['mu']:>3} {f['rounds']:>6} "
+              f"{fmt(f['test_acc']):>10} {fmt(r['mean_acc']):>10} {f['bytes'] / 1e6:>12.3f} {r['seconds']:>7.1f}")
+    sys.stdout.flush()
+    if not args.out:
+        return
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, r in results["runs"].items():
+        ax1.plot([c["step"] for c in r["curve"]], [c["test_acc"] for c in r["curve"]], label=name)
+        ax2.plot([max(c["bytes"], 1) / 1e6 for c in r["curve"]], [c["test_acc"] for c in r["curve"]], label=name)
+    ax1.set(xlabel="local step", ylabel="test accuracy (%)", ylim=(0, 100))
+    ax2.set(xlabel="MB sent per rank", ylabel="test accuracy (%)", ylim=(0, 100), xscale="log")
+    ax1.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, "curves.png"), dpi=100)
+
+
+if __name__ == "__main__":
+    main()
