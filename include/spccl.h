@@ -209,6 +209,25 @@ spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes);
 /* The resolved configuration (no undefined fields left). */
 spcclResult_t spcclStateGetConfig(spcclState_t state, spcclConfig_t* config);
 
+/* What the state does per spcclSparseAllReduce, as its method sized it at creation. */
+typedef struct {
+  int method;                /* spcclMethod_t */
+  size_t count;              /* elements of the tensor */
+  size_t selected;           /* elements each rank contributes: m*blockSize (random block), k (top-k
+                                family), count (dense, and 1-bit, which sends every sign) */
+  size_t wireBytes;          /* bytes this rank sends over the network, as the method's algorithm
+                                moves them (a ring allreduce sends 2(P-1)/P of its buffer) */
+  size_t denseWireBytes;     /* what a dense ring allreduce of the tensor sends per rank */
+  int denseSwitched;         /* 1: the sparse payload would cost more, so the collective runs dense */
+  size_t memoryBytes;        /* spcclStateGetMemoryFootprint */
+} spcclStateInfo_t;
+spcclResult_t spcclStateGetInfo(spcclState_t state, spcclStateInfo_t* info);
+
+/* The name of a method ("topk"): the spelling SPCCL_METHOD, the perf binary's -m and the
+ * Python binding accept. NULL for a value that names no method, so a caller can list them
+ * all by counting up from 0. */
+const char* spcclMethodName(int method);
+
 /* ------------------------------ The compressed collective ---------------------------- */
 /* recvbuff[i] = sum (or average) over ranks of each rank's compressed contribution
  * c = C(sendbuff + residual); zero where no rank sent anything. The residual becomes

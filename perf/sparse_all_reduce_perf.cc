@@ -10,7 +10,6 @@
 #include "common.h"
 #include "common/topk_reference.h"
 #include "dispatch.h"
-#include "method.h"
 
 namespace spccl_perf {
 namespace {
@@ -49,8 +48,13 @@ void randomBlockReference(const Context& ctx, std::vector<double>& expected) {
 
 // Top-k family: the library's own wire bytes (they follow the dense switch), and the
 // reference selections of tests/common/topk_reference.h on every rank's step-0 input.
-size_t topkFamilyWire(const Context& ctx) { return ctx.state->method->wireBytes(*ctx.state); }
-const char* topkFamilyVariant(const Context& ctx) { return ctx.state->denseSwitched ? ">dense" : ""; }
+spcclStateInfo_t stateInfo(const Context& ctx) {
+  spcclStateInfo_t info = {};
+  spcclStateGetInfo(ctx.state, &info);
+  return info;
+}
+size_t topkFamilyWire(const Context& ctx) { return stateInfo(ctx).wireBytes; }
+const char* topkFamilyVariant(const Context& ctx) { return stateInfo(ctx).denseSwitched ? ">dense" : ""; }
 
 template <typename T>
 std::vector<T> rankInput(const Context& ctx, int r) {
@@ -62,10 +66,10 @@ std::vector<T> rankInput(const Context& ctx, int r) {
 // expected += every rank's input on the positions it sends (several ranks may share one).
 template <typename SentBy>
 void topkFamilyReference(const Context& ctx, std::vector<double>& expected, SentBy sentBy) {
-  if (ctx.state->denseSwitched) return denseReference(ctx, expected);
+  if (stateInfo(ctx).denseSwitched) return denseReference(ctx, expected);
   spccl::withType(ctx.opts->datatype, [&](auto tag) {
     using T = decltype(tag);
-    const size_t k = ctx.state->k;
+    const size_t k = stateInfo(ctx).selected;
     std::vector<std::vector<T>> inputs(ctx.nranks);
     for (int r = 0; r < ctx.nranks; ++r) inputs[r] = rankInput<T>(ctx, r);
     const std::vector<std::vector<uint32_t>> sent = sentBy(inputs, k, tag);

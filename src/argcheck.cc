@@ -11,6 +11,7 @@
 
 #include "checks.h"
 #include "device.h"
+#include "method.h"
 #include "param.h"
 
 namespace spccl {
@@ -40,6 +41,16 @@ spcclResult_t stateCheck(const spcclState* state, const char* api) {
   SPCCLCHECK(ptrCheck(state, api, "state"));
   SPCCL_REQUIRE(state->startMagic == kStateMagic && state->endMagic == kStateMagic, spcclInvalidArgument,
                 "%s : state %p is not a live spccl state", api, (const void*)state);
+  return spcclSuccess;
+}
+
+// A hierarchical state compresses host sums of shards inside its collective: there is no
+// one-rank compressed form of the whole tensor to hand out.
+spcclResult_t flatStateCheck(const spcclState* state, const char* api) {
+  SPCCL_REQUIRE(!state->hier, spcclInvalidUsage,
+                "%s : the state is hierarchical (it compresses per-host shards inside spcclSparseAllReduce); create "
+                "it with config.hierarchical = 0 for stand-alone compression",
+                api);
   return spcclSuccess;
 }
 
@@ -126,13 +137,12 @@ spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const c
                 in->magic);
   SPCCL_REQUIRE(in->version <= SPCCL_VERSION_CODE, spcclInvalidArgument,
                 "%s : config version %u is newer than this library's %d", api, in->version, SPCCL_VERSION_CODE);
-  static const char* const kMethods[] = {"dense", "randomblock", "topk", "gaussiank", "gtopk"};
   static const char* const kPatterns[] = {"contiguous", "scattered"};
   static const char* const kFeedbacks[] = {"none", "ef"};
   spcclConfig_t c = *in;
   // Only fields left unset read their variable, so a bad variable fails the calls it steers.
   if (c.method == SPCCL_CONFIG_UNDEF_INT)
-    SPCCLCHECK(envChoice("SPCCL_METHOD", kMethods, spcclNumMethods, spcclMethodRandomBlock, &c.method, api));
+    SPCCLCHECK(envChoice("SPCCL_METHOD", methodNames(), spcclNumMethods, spcclMethodRandomBlock, &c.method, api));
   if (c.blockPattern == SPCCL_CONFIG_UNDEF_INT)
     SPCCLCHECK(envChoice("SPCCL_BLOCK_PATTERN", kPatterns, spcclNumBlockPatterns, spcclBlocksContiguous,
                          &c.blockPattern, api));
@@ -157,8 +167,7 @@ spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const c
     SPCCLCHECK(envUint64("SPCCL_SEED", SPCCL_CONFIG_UNDEF_U64 - 1, 0x5bcc1, &c.seed, api));
   if (c.density == SPCCL_CONFIG_UNDEF_DOUBLE) SPCCLCHECK(envReal("SPCCL_DENSITY", 0, 1, true, 1.0 / 64, &c.density, api));
   SPCCL_REQUIRE(c.method >= 0 && c.method < spcclNumMethods, spcclInvalidArgument,
-                "%s : invalid method %d (0..%d: dense, randomblock, topk, gaussiank, gtopk)", api, c.method,
-                spcclNumMethods - 1);
+                "%s : invalid method %d (0..%d: %s)", api, c.method, spcclNumMethods - 1, methodNameList());
   SPCCL_REQUIRE(c.density > 0.0 && c.density <= 1.0, spcclInvalidArgument, "%s : density %g is outside (0, 1]", api,
                 c.density);
   SPCCL_REQUIRE(c.blockSize >= 1, spcclInvalidArgument, "%s : block size %d is not >= 1", api, c.blockSize);

@@ -176,7 +176,17 @@ void hierarchicalWireBytes(const spcclState& st, size_t* intraHost, size_t* inte
   const HierState& h = *st.hier;
   const size_t L = (size_t)h.topo->localSize;
   *intraHost = 2 * (L - 1) * h.shard * st.elemSize;  // reduce-scatter + allgather, ring
-  *interHost = h.inner ? h.inner->method->wireBytes(*h.inner) : 0;
+  spcclStateInfo_t inner = {};
+  if (h.inner) h.inner->method->describe(*h.inner, &inner);
+  *interHost = inner.wireBytes;
+}
+
+void hierarchicalDescribe(const spcclState& st, spcclStateInfo_t* info) {
+  // The method runs on this rank's shard in the inner state; the wire adds both levels.
+  if (st.hier->inner) st.method->describe(*st.hier->inner, info);
+  size_t intraHost = 0, interHost = 0;
+  hierarchicalWireBytes(st, &intraHost, &interHost);
+  info->wireBytes = intraHost + interHost;
 }
 
 size_t hierarchicalFootprint(const spcclState& st) {

@@ -29,11 +29,6 @@ const char* dataTypeName(int datatype) {
   }
 }
 
-const char* methodName(int method) {
-  static const char* const kNames[] = {"dense", "randomblock", "topk", "gaussiank", "gtopk"};
-  return method >= 0 && method < spcclNumMethods ? kNames[method] : "unknown";
-}
-
 const char* opName(int op) { return op == spcclSum ? "sum" : op == spcclAvg ? "avg" : "unknown"; }
 
 }  // namespace spccl

@@ -16,20 +16,6 @@
 
 using namespace spccl;
 
-namespace {
-
-// A hierarchical state compresses host sums of shards inside its collective: there is no
-// one-rank compressed form of the whole tensor to hand out.
-spcclResult_t flatStateCheck(const spcclState* state, const char* api) {
-  SPCCL_REQUIRE(!state->hier, spcclInvalidUsage,
-                "%s : the state is hierarchical (it compresses per-host shards inside spcclSparseAllReduce); create "
-                "it with config.hierarchical = 0 for stand-alone compression",
-                api);
-  return spcclSuccess;
-}
-
-}  // namespace
-
 extern "C" {
 
 spcclResult_t spcclSparseAllReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
@@ -92,24 +78,6 @@ spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_
                 "%s : scale %g is not a finite %s number", api, scale,
                 state->datatype == spcclFloat64 ? "fp64" : "fp32");
   return state->method->decompress(*state, values, indices, nvalues, step, scale, recvbuff, stream);
-}
-
-spcclResult_t spcclBlockSelection(spcclState_t state, unsigned long long step, size_t* blocks, size_t* nblocks) {
-  const char* api = "spcclBlockSelection";
-  SPCCLCHECK(stateCheck(state, api));
-  SPCCLCHECK(flatStateCheck(state, api));
-  SPCCLCHECK(ptrCheck(nblocks, api, "nblocks"));
-  SPCCL_REQUIRE(state->config.method == spcclMethodRandomBlock, spcclInvalidUsage,
-                "%s : the state's method is %s, not randomblock", api, methodName(state->config.method));
-  const size_t capacity = *nblocks;
-  *nblocks = state->nselected;
-  if (!blocks) return spcclSuccess;
-  SPCCL_REQUIRE(capacity >= state->nselected, spcclInvalidArgument,
-                "%s : blocks has room for %zu entries, the selection has %zu", api, capacity,
-                (size_t)state->nselected);
-  const BlockSelection sel = stateSelection(*state, step);
-  for (uint64_t slot = 0; slot < sel.nselected; ++slot) blocks[slot] = slotBlock(sel, slot);
-  return spcclSuccess;
 }
 
 }  // extern "C"

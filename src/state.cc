@@ -90,12 +90,10 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
     SPCCLCHECK(method->setup(*st));
     const MemoryKind kind = st->onDevice ? kDeviceMemory : kHostMemory;
     const size_t workspace = method->workspaceBytes(*st);
-    SPCCLCHECKGOTO(bufferAlloc(&st->residual, kind, count * elem, api), res, fail);
+    const size_t extra = method->residualExtra ? method->residualExtra(*st) : 0;
+    SPCCLCHECKGOTO(bufferAlloc(&st->residual, kind, (count + extra) * elem, api), res, fail);
     SPCCLCHECKGOTO(bufferAlloc(&st->workspace, kind, workspace, api), res, fail);
-    // The overlapped host path only: device states are stream-ordered already.
-    // Only random block overlaps its residual pass with the reduction (methods/randomblock.cc).
-    if (resolved.pipeline && resolved.method == spcclMethodRandomBlock && resolved.feedback == spcclFeedbackEF &&
-        !st->onDevice)
+    if (method->spareResidual && method->spareResidual(*st))
       SPCCLCHECKGOTO(bufferAlloc(&st->residualNext, kind, count * elem, api), res, fail);
     if (st->onDevice)
       SPCCLCHECKGOTO(bufferAlloc(&st->deviceStep, kDeviceMemory, sizeof(unsigned long long), api), res, fail);
@@ -188,6 +186,20 @@ spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes) {
   SPCCLCHECK(ptrCheck(bytes, "spcclStateGetMemoryFootprint", "bytes"));
   *bytes = state->residual.bytes + state->residualNext.bytes + state->workspace.bytes + state->staging.bytes +
            state->deviceStep.bytes + hierarchicalFootprint(*state);
+  return spcclSuccess;
+}
+
+spcclResult_t spcclStateGetInfo(spcclState_t state, spcclStateInfo_t* info) {
+  SPCCLCHECK(stateCheck(state, "spcclStateGetInfo"));
+  SPCCLCHECK(ptrCheck(info, "spcclStateGetInfo", "info"));
+  spcclStateInfo_t out = {};
+  out.method = state->config.method;
+  out.count = state->count;
+  out.denseWireBytes = denseWireBytes(*state);
+  SPCCLCHECK(spcclStateGetMemoryFootprint(state, &out.memoryBytes));
+  if (state->hier) hierarchicalDescribe(*state, &out);
+  else state->method->describe(*state, &out);
+  *info = out;
   return spcclSuccess;
 }
 

@@ -16,6 +16,8 @@ spcclResult_t commCheck(const spcclComm* comm, const char* api);
 // A live comm that no earlier timeout or transport failure has broken.
 spcclResult_t commUsableCheck(const spcclComm* comm, const char* api);
 spcclResult_t stateCheck(const spcclState* state, const char* api);
+// Refuses a hierarchical state (stand-alone compression and block selections need a flat one).
+spcclResult_t flatStateCheck(const spcclState* state, const char* api);
 spcclResult_t dataTypeCheck(int datatype, const char* api);
 spcclResult_t opCheck(int op, const char* api);
 // ptr lives where the comm's buffers live (checked on device comms only).

@@ -57,6 +57,8 @@ spcclResult_t hierarchicalAllReduce(const spcclInfo& info);
 
 // Bytes this rank sends per call inside its host and to other hosts (as a ring would).
 void hierarchicalWireBytes(const spcclState& st, size_t* intraHost, size_t* interHost);
+// spcclStateGetInfo of a hierarchical state: the inner state's method fields, both wires.
+void hierarchicalDescribe(const spcclState& st, spcclStateInfo_t* info);
 
 // Memory the hierarchical part of a state holds (inner workspace and stage buffers).
 size_t hierarchicalFootprint(const spcclState& st);

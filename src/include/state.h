@@ -13,11 +13,11 @@
 #include <memory>
 
 #include "comm.h"
-#include "select_core.h"
 #include "spccl.h"
 
 namespace spccl {
 constexpr uint64_t kStateMagic = 0x5bcc15a7e5a7e5a7ull;
+constexpr size_t kMethodPrivateBytes = 64;
 struct MethodOps;
 
 enum MemoryKind { kHostMemory = 0, kDeviceMemory = 1, kPinnedMemory = 2 };
@@ -54,13 +54,9 @@ struct spcclState {
   // above mirrors it for calls made eagerly.
   spccl::Buffer deviceStep;
 
-  // Random block: nblocks = ceil(count / blockSize), nselected = m.
-  uint64_t nblocks = 0;
-  uint64_t nselected = 0;
-  // Top-k family: k = min(n, max(1, ceil(density * n))). denseSwitched: the sparse payload
-  // would cost more than a dense allreduce, so the collective runs dense (SPEC §5).
-  size_t k = 0;
-  bool denseSwitched = false;
+  // The method's own fields (random block's block counts, the top-k family's k, ...): set by
+  // its setup, read and written only by its files, through methodState<T> (method.h).
+  alignas(16) unsigned char methodPrivate[spccl::kMethodPrivateBytes] = {};
   // Every rank's state was found equal to this one (enqueue.cc, the first collective).
   bool agreed = false;
 
@@ -72,15 +68,9 @@ struct spcclState {
 
 namespace spccl {
 
-// The selection the state makes at `step` (random block).
-inline BlockSelection stateSelection(const spcclState& st, unsigned long long step) {
-  return makeBlockSelection(st.nblocks, st.nselected, st.config.blockPattern == spcclBlocksScattered,
-                            selectionKey(st.config.seed, st.config.tensorKey, step));
-}
-
 size_t dataTypeSize(spcclDataType_t datatype);  // 0 for an unsupported type
 const char* dataTypeName(int datatype);
-const char* methodName(int method);
+const char* methodName(int method);  // "unknown" for a value that names no method
 const char* opName(int op);
 
 }  // namespace spccl

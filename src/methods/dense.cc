@@ -19,9 +19,9 @@ spcclResult_t setup(spcclState&) { return spcclSuccess; }
 size_t workspaceBytes(const spcclState& st) { return stagedThroughHost(st) ? st.count * st.elemSize : 0; }
 size_t compressedCount(const spcclState& st) { return st.count; }
 
-size_t wireBytes(const spcclState& st) {
-  const int P = st.comm->nranks;
-  return P > 1 ? 2 * (P - 1) * st.count * st.elemSize / P : 0;
+void describe(const spcclState& st, spcclStateInfo_t* info) {
+  info->selected = st.count;
+  info->wireBytes = denseWireBytes(st);
 }
 
 spcclResult_t sparseAllReduce(const spcclInfo& info) {
@@ -48,7 +48,7 @@ spcclResult_t decompress(const spcclState& st, const void* values, const uint32_
 
 }  // namespace
 
-extern const MethodOps kDenseMethod = {"dense",         setup,    workspaceBytes, compressedCount, wireBytes,
-                                       sparseAllReduce, compress, decompress};
+extern const MethodOps kDenseMethod = {spcclMethodDense, "dense",  setup,    workspaceBytes, compressedCount,
+                                       describe,         sparseAllReduce, compress, decompress, nullptr, nullptr};
 
 }  // namespace spccl

@@ -18,6 +18,7 @@
 #include "checks.h"
 #include "device.h"
 #include "dispatch.h"
+#include "feedback.h"
 #include "pairs.h"
 
 namespace spccl {
@@ -26,21 +27,21 @@ namespace {
 spcclResult_t select(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws, uint32_t* indices,
                      void* values, spcclStream_t stream) {
   if (st.onDevice)
-    return device::gaussiankSelect(st.datatype, sendbuff, pairsFeedback(st), ws.acc, st.count, st.k,
+    return device::gaussiankSelect(st.datatype, sendbuff, feedbackIn(st), ws.acc, st.count, pairsK(st),
                                    st.config.density, indices, values, ws.deviceScratch, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
-    const T* e = static_cast<const T*>(pairsFeedback(st));
-    const size_t found = cpu::gaussianK(static_cast<const T*>(sendbuff), e, static_cast<T*>(ws.acc), st.count, st.k,
+    const T* e = static_cast<const T*>(feedbackIn(st));
+    const size_t found = cpu::gaussianK(static_cast<const T*>(sendbuff), e, static_cast<T*>(ws.acc), st.count, pairsK(st),
                                         st.config.density, indices, static_cast<T*>(values));
-    TRACE(kSubsysSelect, "gaussiank : %zu of %zu slots used (count %zu)", found, st.k, st.count);
+    TRACE(kSubsysSelect, "gaussiank : %zu of %zu slots used (count %zu)", found, pairsK(st), st.count);
     return spcclSuccess;
   });
 }
 
 spcclResult_t setup(spcclState& st) { return pairsSetup(st, pairsAllGatherWire); }
 size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, pairsAllGatherTailBytes(st)); }
-size_t wireBytes(const spcclState& st) { return pairsWireBytes(st, pairsAllGatherWire); }
+void describe(const spcclState& st, spcclStateInfo_t* info) { pairsDescribe(st, pairsAllGatherWire, info); }
 spcclResult_t sparseAllReduce(const spcclInfo& info) { return pairsAllGather(info, select); }
 
 spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, size_t* nvalues) {
@@ -49,7 +50,7 @@ spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, s
 
 }  // namespace
 
-extern const MethodOps kGaussianKMethod = {"gaussiank", setup,           workspaceBytes, pairsCompressedCount,
-                                           wireBytes,   sparseAllReduce, compress,       pairsDecompress};
+extern const MethodOps kGaussianKMethod = {spcclMethodGaussianK, "gaussiank", setup, workspaceBytes, pairsCompressedCount,
+                                      describe, sparseAllReduce, compress, pairsDecompress, nullptr, nullptr};
 
 }  // namespace spccl

@@ -38,24 +38,26 @@ struct Tail {
   uint32_t* kept;
 };
 
+Tail carveTail(const spcclState& st, WorkspaceCarver& c) {
+  const size_t k = pairsK(st);
+  Tail t;
+  t.cur = static_cast<char*>(c.takeBytes(pairBlockBytes(st)));
+  t.partner = static_cast<char*>(c.takeBytes(pairBlockBytes(st)));
+  t.mergedIdx = c.take<uint32_t>(2 * k);
+  t.mergedVal = c.takeBytes(2 * k * st.elemSize);
+  t.kept = c.take<uint32_t>(k);
+  return t;
+}
+
 size_t tailBytes(const spcclState& st) {
-  return 2 * align64(pairBlockBytes(st)) + align64(2 * st.k * sizeof(uint32_t)) + align64(2 * st.k * st.elemSize) +
-         align64(st.k * sizeof(uint32_t));
+  WorkspaceCarver c(nullptr);
+  carveTail(st, c);
+  return c.bytes();
 }
 
 Tail tailOf(const spcclState& st, const PairsWorkspace& ws) {
-  Tail t;
-  char* p = ws.tail;
-  t.cur = p;
-  p += align64(pairBlockBytes(st));
-  t.partner = p;
-  p += align64(pairBlockBytes(st));
-  t.mergedIdx = reinterpret_cast<uint32_t*>(p);
-  p += align64(2 * st.k * sizeof(uint32_t));
-  t.mergedVal = p;
-  p += align64(2 * st.k * st.elemSize);
-  t.kept = reinterpret_cast<uint32_t*>(p);
-  return t;
+  WorkspaceCarver c(ws.tail);
+  return carveTail(st, c);
 }
 
 int largestPowerOfTwo(int P) {
@@ -68,8 +70,7 @@ size_t sparseWire(const spcclState& st) {
   const int P = st.comm->nranks, p2 = largestPowerOfTwo(P);
   int rounds = P > p2 ? 1 : 0;
   for (int d = 1; d < p2; d <<= 1) rounds++;
-  const size_t allReduce = P > 1 ? 2 * (P - 1) * st.k * st.elemSize / P : 0;
-  return rounds * pairBytes(st, st.k) + allReduce;
+  return rounds * pairBytes(st, pairsK(st)) + ringAllReduceBytes(P, pairsK(st) * st.elemSize);
 }
 
 // cur = the k of largest magnitude of (cur merged with partner), sorted by index.
@@ -79,10 +80,10 @@ spcclResult_t mergeKeep(const spcclState& st, const PairsWorkspace& ws, const Ta
     T* curVal = static_cast<T*>(blockValues(st, t.cur));
     T* mergedVal = static_cast<T*>(t.mergedVal);
     uint32_t* curIdx = blockIndices(t.cur);
-    const size_t m = cpu::mergePairs(curIdx, curVal, st.k, blockIndices(t.partner),
-                                     static_cast<const T*>(blockValues(st, t.partner)), st.k, t.mergedIdx, mergedVal);
-    cpu::topK(mergedVal, m, st.k, ws.scratch, t.kept);  // m >= k: each list holds k pairs
-    for (size_t j = 0; j < st.k; ++j) {
+    const size_t m = cpu::mergePairs(curIdx, curVal, pairsK(st), blockIndices(t.partner),
+                                     static_cast<const T*>(blockValues(st, t.partner)), pairsK(st), t.mergedIdx, mergedVal);
+    cpu::topK(mergedVal, m, pairsK(st), ws.scratch, t.kept);  // m >= k: each list holds k pairs
+    for (size_t j = 0; j < pairsK(st); ++j) {
       curIdx[j] = t.mergedIdx[t.kept[j]];
       curVal[j] = mergedVal[t.kept[j]];
     }
@@ -116,27 +117,27 @@ spcclResult_t agree(const spcclInfo& info, const PairsWorkspace& ws, const Tail&
 
 spcclResult_t sparseAllReduce(const spcclInfo& info) {
   const spcclState& st = *info.state;
-  if (st.denseSwitched) return pairsDense(info);
+  if (pairsDenseSwitched(st)) return pairsDense(info);
   const PairsWorkspace ws = pairsWorkspace(st);
   const Tail t = tailOf(st, ws);
   SPCCLCHECK(selectTopK(st, info.sendbuff, ws, blockIndices(t.cur), blockValues(st, t.cur), info.stream));
   SPCCLCHECK(agree(info, ws, t));
   const uint32_t* S = blockIndices(t.cur);
-  const size_t bad = cpu::firstBadIndex(S, st.k, st.count, false);
-  SPCCL_REQUIRE(bad == st.k, spcclRemoteError, "%s : gtopk agreed on index %u, outside [0, %zu)", info.opName,
+  const size_t bad = cpu::firstBadIndex(S, pairsK(st), st.count, false);
+  SPCCL_REQUIRE(bad == pairsK(st), spcclRemoteError, "%s : gtopk agreed on index %u, outside [0, %zu)", info.opName,
                 S[bad], st.count);
   // acc[S] in the partner block's value slots, which the agreement no longer needs.
   void* sums = blockValues(st, t.partner);
   SPCCLCHECK(withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     const T* acc = static_cast<const T*>(ws.acc);
-    for (size_t j = 0; j < st.k; ++j) static_cast<T*>(sums)[j] = acc[S[j]];
+    for (size_t j = 0; j < pairsK(st); ++j) static_cast<T*>(sums)[j] = acc[S[j]];
     return spcclSuccess;
   }));
-  SPCCLCHECK(info.comm->transport->allReduce(sums, sums, st.k, st.datatype, info.op, info.stream));
+  SPCCLCHECK(info.comm->transport->allReduce(sums, sums, pairsK(st), st.datatype, info.op, info.stream));
   // Commit: nothing below can fail.
-  SPCCLCHECK(pairsCommitResidual(st, ws, S, st.k, info.stream));
-  return pairsScatter(st, PairLists{S, sums, st.k, 1, 0}, 1.0, info.recvbuff, info.stream);
+  SPCCLCHECK(pairsCommitResidual(st, ws, S, pairsK(st), info.stream));
+  return pairsScatter(st, PairLists{S, sums, pairsK(st), 1, 0}, 1.0, info.recvbuff, info.stream);
 }
 
 spcclResult_t setup(spcclState& st) {
@@ -149,7 +150,7 @@ spcclResult_t setup(spcclState& st) {
   return pairsSetup(st, sparseWire);
 }
 size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, tailBytes(st)); }
-size_t wireBytes(const spcclState& st) { return pairsWireBytes(st, sparseWire); }
+void describe(const spcclState& st, spcclStateInfo_t* info) { pairsDescribe(st, sparseWire, info); }
 
 spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, size_t* nvalues) {
   return pairsCompress(info, selectTopK, indices, values, nvalues);
@@ -157,7 +158,7 @@ spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, s
 
 }  // namespace
 
-extern const MethodOps kGTopKMethod = {"gtopk",   setup,           workspaceBytes, pairsCompressedCount,
-                                       wireBytes, sparseAllReduce, compress,       pairsDecompress};
+extern const MethodOps kGTopKMethod = {spcclMethodGTopK, "gtopk", setup, workspaceBytes, pairsCompressedCount,
+                                       describe, sparseAllReduce, compress, pairsDecompress, nullptr, nullptr};
 
 }  // namespace spccl

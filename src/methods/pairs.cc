@@ -12,12 +12,14 @@
 #include "checks.h"
 #include "device.h"
 #include "dispatch.h"
+#include "feedback.h"
 #include "staging.h"
 
 namespace spccl {
 namespace {
 
-size_t align8(size_t bytes) { return (bytes + 7) & ~size_t(7); }
+// The parts of a rank's block are 8-byte aligned (a wire format, not a workspace layout).
+size_t align8(size_t bytes) { return alignUp(bytes, 8); }
 
 // fp16/bf16 gathered blocks: out[i] = scale * (the sum of every list's values at i), added in
 // fp32 and rounded once, as the header promises for half types. Adding rank by rank into
@@ -45,13 +47,7 @@ void mergeSortedLists(const PairLists& lists, typename AccumOf<T>::type scale, T
 // Candidates of the exact top-k: the bucket of the k-th key is listed when it holds at most
 // k + n/8 elements (always so for smooth data at small density); larger buckets are refined
 // over the full array instead, so this bounds memory, not correctness.
-size_t candCap(const spcclState& st) { return std::min(st.count, st.k + st.count / 8); }
-
-// The selection scratch between acc and the tail.
-size_t scratchBytes(const spcclState& st) {
-  if (st.onDevice) return align64(device::topkScratchBytes(st.count));
-  return align64(st.k * sizeof(uint32_t)) + align64(candCap(st) * sizeof(uint32_t));
-}
+size_t candCap(const spcclState& st) { return std::min(st.count, pairsK(st) + st.count / 8); }
 
 // pairsCheck on the gathered blocks where the host can read them: the workspace itself, or
 // the pinned copy they were staged through (MPI device comm). On an NCCL comm they never
@@ -60,75 +56,72 @@ spcclResult_t checkGathered(const spcclState& st, const PairsWorkspace& ws, cons
   if (st.onDevice && !stagedThroughHost(st)) return spcclSuccess;
   char* host = st.onDevice ? hostMirror(st, ws.tail, st.comm->nranks * pairBlockBytes(st), api) : ws.tail;
   if (!host) return spcclInternalError;
-  const PairLists gathered = {blockIndices(host), blockValues(st, host), st.k, st.comm->nranks, pairBlockBytes(st)};
+  const PairLists gathered = {blockIndices(host), blockValues(st, host), pairsK(st), st.comm->nranks, pairBlockBytes(st)};
   return pairsCheck(st, gathered, api);
 }
 
 }  // namespace
 
-const void* pairsFeedback(const spcclState& st) {
-  return st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
-}
+size_t pairBlockBytes(const spcclState& st) { return align8(pairsK(st) * sizeof(uint32_t)) + align8(pairsK(st) * st.elemSize); }
 
-size_t pairBlockBytes(const spcclState& st) { return align8(st.k * sizeof(uint32_t)) + align8(st.k * st.elemSize); }
-
-void* blockValues(const spcclState& st, char* block) { return block + align8(st.k * sizeof(uint32_t)); }
+void* blockValues(const spcclState& st, char* block) { return block + align8(pairsK(st) * sizeof(uint32_t)); }
 
 size_t pairBytes(const spcclState& st, size_t npairs) { return npairs * (sizeof(uint32_t) + st.elemSize); }
 
-size_t denseWireBytes(const spcclState& st) {
-  const int P = st.comm->nranks;
-  return P > 1 ? 2 * (P - 1) * st.count * st.elemSize / P : 0;
-}
-
-size_t pairsWorkspaceBytes(const spcclState& st, size_t tailBytes) {
-  // A switched collective needs acc only, but spcclCompress still selects k pairs, which takes
-  // the selection scratch; only the exchange tail is dropped.
-  return align64(st.count * st.elemSize) + scratchBytes(st) + (st.denseSwitched ? 0 : tailBytes);
+PairsWorkspace pairsCarve(const spcclState& st, WorkspaceCarver& c) {
+  PairsWorkspace ws = {};
+  // A switched collective needs acc only, but spcclCompress still selects k pairs, which
+  // takes the selection scratch; only the method's exchange tail is dropped.
+  ws.acc = c.takeBytes(st.count * st.elemSize);
+  if (st.onDevice) {
+    ws.deviceScratch = c.takeBytes(device::topkScratchBytes(st.count));
+  } else {
+    ws.scratch.above = c.take<uint32_t>(pairsK(st));
+    ws.scratch.cand = c.take<uint32_t>(candCap(st));
+    ws.scratch.candCap = candCap(st);
+  }
+  ws.tail = static_cast<char*>(c.takeBytes(0));
+  return ws;
 }
 
 PairsWorkspace pairsWorkspace(const spcclState& st) {
-  char* p = static_cast<char*>(st.workspace.ptr);
-  PairsWorkspace ws = {};
-  ws.acc = p;
-  p += align64(st.count * st.elemSize);
-  if (st.onDevice) {
-    ws.deviceScratch = p;
-    ws.tail = p + scratchBytes(st);
-    return ws;
-  }
-  ws.scratch.above = reinterpret_cast<uint32_t*>(p);
-  p += align64(st.k * sizeof(uint32_t));
-  ws.scratch.cand = reinterpret_cast<uint32_t*>(p);
-  ws.scratch.candCap = candCap(st);
-  p += align64(candCap(st) * sizeof(uint32_t));
-  ws.tail = p;
-  return ws;
+  WorkspaceCarver c(st.workspace.ptr);
+  return pairsCarve(st, c);
+}
+
+size_t pairsWorkspaceBytes(const spcclState& st, size_t tailBytes) {
+  WorkspaceCarver c(nullptr);
+  pairsCarve(st, c);
+  if (!pairsDenseSwitched(st)) c.takeBytes(tailBytes);
+  return c.bytes();
 }
 
 spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&)) {
   SPCCL_REQUIRE(st.count <= 0xFFFFFFFFull, spcclInvalidArgument,
                 "spcclStateCreate : count %zu is too large for %s's 32-bit indices (count < 2^32)", st.count,
                 st.method->name);
-  st.k = topkCount(st.count, st.config.density);
+  PairsState& ps = methodState<PairsState>(st);
+  ps.k = topkCount(st.count, st.config.density);
   const size_t sparse = sparseWire(st), dense = denseWireBytes(st);
-  st.denseSwitched = st.config.denseSwitch && sparse > dense;
-  if (st.denseSwitched)
+  ps.denseSwitched = st.config.denseSwitch && sparse > dense;
+  if (ps.denseSwitched)
     INFO(kSubsysColl, "spcclStateCreate : %s would send %zu bytes per rank (k %zu of %zu), a dense allreduce %zu: "
-         "running dense", st.method->name, sparse, st.k, st.count, dense);
+         "running dense", st.method->name, sparse, ps.k, st.count, dense);
   // The dense path's acc = g + e and residual clear are host loops, with no device launcher.
-  SPCCL_REQUIRE(!(st.denseSwitched && st.onDevice), spcclInvalidUsage,
+  SPCCL_REQUIRE(!(ps.denseSwitched && st.onDevice), spcclInvalidUsage,
                 "spcclStateCreate : %s would send %zu bytes per rank, a dense allreduce %zu, and the dense switch "
                 "does not run on device buffers (set denseSwitch 0, a lower density, or method dense)",
                 st.method->name, sparse, dense);
   return spcclSuccess;
 }
 
-size_t pairsWireBytes(const spcclState& st, size_t (*sparseWire)(const spcclState&)) {
-  return st.denseSwitched ? denseWireBytes(st) : sparseWire(st);
+void pairsDescribe(const spcclState& st, size_t (*sparseWire)(const spcclState&), spcclStateInfo_t* info) {
+  info->selected = pairsK(st);
+  info->denseSwitched = pairsDenseSwitched(st);
+  info->wireBytes = pairsDenseSwitched(st) ? denseWireBytes(st) : sparseWire(st);
 }
 
-size_t pairsCompressedCount(const spcclState& st) { return st.k; }
+size_t pairsCompressedCount(const spcclState& st) { return pairsK(st); }
 
 spcclResult_t pairsDense(const spcclInfo& info) {
   const spcclState& st = *info.state;
@@ -136,24 +129,25 @@ spcclResult_t pairsDense(const spcclInfo& info) {
   SPCCLCHECK(withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     const T* g = static_cast<const T*>(info.sendbuff);
-    const T* e = static_cast<const T*>(pairsFeedback(st));
+    const T* e = static_cast<const T*>(feedbackIn(st));
     T* a = static_cast<T*>(acc);
     for (size_t i = 0; i < st.count; ++i) a[i] = feedbackValue(g, e, i);
     return spcclSuccess;
   }));
   SPCCLCHECK(info.comm->transport->allReduce(acc, info.recvbuff, st.count, st.datatype, info.op, info.stream));
-  if (pairsFeedback(st)) memset(st.residual.ptr, 0, st.residual.bytes);  // everything was sent
+  if (void* e = feedbackOut(st)) memset(e, 0, st.residual.bytes);  // everything was sent
   return spcclSuccess;
 }
 
 spcclResult_t pairsCommitResidual(const spcclState& st, const PairsWorkspace& ws, const uint32_t* indices,
                                   size_t npairs, spcclStream_t stream) {
-  if (!pairsFeedback(st)) return spcclSuccess;
+  void* e = feedbackOut(st);
+  if (!e) return spcclSuccess;
   if (st.onDevice)
-    return device::residualCommit(st.datatype, st.residual.ptr, ws.acc, st.count, indices, npairs, stream);
+    return device::residualCommit(st.datatype, e, ws.acc, st.count, indices, npairs, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
-    cpu::residualCommit(static_cast<T*>(st.residual.ptr), static_cast<const T*>(ws.acc), st.count, indices, npairs);
+    cpu::residualCommit(static_cast<T*>(e), static_cast<const T*>(ws.acc), st.count, indices, npairs);
     return spcclSuccess;
   });
 }
@@ -197,8 +191,8 @@ spcclResult_t pairsCompress(const spcclInfo& info, PairSelectFn select, uint32_t
                 st.method->name);
   const PairsWorkspace ws = pairsWorkspace(st);
   SPCCLCHECK(select(st, info.sendbuff, ws, indices, values, info.stream));
-  SPCCLCHECK(pairsCommitResidual(st, ws, indices, st.k, info.stream));
-  *nvalues = st.k;
+  SPCCLCHECK(pairsCommitResidual(st, ws, indices, pairsK(st), info.stream));
+  *nvalues = pairsK(st);
   return spcclSuccess;
 }
 
@@ -214,11 +208,11 @@ spcclResult_t pairsDecompress(const spcclState& st, const void* values, const ui
 
 size_t pairsAllGatherTailBytes(const spcclState& st) { return st.comm->nranks * pairBlockBytes(st); }
 
-size_t pairsAllGatherWire(const spcclState& st) { return (st.comm->nranks - 1) * pairBytes(st, st.k); }
+size_t pairsAllGatherWire(const spcclState& st) { return ringAllGatherBytes(st.comm->nranks, pairBytes(st, pairsK(st))); }
 
 spcclResult_t pairsAllGather(const spcclInfo& info, PairSelectFn select) {
   const spcclState& st = *info.state;
-  if (st.denseSwitched) return pairsDense(info);
+  if (pairsDenseSwitched(st)) return pairsDense(info);
   const int P = info.comm->nranks;
   const size_t block = pairBlockBytes(st);
   const PairsWorkspace ws = pairsWorkspace(st);
@@ -227,8 +221,8 @@ spcclResult_t pairsAllGather(const spcclInfo& info, PairSelectFn select) {
   SPCCLCHECK(stateAllGather(st, own, ws.tail, block, info.stream));
   SPCCLCHECK(checkGathered(st, ws, info.opName));
   // Commit: nothing below can fail on data.
-  SPCCLCHECK(pairsCommitResidual(st, ws, blockIndices(own), st.k, info.stream));
-  const PairLists gathered = {blockIndices(ws.tail), blockValues(st, ws.tail), st.k, P, block};
+  SPCCLCHECK(pairsCommitResidual(st, ws, blockIndices(own), pairsK(st), info.stream));
+  const PairLists gathered = {blockIndices(ws.tail), blockValues(st, ws.tail), pairsK(st), P, block};
   return pairsScatter(st, gathered, info.op == spcclAvg ? 1.0 / P : 1.0, info.recvbuff, info.stream);
 }
 

@@ -26,10 +26,19 @@
 
 #include "cpu/topk_kernels.h"
 #include "method.h"
+#include "workspace.h"
 
 namespace spccl {
 
-inline size_t align64(size_t bytes) { return (bytes + 63) & ~size_t(63); }
+// The family's private state: k = min(n, max(1, ceil(density * n))) slots per rank, and
+// whether the sparse payload would cost more than a dense allreduce, so the collective runs
+// dense instead (config.denseSwitch).
+struct PairsState {
+  size_t k;
+  bool denseSwitched;
+};
+inline size_t pairsK(const spcclState& st) { return methodState<PairsState>(st).k; }
+inline bool pairsDenseSwitched(const spcclState& st) { return methodState<PairsState>(st).denseSwitched; }
 
 struct PairsWorkspace {
   void* acc;
@@ -38,6 +47,9 @@ struct PairsWorkspace {
   char* tail;
 };
 
+// The family's part of the workspace (acc and the selection scratch) cut from c; the
+// method's tail starts at c's next part.
+PairsWorkspace pairsCarve(const spcclState& st, WorkspaceCarver& c);
 PairsWorkspace pairsWorkspace(const spcclState& st);
 size_t pairsWorkspaceBytes(const spcclState& st, size_t tailBytes);
 
@@ -46,20 +58,15 @@ size_t pairBlockBytes(const spcclState& st);
 inline uint32_t* blockIndices(char* block) { return reinterpret_cast<uint32_t*>(block); }
 void* blockValues(const spcclState& st, char* block);
 
-// Bytes of k (index, value) pairs without alignment padding, and what a dense ring
-// allreduce of the tensor sends per rank.
+// Bytes of k (index, value) pairs without alignment padding.
 size_t pairBytes(const spcclState& st, size_t npairs);
-size_t denseWireBytes(const spcclState& st);
 
 // Sets k, refuses count >= 2^32 (indices are 32-bit), and decides the dense switch: with
 // config.denseSwitch, a method whose sparseWire bytes exceed a dense allreduce's runs dense
-// (logged at INFO with both numbers; st.denseSwitched records it).
+// (logged at INFO with both numbers; PairsState::denseSwitched records it).
 spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&));
-// wireBytes of a pairs method: sparseWire, or dense when switched.
-size_t pairsWireBytes(const spcclState& st, size_t (*sparseWire)(const spcclState&));
-
-// The residual a selection adds to g: st.residual under EF, null without feedback.
-const void* pairsFeedback(const spcclState& st);
+// spcclStateGetInfo's fields of a pairs method: k, and sparseWire or dense when switched.
+void pairsDescribe(const spcclState& st, size_t (*sparseWire)(const spcclState&), spcclStateInfo_t* info);
 
 // A selection: writes acc = g + e into ws.acc and k slots, sorted by index, to
 // indices/values. Never fails on data; returns a code only for an unsupported type (or a CUDA

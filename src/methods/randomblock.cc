@@ -18,11 +18,27 @@
 #include "cpu/block_kernels.h"
 #include "device.h"
 #include "dispatch.h"
+#include "feedback.h"
 #include "method.h"
 #include "staging.h"
+#include "workspace.h"
 
 namespace spccl {
 namespace {
+
+// The method's private state: nblocks = ceil(count / B), nselected = m.
+struct RandomBlock {
+  uint64_t nblocks;
+  uint64_t nselected;
+};
+const RandomBlock& privateOf(const spcclState& st) { return methodState<RandomBlock>(st); }
+
+// The selection the state makes at `step`.
+BlockSelection selectionAt(const spcclState& st, unsigned long long step) {
+  const RandomBlock& rb = privateOf(st);
+  return makeBlockSelection(rb.nblocks, rb.nselected, st.config.blockPattern == spcclBlocksScattered,
+                            selectionKey(st.config.seed, st.config.tensorKey, step));
+}
 
 // The workspace: m*B packed elements, then (host only) the m chosen blocks in address order.
 struct Workspace {
@@ -30,14 +46,23 @@ struct Workspace {
   cpu::BlockSlot* order;
 };
 
-size_t packedBytes(const spcclState& st) {
-  size_t bytes = st.nselected * st.config.blockSize * st.elemSize;
-  return (bytes + 63) & ~size_t(63);
+Workspace carve(const spcclState& st, WorkspaceCarver& c) {
+  const uint64_t m = privateOf(st).nselected;
+  Workspace ws;
+  ws.packed = c.takeBytes(m * st.config.blockSize * st.elemSize);
+  ws.order = st.onDevice ? nullptr : c.take<cpu::BlockSlot>(m);
+  return ws;
 }
 
 Workspace workspaceOf(const spcclState& st) {
-  char* base = static_cast<char*>(st.workspace.ptr);
-  return {base, reinterpret_cast<cpu::BlockSlot*>(base + packedBytes(st))};
+  WorkspaceCarver c(st.workspace.ptr);
+  return carve(st, c);
+}
+
+size_t workspaceBytes(const spcclState& st) {
+  WorkspaceCarver c(nullptr);
+  carve(st, c);
+  return c.bytes();
 }
 
 spcclResult_t setup(spcclState& st) {
@@ -45,28 +70,24 @@ spcclResult_t setup(spcclState& st) {
   // with blockSize INT_MAX would reserve gigabytes): one block covers the tensor exactly, and
   // the resolved config says so.
   if (st.count > 0 && (uint64_t)st.config.blockSize > st.count) st.config.blockSize = (int)st.count;
+  RandomBlock& rb = methodState<RandomBlock>(st);
   const uint64_t B = (uint64_t)st.config.blockSize;
-  st.nblocks = ceilDiv(st.count, B);
-  const double wanted = ceil(st.config.density * (double)st.nblocks);
-  st.nselected = std::min<uint64_t>(st.nblocks, std::max<uint64_t>(1, (uint64_t)wanted));
-  if (st.count == 0) st.nselected = 0;
+  rb.nblocks = ceilDiv(st.count, B);
+  const double wanted = ceil(st.config.density * (double)rb.nblocks);
+  rb.nselected = std::min<uint64_t>(rb.nblocks, std::max<uint64_t>(1, (uint64_t)wanted));
+  if (st.count == 0) rb.nselected = 0;
   return spcclSuccess;
 }
 
-size_t workspaceBytes(const spcclState& st) {
-  return packedBytes(st) + (st.onDevice ? 0 : st.nselected * sizeof(cpu::BlockSlot));
+size_t compressedCount(const spcclState& st) { return privateOf(st).nselected * st.config.blockSize; }
+
+void describe(const spcclState& st, spcclStateInfo_t* info) {
+  info->selected = compressedCount(st);
+  info->wireBytes = ringAllReduceBytes(st.comm->nranks, compressedCount(st) * st.elemSize);
 }
 
-size_t compressedCount(const spcclState& st) { return st.nselected * st.config.blockSize; }
-
-size_t wireBytes(const spcclState& st) {
-  const int P = st.comm->nranks;
-  return P > 1 ? 2 * (P - 1) * compressedCount(st) * st.elemSize / P : 0;
-}
-
-const void* residualIfEF(const spcclState& st) {
-  return st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
-}
+// The overlapped host path only: device states are stream-ordered already.
+bool spareResidual(const spcclState& st) { return st.config.pipeline && feedbackOn(st) && !st.onDevice; }
 
 // The selection as a device kernel sees it: the collective reads the step from the state's
 // device counter (graph replays advance it), compress and decompress are given theirs.
@@ -78,15 +99,15 @@ device::DeviceSelection deviceSelection(const spcclState& st, const BlockSelecti
 // Pack this rank's contribution for `step` into `packed`.
 spcclResult_t pack(const spcclState& st, const void* sendbuff, unsigned long long step, bool stepOnDevice,
                    void* packed, spcclStream_t stream) {
-  const BlockSelection sel = stateSelection(st, step);
+  const BlockSelection sel = selectionAt(st, step);
   if (st.onDevice) {
     const device::DeviceSelection ds = deviceSelection(st, sel, stepOnDevice);
-    return device::randomBlockPack(st.datatype, sendbuff, residualIfEF(st), st.count, st.config.blockSize, &ds,
+    return device::randomBlockPack(st.datatype, sendbuff, feedbackIn(st), st.count, st.config.blockSize, &ds,
                                    packed, stream);
   }
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
-    cpu::feedbackPack(static_cast<const T*>(sendbuff), static_cast<const T*>(residualIfEF(st)), st.count,
+    cpu::feedbackPack(static_cast<const T*>(sendbuff), static_cast<const T*>(feedbackIn(st)), st.count,
                       st.config.blockSize, sel, static_cast<T*>(packed));
     return spcclSuccess;
   });
@@ -104,16 +125,16 @@ cpu::CommitArgs<T> commitArgs(const void* sendbuff, const void* eIn, void* eOut,
 spcclResult_t commit(const spcclState& st, const void* sendbuff, void* residual, const void* packed, double scale,
                      unsigned long long step, bool stepOnDevice, void* recvbuff, spcclStream_t stream) {
   if (st.onDevice) {
-    const device::DeviceSelection ds = deviceSelection(st, stateSelection(st, step), stepOnDevice);
+    const device::DeviceSelection ds = deviceSelection(st, selectionAt(st, step), stepOnDevice);
     return device::randomBlockCommit(st.datatype, sendbuff, residual, packed, scale, st.count, st.config.blockSize,
                                      &ds, recvbuff, stream);
   }
   cpu::BlockSlot* order = workspaceOf(st).order;
-  cpu::sortedSelection(stateSelection(st, step), order);
+  cpu::sortedSelection(selectionAt(st, step), order);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     cpu::unpackCommit(commitArgs<T>(sendbuff, residual, residual, packed, scale, recvbuff), st.count,
-                      st.config.blockSize, order, st.nselected);
+                      st.config.blockSize, order, privateOf(st).nselected);
     return spcclSuccess;
   });
 }
@@ -127,18 +148,18 @@ spcclResult_t overlappedAllReduce(spcclState& st, const spcclInfo& info, void* p
   PendingOp op;
   SPCCLCHECK(t.allReduceStart(packed, packed, compressedCount(st), st.datatype, info.stream, &op));
   cpu::BlockSlot* order = workspaceOf(st).order;
-  cpu::sortedSelection(stateSelection(st, st.step), order);
+  cpu::sortedSelection(selectionAt(st, st.step), order);
   void* eNext = st.residualNext.ptr;
   const size_t slice = ceilDiv(size_t(1) << 18, st.config.blockSize) * st.config.blockSize;
   spcclResult_t res = withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     const auto args = commitArgs<T>(info.sendbuff, st.residual.ptr, eNext, nullptr, scale, info.recvbuff);
     for (size_t begin = 0; begin < st.count; begin += slice) {
-      cpu::unpackCommit(args, st.count, st.config.blockSize, order, st.nselected, begin, begin + slice);
+      cpu::unpackCommit(args, st.count, st.config.blockSize, order, privateOf(st).nselected, begin, begin + slice);
       SPCCLCHECK(t.progress(&op));
     }
     SPCCLCHECK(t.wait(&op));
-    cpu::unpackChosen(static_cast<const T*>(packed), args.scale, st.count, st.config.blockSize, order, st.nselected,
+    cpu::unpackChosen(static_cast<const T*>(packed), args.scale, st.count, st.config.blockSize, order, privateOf(st).nselected,
                       static_cast<T*>(info.recvbuff));
     return spcclSuccess;
   });
@@ -157,14 +178,14 @@ spcclResult_t sparseAllReduce(const spcclInfo& info) {
   const double scale = info.op == spcclAvg && !halfAvg ? 1.0 / info.comm->nranks : 1.0;
   if (st.residualNext.ptr && !halfAvg) return overlappedAllReduce(st, info, packed, scale);
   SPCCLCHECK(stateAllReduce(st, packed, packed, compressedCount(st), halfAvg ? spcclAvg : spcclSum, info.stream));
-  void* residual = st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
+  void* residual = feedbackOut(st);
   return commit(st, info.sendbuff, residual, packed, scale, st.step, true, info.recvbuff, info.stream);
 }
 
 spcclResult_t compress(const spcclInfo& info, void* values, uint32_t*, size_t* nvalues) {
   const spcclState& st = *info.state;
   SPCCLCHECK(pack(st, info.sendbuff, st.step, false, values, info.stream));
-  void* residual = st.config.feedback == spcclFeedbackEF ? st.residual.ptr : nullptr;
+  void* residual = feedbackOut(st);
   SPCCLCHECK(commit(st, info.sendbuff, residual, nullptr, 1.0, st.step, false, nullptr, info.stream));
   *nvalues = compressedCount(st);
   return spcclSuccess;
@@ -180,7 +201,30 @@ spcclResult_t decompress(const spcclState& st, const void* values, const uint32_
 
 }  // namespace
 
-extern const MethodOps kRandomBlockMethod = {"randomblock", setup,      workspaceBytes, compressedCount,
-                                             wireBytes,     sparseAllReduce, compress,  decompress};
+extern const MethodOps kRandomBlockMethod = {spcclMethodRandomBlock, "randomblock", setup, workspaceBytes,
+                                             compressedCount, describe, sparseAllReduce, compress,
+                                             decompress, spareResidual, nullptr};
 
 }  // namespace spccl
+
+using namespace spccl;
+
+// The random-block part of the public API: the blocks every rank chooses at `step`.
+extern "C" spcclResult_t spcclBlockSelection(spcclState_t state, unsigned long long step, size_t* blocks,
+                                             size_t* nblocks) {
+  const char* api = "spcclBlockSelection";
+  SPCCLCHECK(stateCheck(state, api));
+  SPCCLCHECK(flatStateCheck(state, api));
+  SPCCLCHECK(ptrCheck(nblocks, api, "nblocks"));
+  SPCCL_REQUIRE(state->method == &kRandomBlockMethod, spcclInvalidUsage,
+                "%s : the state's method is %s, not randomblock", api, state->method->name);
+  const uint64_t nselected = privateOf(*state).nselected;
+  const size_t capacity = *nblocks;
+  *nblocks = nselected;
+  if (!blocks) return spcclSuccess;
+  SPCCL_REQUIRE(capacity >= nselected, spcclInvalidArgument,
+                "%s : blocks has room for %zu entries, the selection has %zu", api, capacity, (size_t)nselected);
+  const BlockSelection sel = selectionAt(*state, step);
+  for (uint64_t slot = 0; slot < sel.nselected; ++slot) blocks[slot] = slotBlock(sel, slot);
+  return spcclSuccess;
+}

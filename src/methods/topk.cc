@@ -18,6 +18,7 @@
 #include "checks.h"
 #include "device.h"
 #include "dispatch.h"
+#include "feedback.h"
 #include "pairs.h"
 
 namespace spccl {
@@ -25,17 +26,17 @@ namespace spccl {
 spcclResult_t selectTopK(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws, uint32_t* indices,
                          void* values, spcclStream_t stream) {
   if (st.onDevice)
-    return device::topkSelect(st.datatype, sendbuff, pairsFeedback(st), ws.acc, st.count, st.k, indices, values,
+    return device::topkSelect(st.datatype, sendbuff, feedbackIn(st), ws.acc, st.count, pairsK(st), indices, values,
                               ws.deviceScratch, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
-    const T* e = static_cast<const T*>(pairsFeedback(st));
+    const T* e = static_cast<const T*>(feedbackIn(st));
     T* acc = static_cast<T*>(ws.acc);
     uint32_t hist[cpu::kRadixBins];
     cpu::feedbackHistogram(static_cast<const T*>(sendbuff), e, acc, st.count, hist);
-    cpu::topKFromHistogram(acc, st.count, st.k, hist, ws.scratch, indices);
+    cpu::topKFromHistogram(acc, st.count, pairsK(st), hist, ws.scratch, indices);
     T* v = static_cast<T*>(values);
-    for (size_t j = 0; j < st.k; ++j) v[j] = acc[indices[j]];
+    for (size_t j = 0; j < pairsK(st); ++j) v[j] = acc[indices[j]];
     return spcclSuccess;
   });
 }
@@ -44,7 +45,7 @@ namespace {
 
 spcclResult_t setup(spcclState& st) { return pairsSetup(st, pairsAllGatherWire); }
 size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, pairsAllGatherTailBytes(st)); }
-size_t wireBytes(const spcclState& st) { return pairsWireBytes(st, pairsAllGatherWire); }
+void describe(const spcclState& st, spcclStateInfo_t* info) { pairsDescribe(st, pairsAllGatherWire, info); }
 spcclResult_t sparseAllReduce(const spcclInfo& info) { return pairsAllGather(info, selectTopK); }
 
 spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, size_t* nvalues) {
@@ -53,7 +54,7 @@ spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, s
 
 }  // namespace
 
-extern const MethodOps kTopKMethod = {"topk",    setup,           workspaceBytes, pairsCompressedCount,
-                                      wireBytes, sparseAllReduce, compress,       pairsDecompress};
+extern const MethodOps kTopKMethod = {spcclMethodTopK, "topk", setup, workspaceBytes, pairsCompressedCount,
+                                      describe, sparseAllReduce, compress, pairsDecompress, nullptr, nullptr};
 
 }  // namespace spccl

@@ -14,7 +14,6 @@
 
 #include "common/topk_reference.h"
 #include "dispatch.h"
-#include "method.h"
 #include "mpi_test.h"
 
 namespace spccl_test {
@@ -274,10 +273,13 @@ TEST(TopKFamily, DenseSwitch) {
       spcclState_t st;
       ASSERT_EQ(spcclStateCreate(&st, w.comm, &cfg, n, spcclFloat32), spcclSuccess);
       const size_t dense = w.nranks > 1 ? 2 * (w.nranks - 1) * n * sizeof(float) / w.nranks : 0;
-      const size_t wire = st->method->wireBytes(*st);
+      spcclStateInfo_t info;
+      ASSERT_EQ(spcclStateGetInfo(st, &info), spcclSuccess);
+      const size_t wire = info.wireBytes;
+      EXPECT_EQ(info.denseWireBytes, dense);
       // 900 pairs of 8 bytes per peer always cost more than a dense allreduce of 4000 bytes.
       const bool switched = denseSwitch && w.nranks > 1;
-      EXPECT_EQ(st->denseSwitched, switched) << "method " << method;
+      EXPECT_EQ(info.denseSwitched, switched) << "method " << method;
       if (switched) EXPECT_EQ(wire, dense);
       if (!switched && w.nranks > 1) EXPECT_GT(wire, dense);
       if (switched) {

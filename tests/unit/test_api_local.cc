@@ -43,6 +43,21 @@ TEST(ApiLocal, NullHandlesAreRejectedWithAMessage) {
   EXPECT_STREQ(spcclGetLastError(nullptr), "spcclSparseAllReduce : state argument is NULL");
 }
 
+// Every spcclMethod_t value has a name, which SPCCL_METHOD accepts; nothing else has one.
+TEST(ApiLocal, MethodNamesComeFromTheTable) {
+  for (int m = 0; m < spcclNumMethods; ++m) {
+    const char* name = spcclMethodName(m);
+    ASSERT_NE(name, nullptr) << "method " << m;
+    for (int other = 0; other < m; ++other) EXPECT_STRNE(name, spcclMethodName(other));
+  }
+  EXPECT_EQ(spcclMethodName(spcclNumMethods), nullptr);
+  EXPECT_EQ(spcclMethodName(-1), nullptr);
+  EXPECT_STREQ(spcclMethodName(spcclMethodTopK), "topk");
+  spcclStateInfo_t info;
+  EXPECT_EQ(spcclStateGetInfo(nullptr, &info), spcclInvalidArgument);
+  EXPECT_STREQ(spcclGetLastError(nullptr), "spcclStateGetInfo : state argument is NULL");
+}
+
 TEST(ApiLocal, ForgedHandleIsRejected) {
   alignas(16) unsigned char junk[256] = {};
   int n = 0;

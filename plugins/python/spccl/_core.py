@@ -19,7 +19,18 @@ _L = _lib.load()
 RESULT_NAMES = {0: "spcclSuccess", 1: "spcclUnhandledCudaError", 2: "spcclSystemError",
                 3: "spcclInternalError", 4: "spcclInvalidArgument", 5: "spcclInvalidUsage",
                 6: "spcclRemoteError", 7: "spcclInProgress", 8: "spcclTimeout"}
-METHODS = {"dense": 0, "randomblock": 1, "topk": 2, "gaussiank": 3, "gtopk": 4}
+
+
+def _method_table():
+    """{name: spcclMethod_t} from the library's own table (spcclMethodName)."""
+    table, method = {}, 0
+    while (name := _L.spcclMethodName(method)) is not None:
+        table[name.decode()] = method
+        method += 1
+    return table
+
+
+METHODS = _method_table()
 PATTERNS = {"contiguous": 0, "scattered": 1}
 FEEDBACKS = {"none": 0, "ef": 1}
 OPS = {"sum": 0, "avg": 4}

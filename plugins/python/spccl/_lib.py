@@ -27,11 +27,12 @@ UNDEF_INT = -2147483648
 UNDEF_DOUBLE = -1.0e300
 UNDEF_U64 = (1 << 64) - 1
 
-# name: (restype, argtypes); every function but the two string getters returns spcclResult_t.
+# name: (restype, argtypes); every function but the string getters returns spcclResult_t.
 _PROTOTYPES = {
     "spcclGetVersion": (c_int, [P(c_int)]),
     "spcclGetErrorString": (c_char_p, [c_int]),
     "spcclGetLastError": (c_char_p, [c_void_p]),
+    "spcclMethodName": (c_char_p, [c_int]),
     "spcclCommInitMPIFortran": (c_int, [P(c_void_p), c_int]),
     "spcclCommInitLocal": (c_int, [P(c_void_p), c_int, c_int, c_int]),
     "spcclCommCount": (c_int, [c_void_p, P(c_int)]),

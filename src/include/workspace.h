@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * One workspace layout per method, sized and cut by the same code, in the manner of CUB's
+ * temporary storage: a method writes one function that takes its parts from a
+ * WorkspaceCarver; run on a null base it only counts the bytes (spcclStateCreate allocates
+ * that much), run on the state's workspace it hands out the pointers. Sizing and cutting
+ * therefore cannot disagree. Every part starts on a kWorkspaceAlign boundary, which suits
+ * any element type and the device kernels' vector loads.
+ */
+#ifndef SPCCL_WORKSPACE_H_
+#define SPCCL_WORKSPACE_H_
+
+#include <stddef.h>
+
+namespace spccl {
+
+constexpr size_t kWorkspaceAlign = 64;
+
+constexpr size_t alignUp(size_t bytes, size_t align = kWorkspaceAlign) { return (bytes + align - 1) / align * align; }
+
+class WorkspaceCarver {
+ public:
+  explicit WorkspaceCarver(void* base) : base_(static_cast<char*>(base)) {}
+
+  // The next part of `bytes` bytes (null while only sizing).
+  void* takeBytes(size_t bytes) {
+    char* part = base_ ? base_ + used_ : nullptr;
+    used_ += alignUp(bytes);
+    return part;
+  }
+  template <typename T>
+  T* take(size_t n) {
+    return static_cast<T*>(takeBytes(n * sizeof(T)));
+  }
+  // Bytes taken so far: the workspace size once the layout is complete.
+  size_t bytes() const { return used_; }
+
+ private:
+  char* base_;
+  size_t used_ = 0;
+};
+
+}  // namespace spccl
+
+#endif  // SPCCL_WORKSPACE_H_
