@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Hierarchical mode (SPEC §7a) against its definition: on each shard, a hierarchical state
+// behaves exactly as a flat state of the shard's size on the cross-host comm that is fed the
+// host's sum of the shard: the same output and the same residual, bit for bit, step after
+// step with error feedback, for every method and type, with shards of equal and of unequal
+// size. Runs on whatever hosts the job has: one host (a cross-host comm of one rank),
+// pretend hosts (SPCCL_RANKS_PER_HOST), or simulated hosts (scripts/simhosts).
+
+#include <string.h>
+
+#include <string>
+#include <tuple>
+
+#include "common/hosts.h"
+#include "dispatch.h"
+#include "mpi_test.h"
+
+namespace spccl_test {
+namespace {
+
+spcclConfig_t hierConfig(int method, int hierarchical) {
+  spcclConfig_t c = SPCCL_CONFIG_INITIALIZER;
+  c.method = method;
+  c.density = 1.0 / 16;
+  c.blockSize = 8;
+  c.hierarchical = hierarchical;
+  return c;
+}
+
+// The host's sum of every rank's step-`step` input on [offset, offset + count).
+template <typename T>
+std::vector<T> hostSum(const Hosts& hosts, unsigned long long step, size_t n, size_t offset, size_t count) {
+  std::vector<double> sum(count, 0.0);
+  for (int r : hosts.members[hosts.host]) {
+    const std::vector<T> g = inputs<T>(r, step, n);
+    for (size_t i = 0; i < count; ++i) sum[i] += spccl::toAcc(g[offset + i]);
+  }
+  std::vector<T> out(count);
+  for (size_t i = 0; i < count; ++i) out[i] = spccl::fromAcc<T>(sum[i]);
+  return out;
+}
+
+// Every shard of the host, gathered: shard l at l * ceil(n/L).
+template <typename T>
+std::vector<T> gatherShards(const Hosts& hosts, const std::vector<T>& mine, size_t n) {
+  const size_t each = (n + hosts.localSize - 1) / hosts.localSize;
+  std::vector<T> padded(each), all(each * hosts.localSize);
+  std::copy(mine.begin(), mine.end(), padded.begin());
+  MPI_Allgather(padded.data(), (int)(each * sizeof(T)), MPI_BYTE, all.data(), (int)(each * sizeof(T)), MPI_BYTE,
+                hosts.local);
+  all.resize(n);
+  return all;
+}
+
+class Hierarchical : public ::testing::TestWithParam<std::tuple<int, spcclDataType_t, size_t>> {};
+
+TEST_P(Hierarchical, EachShardIsTheFlatMethodOnHostSums) {
+  const auto [method, type, n] = GetParam();
+  Hosts hosts;
+  findHosts(MPI_COMM_WORLD, &hosts);
+  if (!hosts.even()) GTEST_SKIP() << "uneven hosts: hierarchical mode is refused there (see HierarchicalMode)";
+  size_t offset = 0, mine = 0;
+  hosts.shard(n, &offset, &mine);
+  spcclComm_t cross = nullptr;
+  ASSERT_EQ(spcclCommInitMPI(&cross, hosts.cross), spcclSuccess) << spcclGetLastError(nullptr);
+  spcclState_t hier = nullptr, flat = nullptr;
+  spcclConfig_t cfg = hierConfig(method, 1);
+  ASSERT_EQ(spcclStateCreate(&hier, world().comm, &cfg, n, type), spcclSuccess) << spcclGetLastError(nullptr);
+  cfg.hierarchical = 0;
+  if (mine > 0) ASSERT_EQ(spcclStateCreate(&flat, cross, &cfg, mine, type), spcclSuccess);
+  spccl::withStorage(type, [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<T> out(n), shardOut(mine);
+    for (unsigned long long step = 0; step < 4; ++step) {
+      const std::vector<T> g = inputs<T>(world().rank, step, n);
+      ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, type, spcclSum, hier, world().comm, nullptr),
+                spcclSuccess)
+          << spcclGetLastError(nullptr);
+      const std::vector<T> sum = hostSum<T>(hosts, step, n, offset, mine);
+      if (mine > 0)
+        ASSERT_EQ(spcclSparseAllReduce(sum.data(), shardOut.data(), mine, type, spcclSum, flat, cross, nullptr),
+                  spcclSuccess);
+      const std::vector<T> expected = gatherShards(hosts, shardOut, n);
+      size_t wrong = 0;
+      for (size_t i = 0; i < n; ++i) wrong += memcmp(&out[i], &expected[i], sizeof(T)) != 0;
+      EXPECT_EQ(wrong, 0u) << "step " << step << ": elements that differ from the flat method on host sums";
+      // The residual: this shard's is the flat state's, the rest of the tensor's stays zero.
+      void *hr = nullptr, *fr = nullptr;
+      spcclStateGetResidual(hier, &hr);
+      if (mine > 0) spcclStateGetResidual(flat, &fr);
+      const T* hres = static_cast<const T*>(hr);
+      EXPECT_TRUE(mine == 0 || memcmp(hres + offset, fr, mine * sizeof(T)) == 0) << "step " << step;
+      size_t strays = 0;
+      for (size_t i = 0; i < n; ++i)
+        strays += (i < offset || i >= offset + mine) && spccl::toAcc(hres[i]) != 0;
+      EXPECT_EQ(strays, 0u) << "residual outside this rank's shard";
+    }
+  });
+  unsigned long long step = 0;
+  spcclStateGetStep(hier, &step);
+  EXPECT_EQ(step, 4u);
+  spcclStateDestroy(hier);
+  if (flat) spcclStateDestroy(flat);
+  spcclCommDestroy(cross);
+  EXPECT_TRUE(allRanks(!HasFailure()));
+}
+
+std::string caseName(const ::testing::TestParamInfo<Hierarchical::ParamType>& info) {
+  static const char* const kMethods[] = {"Dense", "RandomBlock", "TopK", "GaussianK", "GlobalTopK"};
+  const spcclDataType_t t = std::get<1>(info.param);
+  const char* type = t == spcclFloat32 ? "fp32" : t == spcclFloat64 ? "fp64" : t == spcclFloat16 ? "fp16" : "bf16";
+  return std::string(kMethods[std::get<0>(info.param)]) + "_" + type + "_" +
+         std::to_string(std::get<2>(info.param));
+}
+
+// 4096: equal shards on up to 4 ranks per host; 3001: a shorter last shard (padded stages).
+INSTANTIATE_TEST_SUITE_P(AllMethods, Hierarchical,
+                         ::testing::Combine(::testing::Values(spcclMethodDense, spcclMethodRandomBlock,
+                                                              spcclMethodTopK, spcclMethodGaussianK,
+                                                              spcclMethodGTopK),
+                                            ::testing::ValuesIn(allTypes), ::testing::Values(4096, 3001)),
+                         caseName);
+
+// The average divides the sum by every rank (not by the hosts), rounded once.
+TEST(HierarchicalMode, AverageIsTheSumOverAllRanks) {
+  Hosts hosts;
+  findHosts(MPI_COMM_WORLD, &hosts);
+  if (!hosts.even()) GTEST_SKIP() << "uneven hosts: hierarchical mode is refused there";
+  const size_t n = 2048;
+  spcclConfig_t cfg = hierConfig(spcclMethodTopK, 1);
+  spcclState_t a, b;
+  ASSERT_EQ(spcclStateCreate(&a, world().comm, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(nullptr);
+  ASSERT_EQ(spcclStateCreate(&b, world().comm, &cfg, n, spcclFloat32), spcclSuccess);
+  const std::vector<float> g = inputs<float>(world().rank, 0, n);
+  std::vector<float> sum(n), avg(n);
+  ASSERT_EQ(spcclSparseAllReduce(g.data(), sum.data(), n, spcclFloat32, spcclSum, a, world().comm, nullptr),
+            spcclSuccess);
+  ASSERT_EQ(spcclSparseAllReduce(g.data(), avg.data(), n, spcclFloat32, spcclAvg, b, world().comm, nullptr),
+            spcclSuccess);
+  size_t wrong = 0;
+  for (size_t i = 0; i < n; ++i) wrong += avg[i] != sum[i] * (1.0f / (float)world().nranks);
+  EXPECT_EQ(wrong, 0u);
+  spcclStateDestroy(a);
+  spcclStateDestroy(b);
+  EXPECT_TRUE(allRanks(!HasFailure()));
+}
+
+// Unset, the mode follows the hosts; forced on uneven hosts it is refused with a sentence;
+// a hierarchical state has no stand-alone compressed form.
+TEST(HierarchicalMode, DefaultFollowsTheHostsAndRefusalsAreClear) {
+  Hosts hosts;
+  findHosts(MPI_COMM_WORLD, &hosts);
+  const bool spans = hosts.members.size() > 1 && hosts.localSize > 1;
+  spcclConfig_t cfg = hierConfig(spcclMethodRandomBlock, SPCCL_CONFIG_UNDEF_INT);
+  spcclState_t st = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, 1024, spcclFloat32), spcclSuccess);
+  spcclConfig_t resolved;
+  ASSERT_EQ(spcclStateGetConfig(st, &resolved), spcclSuccess);
+  EXPECT_EQ(resolved.hierarchical, spans && hosts.even() ? 1 : 0);
+  spcclStateDestroy(st);
+
+  cfg.hierarchical = 1;
+  const spcclResult_t res = spcclStateCreate(&st, world().comm, &cfg, 1024, spcclFloat32);
+  if (!hosts.even()) {
+    EXPECT_EQ(res, spcclInvalidUsage);
+    EXPECT_NE(std::string(spcclGetLastError(nullptr)).find("same number of ranks on every host"), std::string::npos)
+        << spcclGetLastError(nullptr);
+  } else {
+    ASSERT_EQ(res, spcclSuccess) << spcclGetLastError(nullptr);
+    std::vector<float> g(1024, 1.0f), values(1024);
+    size_t nvalues = 0;
+    unsigned long long step = 0;
+    EXPECT_EQ(spcclCompress(g.data(), values.data(), nullptr, &nvalues, &step, st, nullptr), spcclInvalidUsage);
+    EXPECT_NE(std::string(spcclGetLastError(nullptr)).find("hierarchical"), std::string::npos);
+    spcclStateDestroy(st);
+  }
+  cfg.hierarchical = 2;
+  EXPECT_EQ(spcclStateCreate(&st, world().comm, &cfg, 1024, spcclFloat32), spcclInvalidArgument);
+  EXPECT_TRUE(allRanks(!HasFailure()));
+}
+
+}  // namespace
+}  // namespace spccl_test
