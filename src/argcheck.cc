@@ -87,6 +87,37 @@ spcclResult_t alignCheck(const void* ptr, size_t elemSize, const char* api, cons
   return spcclSuccess;
 }
 
+namespace {
+
+bool overlap(const void* a, size_t aBytes, const void* b, size_t bBytes) {
+  const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+  return aBytes && bBytes && x < y + bBytes && y < x + aBytes;
+}
+
+// The kernels read sendbuff while they write recvbuff, and the residual while they write
+// both: partly overlapping buffers, or a buffer inside the state's memory, would give wrong
+// results silently. In place (sendbuff == recvbuff) is the one overlap allowed.
+spcclResult_t aliasCheck(const spcclInfo& info) {
+  if (info.func != spcclFuncSparseAllReduce && info.func != spcclFuncAllReduce) return spcclSuccess;
+  const size_t bytes = info.count * dataTypeSize(info.datatype);
+  SPCCL_REQUIRE(info.sendbuff == info.recvbuff || !overlap(info.sendbuff, bytes, info.recvbuff, bytes),
+                spcclInvalidArgument,
+                "%s : sendbuff %p and recvbuff %p overlap without being equal (in place means the same pointer)",
+                info.opName, info.sendbuff, (void*)info.recvbuff);
+  if (!info.state) return spcclSuccess;
+  const spcclState& st = *info.state;
+  const Buffer* owned[] = {&st.residual, &st.residualNext, &st.workspace};
+  for (const Buffer* b : owned) {
+    SPCCL_REQUIRE(!overlap(info.sendbuff, bytes, b->ptr, b->bytes) && !overlap(info.recvbuff, bytes, b->ptr, b->bytes),
+                  spcclInvalidArgument,
+                  "%s : sendbuff %p or recvbuff %p lies in the state's own memory (its residual or workspace)",
+                  info.opName, info.sendbuff, (void*)info.recvbuff);
+  }
+  return spcclSuccess;
+}
+
+}  // namespace
+
 spcclResult_t argsCheck(const spcclInfo& info) {
   SPCCLCHECK(commUsableCheck(info.comm, info.opName));
   SPCCL_REQUIRE(!info.comm->compressOnly, spcclInvalidUsage,
@@ -120,7 +151,7 @@ spcclResult_t argsCheck(const spcclInfo& info) {
   size_t elem = dataTypeSize(info.datatype);
   SPCCL_REQUIRE(info.count <= SIZE_MAX / elem / (size_t)info.comm->nranks, spcclInvalidArgument,
                 "%s : count %zu is too large (the byte size overflows)", info.opName, info.count);
-  return spcclSuccess;
+  return aliasCheck(info);
 }
 
 spcclResult_t commEnvResolve(CommEnv* env, const char* api) {

@@ -29,6 +29,26 @@ spcclResult_t breakCommOn(spcclComm* comm, spcclResult_t res) {
   return res;
 }
 
+// One collective at a time per comm: a communicator driven from two threads at once matches
+// the wrong messages (Open MPI ended the job). The second thread is refused instead.
+class CommCall {
+ public:
+  explicit CommCall(spcclComm* comm) : comm_(comm), owned_(!comm->busy.exchange(true)) {}
+  ~CommCall() {
+    if (owned_) comm_->busy.store(false);
+  }
+  spcclResult_t check(const char* api) const {
+    SPCCL_REQUIRE(owned_, spcclInvalidUsage,
+                  "%s : comm %p is in use by another thread (calls on one comm must not overlap)", api,
+                  (void*)comm_);
+    return spcclSuccess;
+  }
+
+ private:
+  spcclComm* comm_;
+  bool owned_;
+};
+
 // What every rank must agree on for a sparse collective (SPCCL_CHECK=1).
 struct CallSignature {
   uint64_t count;
@@ -110,6 +130,8 @@ spcclResult_t stateAgreementCheck(const spcclInfo& info) {
 
 spcclResult_t enqueueSparse(const spcclInfo& info) {
   SPCCLCHECK(argsCheck(info));
+  const CommCall call(info.comm);
+  SPCCLCHECK(call.check(info.opName));
   // Before the count-0 no-op: a rank that passes 0 while its peers pass the state's count must
   // take part in the check, or the peers would wait for it.
   SPCCLCHECK(breakCommOn(info.comm, consistencyCheck(info)));
@@ -159,14 +181,17 @@ spcclResult_t runDenseOnHostCopies(const spcclInfo& info, const void* send, void
 
 spcclResult_t enqueueDense(const spcclInfo& info) {
   SPCCLCHECK(argsCheck(info));
-  if (info.count == 0) return spcclSuccess;
-  INFO(kSubsysColl, "%s : sendbuff %p recvbuff %p count %zu datatype %s op %s root %d comm %p [nranks=%d]",
-       info.opName, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype), opName(info.op), info.root,
-       (void*)info.comm, info.comm->nranks);
+  const CommCall call(info.comm);
+  SPCCLCHECK(call.check(info.opName));
+  // A bad root is an error even for count 0, where the call is otherwise a no-op.
   if (info.func == spcclFuncBroadcast)
     SPCCL_REQUIRE(info.root >= 0 && info.root < info.comm->nranks, spcclInvalidArgument,
                   "spcclBroadcast : invalid root %d (root should be in the 0..%d range)", info.root,
                   info.comm->nranks - 1);
+  if (info.count == 0) return spcclSuccess;
+  INFO(kSubsysColl, "%s : sendbuff %p recvbuff %p count %zu datatype %s op %s root %d comm %p [nranks=%d]",
+       info.opName, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype), opName(info.op), info.root,
+       (void*)info.comm, info.comm->nranks);
   if (!info.comm->onDevice || info.comm->transport->deviceBuffers())
     return breakCommOn(info.comm, runDense(info, info.sendbuff, info.recvbuff));
   const size_t bytes = info.count * dataTypeSize(info.datatype), P = (size_t)info.comm->nranks;

@@ -25,6 +25,8 @@ struct spcclComm {
   bool onDevice = false;
   // SPCCL_CHECK=1: the cross-rank consistency exchange before each sparse collective.
   bool checkCalls = false;
+  // A collective is running on the comm (enqueue.cc refuses a second thread).
+  std::atomic<bool> busy{false};
   // spcclCommInitLocal: states compress and decompress, the caller moves the payloads;
   // collectives are refused.
   bool compressOnly = false;

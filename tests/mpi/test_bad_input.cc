@@ -84,6 +84,13 @@ TEST_F(BadInput, SparseAllReduceArguments) {
   ASSERT_EQ(spcclCommInitMPI(&other, MPI_COMM_WORLD), spcclSuccess);
   expectRejected(call(b, o, kCount, spcclFloat32, spcclSum, st_, other), spcclInvalidUsage, "was created on comm");
   EXPECT_EQ(spcclCommDestroy(other), spcclSuccess);
+  // Partly overlapping buffers, or a buffer inside the state's own memory (its residual).
+  expectRejected(call(b, b + 3, kCount, spcclFloat32, spcclSum, st_, comm), spcclInvalidArgument,
+                 "overlap without being equal");
+  float* residual = nullptr;
+  spcclStateGetResidual(st_, reinterpret_cast<void**>(&residual));
+  expectRejected(call(b, residual, kCount, spcclFloat32, spcclSum, st_, comm), spcclInvalidArgument,
+                 "lies in the state's own memory");
   // count 0 is a successful no-op that does not advance the step.
   expectRejected(call(nullptr, nullptr, 0, spcclFloat32, spcclSum, st_, comm), spcclSuccess, "");
 }
@@ -159,6 +166,12 @@ TEST_F(BadInput, DenseCollectives) {
   spcclComm_t comm = world().comm;
   expectRejected([&] { return spcclBroadcast(buf_.data(), out_.data(), 10, spcclFloat32, world().nranks, comm, nullptr); },
                  spcclInvalidArgument, "invalid root");
+  // count 0 is a no-op, but not one that hides a bad root.
+  expectRejected([&] { return spcclBroadcast(nullptr, nullptr, 0, spcclFloat32, 99, comm, nullptr); },
+                 spcclInvalidArgument, "invalid root 99");
+  // In place is the same pointer; a partial overlap would read what it already wrote.
+  expectRejected([&] { return spcclAllReduce(buf_.data(), buf_.data() + 1, 10, spcclFloat32, spcclSum, comm, nullptr); },
+                 spcclInvalidArgument, "overlap without being equal");
   expectRejected([&] { return spcclAllReduce(buf_.data(), nullptr, 10, spcclFloat32, spcclSum, comm, nullptr); },
                  spcclInvalidArgument, "spcclAllReduce : recvbuff argument is NULL");
   expectRejected([&] { return spcclAllGather(buf_.data(), out_.data(), 10, (spcclDataType_t)0, comm, nullptr); },

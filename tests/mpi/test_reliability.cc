@@ -6,9 +6,11 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "mpi_test.h"
 
@@ -256,6 +258,34 @@ TEST(Timeout, AbandonedOperationNeverWritesTheCallersBuffers) {
     EXPECT_EQ(spcclCommAbort(comm), spcclSuccess);
     EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
   }
+}
+
+// Two threads on one comm: the second call is refused while the first is in flight, instead
+// of the two interleaving their MPI traffic (which ended the job).
+TEST(Threads, SecondThreadOnABusyCommIsRefused) {
+  if (world().nranks < 2) GTEST_SKIP() << "needs two ranks or more";
+  spcclComm_t comm;
+  ASSERT_EQ(spcclCommInitMPI(&comm, MPI_COMM_WORLD), spcclSuccess);
+  std::vector<float> a(1000, 1.0f), b(1000, 1.0f);
+  if (world().rank == 0) {
+    std::atomic<bool> started{false};
+    spcclResult_t first = spcclInternalError;
+    std::thread worker([&] {
+      started = true;
+      first = spcclAllReduce(a.data(), a.data(), a.size(), spcclFloat32, spcclSum, comm, nullptr);
+    });
+    while (!started) std::this_thread::yield();
+    usleep(200000);  // the peers join only after 0.5 s: the worker is still waiting for them
+    EXPECT_EQ(spcclAllReduce(b.data(), b.data(), b.size(), spcclFloat32, spcclSum, comm, nullptr), spcclInvalidUsage);
+    EXPECT_NE(std::string(spcclGetLastError(comm)).find("is in use by another thread"), std::string::npos)
+        << spcclGetLastError(comm);
+    worker.join();
+    EXPECT_EQ(first, spcclSuccess) << spcclGetLastError(comm);
+  } else {
+    usleep(500000);
+    EXPECT_EQ(spcclAllReduce(a.data(), a.data(), a.size(), spcclFloat32, spcclSum, comm, nullptr), spcclSuccess);
+  }
+  EXPECT_EQ(spcclCommDestroy(comm), spcclSuccess);
 }
 
 // SPCCL_DEBUG_FILE is user text, not a printf format: "%s" or "%x" in it must neither crash

@@ -96,6 +96,8 @@ def test_python_side_argument_errors(comm):
         st.sparse_allreduce(torch.zeros(20)[::2])
     with pytest.raises(TypeError, match="dtype int64"):
         st.sparse_allreduce(torch.zeros(10, dtype=torch.int64))
+    with pytest.raises(ValueError, match="recvbuf requires grad"):
+        st.sparse_allreduce(torch.zeros(10, requires_grad=True))  # in place into a leaf autograd tracks
     with pytest.raises(TypeError, match="torch.Tensor or numpy.ndarray"):
         st.sparse_allreduce([0.0] * 10)
     with pytest.raises(ValueError, match="unknown method 'top-k'"):

@@ -166,6 +166,9 @@ class _Buffer:
         if torch is not None and isinstance(x, torch.Tensor):
             if not x.is_contiguous():
                 raise ValueError(f"spccl: {what} must be contiguous (call .contiguous() first)")
+            if writable and x.requires_grad:  # spccl writes behind autograd's back
+                raise ValueError(f"spccl: {what} requires grad; spccl writes into it in place, which autograd "
+                                 "cannot track (pass a gradient or tensor.detach())")
             dtype = str(x.dtype).replace("torch.", "")
             self.device = x.device
             self.stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else None
