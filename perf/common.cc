@@ -20,6 +20,7 @@
 
 #include "device.h"
 #include "dispatch.h"
+#include "common/hosts.h"
 #include "spccl_mpi.h"
 #ifdef SPCCL_HAVE_NCCL
 #include "spccl_nccl.h"
@@ -158,7 +159,7 @@ class Harness {
          bytes = std::max(bytes + 1, (size_t)(bytes * opts_.stepFactor)))
       ok = runSize(bytes);
     spcclCommDestroy(comm_);
-    if (hosts_.cross) spcclCommDestroy(hosts_.cross);
+    if (cross_) spcclCommDestroy(cross_);
     if (rank_ == 0) printFooter(ok);
     if (ok && rank_ == 0 && !opts_.jsonPath.empty()) writeJson();
     return ok && wrongTotal_ == 0;
@@ -190,41 +191,16 @@ class Harness {
 #endif
   }
 
-  // The hosts the ranks span, found as the library finds them (MPI_Comm_split_type, or blocks
-  // of SPCCL_RANKS_PER_HOST ranks), and a comm across the hosts for this rank's local rank:
-  // a hierarchical run is checked against a flat run of each shard's host sums over hosts.
-  struct Hosts {
-    int localRank = 0, localSize = 1;
-    std::vector<std::vector<int>> members;  // world ranks of each host, in cross-comm order
-    spcclComm_t cross = nullptr;
-  } hosts_;
+  // The hosts the ranks span (tests/common/hosts.h) and an spccl comm across the hosts for
+  // this rank's local rank: a hierarchical run is checked against a flat run of each shard's
+  // host sums over the hosts.
+  spccl_test::Hosts hosts_;
+  spcclComm_t cross_ = nullptr;
 
   bool findHosts() {
-    const char* split = getenv("SPCCL_RANKS_PER_HOST");
-    const int perHost = split ? atoi(split) : 0;
-    MPI_Comm local, cross;
-    if (perHost > 0) MPI_Comm_split(MPI_COMM_WORLD, rank_ / perHost, rank_, &local);
-    else MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
-    MPI_Comm_rank(local, &hosts_.localRank);
-    MPI_Comm_size(local, &hosts_.localSize);
-    MPI_Comm_split(MPI_COMM_WORLD, hosts_.localRank, rank_, &cross);
-    int host = 0;
-    MPI_Comm_rank(cross, &host);
-    std::vector<int> hostOf(nranks_);
-    MPI_Allgather(&host, 1, MPI_INT, hostOf.data(), 1, MPI_INT, MPI_COMM_WORLD);
-    hosts_.members.assign(*std::max_element(hostOf.begin(), hostOf.end()) + 1, {});
-    for (int r = 0; r < nranks_; ++r) hosts_.members[hostOf[r]].push_back(r);
-    const bool ok = spcclCommInitMPI(&hosts_.cross, cross) == spcclSuccess;
-    MPI_Comm_free(&local);
-    MPI_Comm_free(&cross);
-    return ok;
-  }
-
-  // This rank's shard in hierarchical mode (SPEC §7a): ceil(n/L) elements, the last shorter.
-  void shardOf(size_t count, size_t* offset, size_t* mine) const {
-    const size_t L = (size_t)hosts_.localSize, shard = (count + L - 1) / L;
-    *offset = std::min(count, hosts_.localRank * shard);
-    *mine = std::min(shard, count - *offset);
+    spccl_test::findHosts(MPI_COMM_WORLD, &hosts_);
+    PERFCHECK(spcclCommInitMPI(&cross_, hosts_.cross));
+    return true;
   }
 
   // The buffers a run uses: the host inputs, and their device copies with -g.
@@ -265,7 +241,7 @@ class Harness {
     for (Result& r : rows) {
       r.speedup = denseUs > 0 ? denseUs / r.timeUs : 0;
       if (rank_ == 0) printRow(r);
-      wrongTotal_ += r.wrong;
+      if (r.wrong > 0) wrongTotal_ += r.wrong;  // -1: not checked (-c 0)
       results_.push_back(r);
     }
     return true;
@@ -333,7 +309,7 @@ class Harness {
   // shard is empty).
   bool shardState(spcclConfig_t cfg, size_t count, Context* ctx, size_t* offset, spcclState_t* shard) {
     size_t mine = 0;
-    shardOf(count, offset, &mine);
+    hosts_.shard(count, offset, &mine);
     ctx->nranks = (int)hosts_.members.size();
     ctx->count = mine;
     ctx->state = nullptr;
@@ -347,7 +323,7 @@ class Harness {
     if (mine == 0) return true;
     cfg.hierarchical = 0;
     cfg.pipeline = 0;
-    PERFCHECK(spcclStateCreate(shard, hosts_.cross, &cfg, mine, opts_.datatype));
+    PERFCHECK(spcclStateCreate(shard, cross_, &cfg, mine, opts_.datatype));
     ctx->state = *shard;
     return true;
   }
