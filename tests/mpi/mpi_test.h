@@ -35,6 +35,18 @@ std::vector<T> inputs(int rank, unsigned long long step, size_t n) {
   return v;
 }
 
+// Elements of `out` that differ from the exact sum over ranks of the step-0 inputs (what a
+// collective that sends everything must produce).
+inline size_t wrongDenseSums(const std::vector<float>& out, int nranks) {
+  size_t wrong = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    float want = 0;
+    for (int r = 0; r < nranks; ++r) want += inputValue(r, 0, i);
+    wrong += out[i] != want;
+  }
+  return wrong;
+}
+
 // True on every rank only if it is true on all ranks, so one rank's failure stops them all.
 inline bool allRanks(bool ok) {
   int mine = ok, all = 0;
