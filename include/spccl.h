@@ -61,7 +61,8 @@ typedef enum {
   spcclMethodTopK = 2,
   spcclMethodGaussianK = 3,
   spcclMethodGTopK = 4,
-  spcclNumMethods = 5
+  spcclMethodOneBit = 5,
+  spcclNumMethods = 6
 } spcclMethod_t;
 
 typedef enum { spcclBlocksContiguous = 0, spcclBlocksScattered = 1, spcclNumBlockPatterns = 2 } spcclBlockPattern_t;
@@ -75,7 +76,7 @@ typedef enum { spcclFeedbackNone = 0, spcclFeedbackEF = 1, spcclNumFeedbacks = 2
  * fields you care about. Fields left at their "undefined" sentinel are resolved inside the
  * library, from SPCCL_<FIELD> environment variables or the defaults below; a struct that
  * was not initialised (wrong size, magic or version) is rejected.
- *   method        spcclMethodRandomBlock       SPCCL_METHOD (dense|randomblock|topk|gaussiank|gtopk)
+ *   method        spcclMethodRandomBlock       SPCCL_METHOD (dense|randomblock|topk|gaussiank|gtopk|onebit)
  *   density       1/64                         SPCCL_DENSITY
  *   blockSize     256 elements                 SPCCL_BLOCK_SIZE
  *   blockPattern  spcclBlocksContiguous        SPCCL_BLOCK_PATTERN (contiguous|scattered)

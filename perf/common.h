@@ -65,6 +65,8 @@ struct MethodDesc {
   // Optional: a suffix for the method column saying what the state chose to run (the top-k
   // family's dense switch prints ">dense").
   const char* (*variant)(const Context& ctx) = nullptr;
+  // The reference already applies the op (1-bit averages before its server level).
+  bool referenceAppliesOp = false;
 };
 
 // Runs the size loop for the methods in opts.methods that are in `table`; returns the exit

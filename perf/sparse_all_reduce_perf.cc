@@ -4,6 +4,8 @@
 // buffers in one run, under mpirun. Each method is one descriptor: its wire bytes and the
 // reference output of the check pass.
 
+#include <math.h>
+
 #include <map>
 #include <vector>
 
@@ -53,7 +55,7 @@ spcclStateInfo_t stateInfo(const Context& ctx) {
   spcclStateGetInfo(ctx.state, &info);
   return info;
 }
-size_t topkFamilyWire(const Context& ctx) { return stateInfo(ctx).wireBytes; }
+size_t libraryWire(const Context& ctx) { return stateInfo(ctx).wireBytes; }
 const char* topkFamilyVariant(const Context& ctx) { return stateInfo(ctx).denseSwitched ? ">dense" : ""; }
 
 template <typename T>
@@ -111,6 +113,42 @@ void gtopkReference(const Context& ctx, std::vector<double>& expected) {
   });
 }
 
+// 1-bit, first call after a reset (zero residuals): per rank and chunk of len = ceil(n/P),
+// the scale s = mean |g| (accumulated in the accumulation type in index order, rounded into
+// T) and the signs (+ for g >= 0); chunk j's mean m = (sum over ranks of +-s, rank order) *
+// (1/P for avg), rounded into T; the output is m's own scale times m's signs.
+template <typename T>
+void oneBitTyped(const Context& ctx, std::vector<double>& expected) {
+  using AccT = typename spccl::AccumOf<T>::type;
+  const int P = ctx.nranks;
+  const size_t n = ctx.count, len = (n + P - 1) / P;
+  auto signedScale = [](const std::vector<T>& x, size_t b, size_t e, std::vector<AccT>* c) {
+    AccT sum = 0;
+    for (size_t i = b; i < e; ++i) sum += std::fabs(spccl::toAcc(x[i]));
+    const AccT s = e > b ? spccl::toAcc(spccl::fromAcc<T>(sum / (AccT)(e - b))) : AccT(0);
+    for (size_t i = b; i < e; ++i) (*c)[i] = spccl::toAcc(x[i]) < 0 ? -s : s;
+  };
+  std::vector<std::vector<AccT>> worker(P, std::vector<AccT>(n));
+  for (int r = 0; r < P; ++r) {
+    const std::vector<T> g = rankInput<T>(ctx, r);
+    for (size_t b = 0; b < n; b += len) signedScale(g, b, std::min(n, b + len), &worker[r]);
+  }
+  const AccT factor = ctx.opts->op == spcclAvg ? (AccT)(1.0 / P) : (AccT)1;
+  std::vector<T> mean(n);
+  for (size_t i = 0; i < n; ++i) {
+    AccT sum = 0;
+    for (int r = 0; r < P; ++r) sum += worker[r][i];
+    mean[i] = spccl::fromAcc<T>(sum * factor);
+  }
+  std::vector<AccT> out(n);
+  for (size_t b = 0; b < n; b += len) signedScale(mean, b, std::min(n, b + len), &out);
+  for (size_t i = 0; i < n; ++i) expected[i] = out[i];
+}
+
+void oneBitReference(const Context& ctx, std::vector<double>& expected) {
+  spccl::withStorage(ctx.opts->datatype, [&](auto tag) { oneBitTyped<decltype(tag)>(ctx, expected); });
+}
+
 }  // namespace
 }  // namespace spccl_perf
 
@@ -120,9 +158,10 @@ int main(int argc, char** argv) {
       {"dense", spcclMethodDense, 0, denseWire, denseReference},
       {"randomblock", spcclMethodRandomBlock, 0, randomBlockWire, randomBlockReference},
       {"randomblock_pipe", spcclMethodRandomBlock, 1, randomBlockWire, randomBlockReference},
-      {"topk", spcclMethodTopK, 0, topkFamilyWire, topkReference, topkFamilyVariant},
-      {"gaussiank", spcclMethodGaussianK, 0, topkFamilyWire, gaussiankReference, topkFamilyVariant},
-      {"gtopk", spcclMethodGTopK, 0, topkFamilyWire, gtopkReference, topkFamilyVariant},
+      {"topk", spcclMethodTopK, 0, libraryWire, topkReference, topkFamilyVariant},
+      {"gaussiank", spcclMethodGaussianK, 0, libraryWire, gaussiankReference, topkFamilyVariant},
+      {"gtopk", spcclMethodGTopK, 0, libraryWire, gtopkReference, topkFamilyVariant},
+      {"onebit", spcclMethodOneBit, 0, libraryWire, oneBitReference, nullptr, true},
   };
   return perfMain(argc, argv, methods);
 }

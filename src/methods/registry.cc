@@ -17,6 +17,7 @@ extern const MethodOps kRandomBlockMethod;
 extern const MethodOps kTopKMethod;
 extern const MethodOps kGaussianKMethod;
 extern const MethodOps kGTopKMethod;
+extern const MethodOps kOneBitMethod;
 
 namespace {
 
@@ -26,6 +27,7 @@ const MethodOps* const kTable[] = {
     &kTopKMethod,         // spcclMethodTopK
     &kGaussianKMethod,    // spcclMethodGaussianK
     &kGTopKMethod,        // spcclMethodGTopK
+    &kOneBitMethod,       // spcclMethodOneBit
 };
 static_assert(sizeof(kTable) / sizeof(kTable[0]) == spcclNumMethods, "one table line per spcclMethod_t");
 

@@ -11,7 +11,7 @@ the tensor:
 - Top-k / Gaussian-k: each rank sends a fixed number of (index, value) slots, so one
   all_gather of a byte buffer per rank [indices | values] carries them; unused slots hold
   SPCCL_PAD_INDEX and are skipped.
-gTop-k needs rounds of its own and stays on spccl's comm (spcclSparseAllReduce)."""
+gTop-k and 1-bit need rounds of their own and stay on spccl's comm (spcclSparseAllReduce)."""
 import torch
 import torch.distributed as dist
 
@@ -24,9 +24,11 @@ PAD_INDEX = -1  # SPCCL_PAD_INDEX (0xFFFFFFFF) as an int32
 
 def check_method(method, what):
     """Refuses a method no process group can carry, naming the way out."""
-    if method == "gtopk":
-        raise ValueError(f"{what}: gtopk needs its own communication rounds and cannot go through a process group; "
-                         "pass comm=spccl.Comm(...) (launch with mpirun) or use method 'topk' or 'gaussiank'")
+    if method in ("gtopk", "onebit"):
+        # gTop-k merges in rounds; 1-bit keeps a server residual per chunk owner between an
+        # all-to-all and an allgather: neither is one process-group collective.
+        raise ValueError(f"{what}: {method} needs its own communication rounds and cannot go through a process "
+                         "group; pass comm=spccl.Comm(...) (launch with mpirun) or use method 'topk' or 'gaussiank'")
 
 
 def dense_average(tensor, group):
