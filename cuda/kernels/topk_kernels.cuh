@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * The top-k family on the device (SPEC §5), every step stream-ordered with no host round
+ * The top-k family on the device (DESIGN.md, Top-k family), every step stream-ordered with no host round
  * trip: k is fixed, so the output is always k slots.
  *
  *   exact top-k   feedbackHistogramKernel  acc = g + e into the workspace, histogram of the

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * CPU kernels of the top-k family (SPEC §5); the per-element rules live in topk_core.h.
+ * CPU kernels of the top-k family (DESIGN.md, Top-k family); the per-element rules live in topk_core.h.
  *
  *  - Exact top-k is a radix select over magnitudeKey(): one histogram of the top 11 key bits
  *    (fused with acc = g + e), one pass that lists the positions above the bucket holding the

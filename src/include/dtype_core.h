@@ -78,7 +78,7 @@ template <typename T> SPCCL_HD T fromAcc(typename AccumOf<T>::type v) { return (
 template <> SPCCL_HD half_t fromAcc<half_t>(float v) { half_t h; h.bits = floatToHalf(v); return h; }
 template <> SPCCL_HD bfloat16_t fromAcc<bfloat16_t>(float v) { bfloat16_t b; b.bits = floatToBf16(v); return b; }
 
-// a + b in the accumulation type, rounded once into T: SPEC §3's single rounding of acc = g + e,
+// a + b in the accumulation type, rounded once into T: the single rounding of acc = g + e (DESIGN.md, Error feedback),
 // shared by the CPU kernels, the CUDA kernels and the MPI half-type reduction.
 template <typename T> SPCCL_HD T addRounded(T a, T b) { return fromAcc<T>(toAcc(a) + toAcc(b)); }
 // acc = g + e at position i, rounded once; e null (feedback NONE) gives acc = g.

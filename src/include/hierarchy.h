@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * Hierarchical mode (SPEC §7a): dense inside a host, compressed across hosts.
+ * Hierarchical mode (DESIGN.md, Hierarchical mode): dense inside a host, compressed across hosts.
  *
  * With L ranks on a host, local rank l owns shard l of the tensor (ceil(n/L) elements, the
  * last shard shorter). A call runs three stages:

@@ -5,7 +5,7 @@
  * through. Device buffers on a host transport (MPI) are staged: copied into the state's
  * pinned mirror of its workspace, reduced or gathered there by the host transport, and
  * copied back, all ordered on `stream`; the host waits for the device-to-host copy, so the
- * caller must call stagedComplete() before returning (the MPI path blocks, SPEC §2).
+ * caller must call stagedComplete() before returning (the MPI path blocks, DESIGN.md, API).
  */
 #ifndef SPCCL_STAGING_H_
 #define SPCCL_STAGING_H_

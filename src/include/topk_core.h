@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * Per-element rules of the top-k family (SPEC §5), written once for the host and the device
+ * Per-element rules of the top-k family (DESIGN.md, Top-k family), written once for the host and the device
  * (nvcc compiles this header too).
  *
  * Invariant: the CPU kernels, the CUDA kernels and the test references rank elements by the
@@ -89,7 +89,7 @@ SPCCL_HD double gaussianThreshold(double mean, double stddev, double density) {
   return fabs(mean) + stddev * inverseNormalCdf(1.0 - density / 2.0);
 }
 
-// The count-and-adjust search of SPEC §5. Use:
+// The count-and-adjust search of DESIGN.md, Top-k family. Use:
 //   GaussianKSearch s = gaussianKSearchStart(t0, k);
 //   while (!s.done) gaussianKSearchCounted(&s, count of |acc| > s.next);
 //   select with s.chosen (its count is s.chosenCount).

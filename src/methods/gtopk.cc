@@ -143,7 +143,7 @@ spcclResult_t sparseAllReduce(const spcclInfo& info) {
 spcclResult_t setup(spcclState& st) {
   // Every merge round's output feeds the next round's exchange, and the merge and the
   // agreed-index check are host passes with no device launcher: on device buffers each round
-  // would be a host round trip, which an NCCL comm must not take (SPEC §2).
+  // would be a host round trip, which an NCCL comm must not take (DESIGN.md, API).
   SPCCL_REQUIRE(!st.onDevice, spcclInvalidUsage,
                 "spcclStateCreate : gtopk does not run on device buffers (its merge rounds need the host; use topk or "
                 "gaussiank)");

@@ -2,7 +2,7 @@
  *
  * The hosts an MPI job spans, found the way the library finds them (MPI_Comm_split_type, or
  * blocks of SPCCL_RANKS_PER_HOST consecutive ranks), and the shard layout of hierarchical
- * mode (SPEC §7a), for tests and perf that check hierarchical runs from the outside. */
+ * mode (DESIGN.md, Hierarchical mode), for tests and perf that check hierarchical runs from the outside. */
 #ifndef SPCCL_TESTS_COMMON_HOSTS_H_
 #define SPCCL_TESTS_COMMON_HOSTS_H_
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * Brute-force references of the top-k family (SPEC §5) for the unit and multi-rank tests,
+ * Brute-force references of the top-k family (DESIGN.md, Top-k family) for the unit and multi-rank tests,
  * written without the kernels: a full sort for exact top-k, plain loops for Gaussian-k's
  * moments, counts and compaction. Only the decision rule (topk_core.h's GaussianKSearch,
  * unit-tested on its own) and the threshold formula are shared with the library.
@@ -23,7 +23,7 @@
 
 namespace spccl_test {
 
-// Magnitude order of SPEC §5 as a test states it: NaN above everything, then |v| descending;
+// Magnitude order of DESIGN.md, Top-k family as a test states it: NaN above everything, then |v| descending;
 // the lower index wins ties.
 inline bool referenceBefore(double a, size_t ia, double b, size_t ib) {
   const bool na = std::isnan(a), nb = std::isnan(b);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// Hierarchical mode (SPEC §7a) against its definition: on each shard, a hierarchical state
+// Hierarchical mode (DESIGN.md, Hierarchical mode) against its definition: on each shard, a hierarchical state
 // behaves exactly as a flat state of the shard's size on the cross-host comm that is fed the
 // host's sum of the shard: the same output and the same residual, bit for bit, step after
 // step with error feedback, for every method and type, with shards of equal and of unequal

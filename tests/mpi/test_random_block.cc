@@ -28,7 +28,7 @@ class RandomBlockTest
 
 using spccl::withStorage;
 
-// The reference model of SPEC §3-4 for all ranks at once: residuals e_r, chosen blocks from
+// The reference model of DESIGN.md, Error feedback-4 for all ranks at once: residuals e_r, chosen blocks from
 // the shared stream, out = sum_r acc_r on the chosen blocks.
 struct Reference {
   size_t n, B;

@@ -31,7 +31,7 @@ T addT(T a, T b) {
   return fromAcc<T>(toAcc(a) + toAcc(b));
 }
 
-// The model of SPEC §3 and §5 for all ranks at once.
+// The model of DESIGN.md, Error feedback and §5 for all ranks at once.
 template <typename T>
 struct Model {
   int method;

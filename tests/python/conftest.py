@@ -56,7 +56,7 @@ def free_port(world):
 
 
 def random_block_reference(acc, blocks, block_size):
-    """C(acc) for random block: acc on the given blocks, 0 elsewhere (SPEC §4)."""
+    """C(acc) for random block: acc on the given blocks, 0 elsewhere (DESIGN.md, Random block)."""
     c = np.zeros_like(acc)
     for b in blocks:
         c[b * block_size:(b + 1) * block_size] = acc[b * block_size:(b + 1) * block_size]

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """The convergence reproduction (plugins/torch/examples/convergence_digits.py) under mpirun
-with 4 ranks: SPEC §3's claim at small scale. The issue's protocol (30 epochs), without the
+with 4 ranks: the claim of DESIGN.md, Error feedback, at small scale. The issue's protocol (30 epochs), without the
 two Top-k runs that have no assertion; at 15 epochs DEF is still catching up with dense on
 some seeds, so the run is not shortened further."""
 import json

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """spccl_torch under mpirun: the DDP comm hook against a manual computation, and the DEF
-optimizer against a NumPy re-implementation of SPEC §3."""
+optimizer against a NumPy re-implementation of DESIGN.md, Error feedback."""
 import os
 import sys
 
@@ -95,7 +95,7 @@ def test_def_equals_numpy_reference(world, comm, mu, feedback, two_phase):
             opt.step()
         else:
             opt.step(closure)
-        # SPEC §3, with the selection every rank makes at this step.
+        # DESIGN.md, Error feedback, with the selection every rank makes at this step.
         y = x - mu * e
         m = beta * m + numpy_grad(y, X, T) + wd * y
         p = e + lr * m

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A Horovod Compressor that sends spccl random blocks (SPEC §8).
+"""A Horovod Compressor that sends spccl random blocks (README, Horovod).
 
     import horovod.torch as hvd
     import spccl_horovod

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Convergence of compressed data-parallel SGD on scikit-learn's digits (SPEC §3's claim).
+"""Convergence of compressed data-parallel SGD on scikit-learn's digits (the claim of DESIGN.md, Error feedback).
 
 A 64-128-128-10 MLP (one flat parameter vector per optimizer group) is trained by P MPI
 ranks, each on its own shard, with spccl_torch.DEF; all communication goes through spccl:

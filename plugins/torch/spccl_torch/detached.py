@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Detached error feedback (DEF, SPEC §3) as a torch optimizer communicating through spccl.
+"""Detached error feedback (DEF, DESIGN.md, Error feedback) as a torch optimizer communicating through spccl.
 
 Per parameter group, flattened into one vector x (one spccl state, tensor key = group index):
 
