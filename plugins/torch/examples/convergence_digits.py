@@ -153,6 +153,19 @@ def main(argv=None):
     return results
 
 
+def write_json_open_figure(out, results):
+    """Writes out/results.json; returns a Matplotlib (Agg) figure with two axes side by side."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, 2, figsize=(11, 4))
+
+
 def report(results, args):
     print(f"\nconvergence on digits: {results['nranks']} ranks, {args.epochs} epochs, batch {args.batch}/rank, "
           f"lr {args.lr}, momentum {args.momentum}, wd {args.weight_decay}, seed {args.seed}")
@@ -168,15 +181,7 @@ def report(results, args):
     sys.stdout.flush()
     if not args.out:
         return
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = write_json_open_figure(args.out, results)
     for name, r in results["runs"].items():
         if "curve" in r:
             epochs = [c["epoch"] for c in r["curve"]]

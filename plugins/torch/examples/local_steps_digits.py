@@ -24,7 +24,6 @@ counted as a ring allreduce of each round's payload. Run with:
 
 Prints a table, writes results.json and curves.png (accuracy against bytes sent) into --out."""
 import argparse
-import json
 import math
 import os
 import sys
@@ -36,7 +35,7 @@ import torch
 from mpi4py import MPI  # noqa: F401  (initialises MPI before spccl makes its comm)
 import spccl
 import spccl_torch
-from convergence_digits import fmt, load_data, make_model
+from convergence_digits import fmt, load_data, make_model, write_json_open_figure
 
 RUNS = {  # name -> LocalSGD variant, local steps (None: --local-steps), spccl method, look-ahead mu
     "sync-sgd": dict(variant="fedavg_server_momentum", local_steps=1, method="dense", mu=0.0),
@@ -54,7 +53,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", default=DEFAULT_RUNS, help="comma list of " + ",".join(RUNS))
     p.add_argument("--local-steps", type=int, default=8, help="H, local steps per round")
-    p.add_argument("--steps", type=int, default=1200, help="local gradient steps per rank in every run")
+    p.add_argument("--steps", type=int, default=4800, help="local gradient steps per rank in every run")
     p.add_argument("--batch", type=int, default=16, help="samples per rank per step")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.9, help="local momentum")
@@ -156,9 +155,9 @@ def main(argv=None):
 
 
 def class_counts(labels):
-    """{class: samples} of one rank's shard, classes with at least 5% of it."""
+    """{class: samples} of one rank's shard, the classes with at least 10% of it."""
     counts = torch.bincount(labels, minlength=10)
-    return {int(c): int(n) for c, n in enumerate(counts) if n >= 0.05 * len(labels)}
+    return {int(c): int(n) for c, n in enumerate(counts) if n >= 0.1 * len(labels)}
 
 
 def report(results, args):
@@ -175,15 +174,7 @@ def report(results, args):
     sys.stdout.flush()
     if not args.out:
         return
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = write_json_open_figure(args.out, results)
     for name, r in results["runs"].items():
         ax1.plot([c["step"] for c in r["curve"]], [c["test_acc"] for c in r["curve"]], label=name)
         ax2.plot([max(c["bytes"], 1) / 1e6 for c in r["curve"]], [c["test_acc"] for c in r["curve"]], label=name)
