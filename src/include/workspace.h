@@ -40,6 +40,21 @@ class WorkspaceCarver {
   size_t used_ = 0;
 };
 
+// A layout function carve(st, carver) run on `base`: the parts' pointers.
+template <typename State, typename Carve>
+auto carveAt(const State& st, void* base, Carve carve) {
+  WorkspaceCarver c(base);
+  return carve(st, c);
+}
+
+// The same layout run on a null base: its size in bytes.
+template <typename State, typename Carve>
+size_t carvedBytes(const State& st, Carve carve) {
+  WorkspaceCarver c(nullptr);
+  carve(st, c);
+  return c.bytes();
+}
+
 }  // namespace spccl
 
 #endif  // SPCCL_WORKSPACE_H_

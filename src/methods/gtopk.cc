@@ -49,16 +49,8 @@ Tail carveTail(const spcclState& st, WorkspaceCarver& c) {
   return t;
 }
 
-size_t tailBytes(const spcclState& st) {
-  WorkspaceCarver c(nullptr);
-  carveTail(st, c);
-  return c.bytes();
-}
-
-Tail tailOf(const spcclState& st, const PairsWorkspace& ws) {
-  WorkspaceCarver c(ws.tail);
-  return carveTail(st, c);
-}
+size_t tailBytes(const spcclState& st) { return carvedBytes(st, carveTail); }
+Tail tailOf(const spcclState& st, const PairsWorkspace& ws) { return carveAt(st, ws.tail, carveTail); }
 
 int largestPowerOfTwo(int P) {
   int p2 = 1;

@@ -64,16 +64,8 @@ Workspace carve(const spcclState& st, WorkspaceCarver& c) {
   return ws;
 }
 
-Workspace workspaceOf(const spcclState& st) {
-  WorkspaceCarver c(st.workspace.ptr);
-  return carve(st, c);
-}
-
-size_t workspaceBytes(const spcclState& st) {
-  WorkspaceCarver c(nullptr);
-  carve(st, c);
-  return c.bytes();
-}
+Workspace workspaceOf(const spcclState& st) { return carveAt(st, st.workspace.ptr, carve); }
+size_t workspaceBytes(const spcclState& st) { return carvedBytes(st, carve); }
 
 spcclResult_t setup(spcclState& st) {
   SPCCL_REQUIRE(!st.onDevice, spcclInvalidUsage,

@@ -84,10 +84,7 @@ PairsWorkspace pairsCarve(const spcclState& st, WorkspaceCarver& c) {
   return ws;
 }
 
-PairsWorkspace pairsWorkspace(const spcclState& st) {
-  WorkspaceCarver c(st.workspace.ptr);
-  return pairsCarve(st, c);
-}
+PairsWorkspace pairsWorkspace(const spcclState& st) { return carveAt(st, st.workspace.ptr, pairsCarve); }
 
 size_t pairsWorkspaceBytes(const spcclState& st, size_t tailBytes) {
   WorkspaceCarver c(nullptr);
