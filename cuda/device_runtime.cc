@@ -22,16 +22,6 @@ spcclResult_t allocDevice(void** ptr, size_t bytes, const char* api) {
     WARN("%s : failed to allocate %zu bytes of device memory: %s", api, bytes, cudaGetErrorString(err));
     return spcclUnhandledCudaError;
   }
-  // cudaMemset is ordered before any later stream work on the device, so the residual is
-  // zero by the time a collective reads it.
-  err = cudaMemset(*ptr, 0, bytes);
-  if (err != cudaSuccess) {
-    (void)cudaGetLastError();
-    cudaFree(*ptr);
-    *ptr = nullptr;
-    WARN("%s : failed to zero %zu bytes of device memory: %s", api, bytes, cudaGetErrorString(err));
-    return spcclUnhandledCudaError;
-  }
   INFO(kSubsysAlloc, "%s : allocated %zu bytes of device memory at %p", api, bytes, *ptr);
   return spcclSuccess;
 }
@@ -58,15 +48,6 @@ void freePinned(void* ptr) {
   if (ptr) cudaFreeHost(ptr);
 }
 
-spcclResult_t zeroSync(void* ptr, size_t bytes) {
-  if (bytes == 0) return spcclSuccess;
-  // Work already queued on any stream may still read or write the residual: wait for it.
-  CUDACHECK(cudaDeviceSynchronize());
-  CUDACHECK(cudaMemset(ptr, 0, bytes));
-  CUDACHECK(cudaDeviceSynchronize());
-  return spcclSuccess;
-}
-
 spcclResult_t zeroAsync(void* ptr, size_t bytes, spcclStream_t stream) {
   if (bytes) CUDACHECK(cudaMemsetAsync(ptr, 0, bytes, toCuda(stream)));
   return spcclSuccess;
@@ -77,14 +58,65 @@ spcclResult_t copyAsync(void* dst, const void* src, size_t bytes, spcclStream_t 
   return spcclSuccess;
 }
 
-spcclResult_t copySync(void* dst, const void* src, size_t bytes) {
-  CUDACHECK(cudaDeviceSynchronize());
-  CUDACHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+spcclResult_t streamSync(spcclStream_t stream) {
+  CUDACHECK(cudaStreamSynchronize(toCuda(stream)));
   return spcclSuccess;
 }
 
-spcclResult_t streamSync(spcclStream_t stream) {
-  CUDACHECK(cudaStreamSynchronize(toCuda(stream)));
+spcclResult_t stateSyncCreate(StateSync* sync, const char* api) {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t event = nullptr;
+  cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  if (err == cudaSuccess) err = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    if (stream) cudaStreamDestroy(stream);
+    WARN("%s : failed to create the state's stream and event: %s", api, cudaGetErrorString(err));
+    return spcclUnhandledCudaError;
+  }
+  sync->stream = stream;
+  sync->lastWork = event;
+  return spcclSuccess;
+}
+
+void stateSyncDestroy(StateSync* sync) {
+  if (sync->lastWork) cudaEventDestroy(static_cast<cudaEvent_t>(sync->lastWork));
+  if (sync->stream) cudaStreamDestroy(static_cast<cudaStream_t>(sync->stream));
+  *sync = StateSync();
+}
+
+spcclResult_t markWork(const StateSync& sync, spcclStream_t stream) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  CUDACHECK(cudaStreamIsCapturing(toCuda(stream), &capture));
+  // Captured: an external record node, so every replay of the graph records the event.
+  const unsigned flags = capture == cudaStreamCaptureStatusActive ? cudaEventRecordExternal : cudaEventRecordDefault;
+  CUDACHECK(cudaEventRecordWithFlags(static_cast<cudaEvent_t>(sync.lastWork), toCuda(stream), flags));
+  return spcclSuccess;
+}
+
+namespace {
+// The state's stream waits for its marked work (on the device, not the host).
+spcclResult_t afterWork(const StateSync& sync, cudaStream_t* own) {
+  *own = static_cast<cudaStream_t>(sync.stream);
+  CUDACHECK(cudaStreamWaitEvent(*own, static_cast<cudaEvent_t>(sync.lastWork), 0));
+  return spcclSuccess;
+}
+}  // namespace
+
+spcclResult_t zeroNow(const StateSync& sync, void* ptr, size_t bytes) {
+  if (bytes == 0) return spcclSuccess;
+  cudaStream_t own = nullptr;
+  SPCCLCHECK(afterWork(sync, &own));
+  CUDACHECK(cudaMemsetAsync(ptr, 0, bytes, own));
+  CUDACHECK(cudaStreamSynchronize(own));
+  return spcclSuccess;
+}
+
+spcclResult_t copyNow(const StateSync& sync, void* dst, const void* src, size_t bytes) {
+  cudaStream_t own = nullptr;
+  SPCCLCHECK(afterWork(sync, &own));
+  CUDACHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, own));
+  CUDACHECK(cudaStreamSynchronize(own));
   return spcclSuccess;
 }
 

@@ -26,10 +26,11 @@ spcclResult_t randomBlockPack(spcclDataType_t datatype, const void* g, const voi
   return withType(datatype, [&](auto tag) {
     using T = decltype(tag);
     constexpr cuda::ElementwisePolicy p = cuda::elementwisePolicy<T>();
-    const cuda::SpanShape shape = cuda::spanShape(sel->sel.nselected, blockSize, p.threads * p.itemsPerThread);
+    constexpr int tile = p.threads * p.itemsPerThread;
+    const cuda::SpanShape shape = cuda::spanShape(sel->sel.nselected, blockSize, tile);
     unsigned grid = 0;
     SPCCLCHECK(cuda::gridSize(shape.nspans, p.blocksPerSm, &grid));
-    cuda::randomBlockPackKernel<T, p.threads><<<grid, p.threads, 0, toCuda(stream)>>>(
+    cuda::randomBlockPackKernel<T, p.threads, tile><<<grid, p.threads, 0, toCuda(stream)>>>(
         static_cast<const T*>(g), static_cast<const T*>(e), n, (uint32_t)blockSize, *sel, shape,
         static_cast<T*>(packed));
     CUDACHECK(cudaGetLastError());
@@ -45,10 +46,11 @@ spcclResult_t randomBlockCommit(spcclDataType_t datatype, const void* g, void* e
     using T = decltype(tag);
     using AccT = typename AccumOf<T>::type;
     constexpr cuda::ElementwisePolicy p = cuda::elementwisePolicy<T>();
-    const cuda::SpanShape shape = cuda::spanShape(sel->sel.nblocks, blockSize, p.threads * p.itemsPerThread);
+    constexpr int tile = p.threads * p.itemsPerThread;
+    const cuda::SpanShape shape = cuda::spanShape(sel->sel.nblocks, blockSize, tile);
     unsigned grid = 0;
     SPCCLCHECK(cuda::gridSize(shape.nspans, p.blocksPerSm, &grid));
-    cuda::randomBlockCommitKernel<T, p.threads><<<grid, p.threads, 0, toCuda(stream)>>>(
+    cuda::randomBlockCommitKernel<T, p.threads, tile><<<grid, p.threads, 0, toCuda(stream)>>>(
         static_cast<const T*>(g), static_cast<T*>(e), static_cast<const T*>(packed), (AccT)scale, n,
         (uint32_t)blockSize, *sel, shape, static_cast<T*>(out));
     CUDACHECK(cudaGetLastError());

@@ -4,6 +4,8 @@
 // structure of the radix select, grid sizes. Everything is enqueued on the caller's stream;
 // nothing is read back to the host.
 
+#include <cub/device/device_scan.cuh>
+
 #include "device.h"
 #include "dispatch.h"
 #include "kernels/topk_kernels.cuh"
@@ -24,6 +26,20 @@ static_assert(kRadix.itemsPerThread <= 32, "compaction flags are one 32-bit word
 
 size_t align256(size_t bytes) { return (bytes + 255) & ~size_t(255); }
 
+size_t ntiles(size_t n) { return (n + kTile - 1) / kTile; }
+
+// Temporary storage of the multi-CTA scan of the tile counts, as CUB sizes it (a host query).
+size_t scanTempBytes(size_t n) {
+  size_t bytes = 0;
+  const cudaError_t err = cub::DeviceScan::InclusiveSum(nullptr, bytes, (const unsigned long long*)nullptr,
+                                                        (unsigned long long*)nullptr, (int)ntiles(n));
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    WARN("cub::DeviceScan could not size its temporary storage: %s", cudaGetErrorString(err));
+  }
+  return bytes;  // 0 on failure: the scan then refuses to run, with an error
+}
+
 // The scratch, cut into its parts (CUB's alias_temporaries).
 struct Scratch {
   unsigned* hist;
@@ -32,26 +48,36 @@ struct Scratch {
   unsigned long long* counts;
   cuda::Moments* partials;
   unsigned long long* tileCounts;
+  unsigned long long* tileIncl;
+  void* scanTemp;
+  size_t scanTempBytes;
 };
 
-Scratch carve(void* scratch) {
-  char* p = static_cast<char*>(scratch);
-  Scratch s;
-  s.hist = reinterpret_cast<unsigned*>(p);
-  p += align256(cuda::kMaxBins * sizeof(unsigned));
-  s.state = reinterpret_cast<cuda::SelectState*>(p);
-  p += align256(sizeof(cuda::SelectState));
-  s.thresholds = reinterpret_cast<double*>(p);
-  p += align256(8 * sizeof(double));
-  s.counts = reinterpret_cast<unsigned long long*>(p);
-  p += align256(8 * sizeof(unsigned long long));
-  s.partials = reinterpret_cast<cuda::Moments*>(p);
-  p += align256(cuda::kMomentBlocks * sizeof(cuda::Moments));
-  s.tileCounts = reinterpret_cast<unsigned long long*>(p);
-  return s;
+// Lays the parts out from `base` and returns the bytes they take (base 0: sizing only).
+size_t carve(uintptr_t base, size_t n, Scratch* s) {
+  uintptr_t p = base;
+  auto take = [&p](size_t bytes) {
+    void* at = reinterpret_cast<void*>(p);
+    p += align256(bytes);
+    return at;
+  };
+  s->hist = reinterpret_cast<unsigned*>(take(cuda::kMaxBins * sizeof(unsigned)));
+  s->state = reinterpret_cast<cuda::SelectState*>(take(sizeof(cuda::SelectState)));
+  s->thresholds = reinterpret_cast<double*>(take(8 * sizeof(double)));
+  s->counts = reinterpret_cast<unsigned long long*>(take(8 * sizeof(unsigned long long)));
+  s->partials = reinterpret_cast<cuda::Moments*>(take(cuda::kMomentBlocks * sizeof(cuda::Moments)));
+  s->tileCounts = reinterpret_cast<unsigned long long*>(take(ntiles(n) * sizeof(unsigned long long)));
+  s->tileIncl = reinterpret_cast<unsigned long long*>(take(ntiles(n) * sizeof(unsigned long long)));
+  s->scanTempBytes = scanTempBytes(n);
+  s->scanTemp = take(s->scanTempBytes);
+  return (size_t)(p - base);
 }
 
-size_t ntiles(size_t n) { return (n + kTile - 1) / kTile; }
+Scratch carve(void* scratch, size_t n) {
+  Scratch s;
+  carve(reinterpret_cast<uintptr_t>(scratch), n, &s);
+  return s;
+}
 
 // Tile counts, their scan, the stable compaction and the padding: shared by both selections.
 template <typename T, typename Class>
@@ -60,12 +86,13 @@ spcclResult_t compact(const T* acc, size_t n, size_t k, const Scratch& s, uint32
   const unsigned tiles = (unsigned)ntiles(n);
   cuda::tileCountKernel<T, Class, kRadix.threads, kRadix.itemsPerThread>
       <<<tiles, kRadix.threads, 0, stream>>>(acc, n, s.state, s.tileCounts);
-  cuda::tileScanKernel<<<1, cuda::kChooseThreads, 0, stream>>>(s.tileCounts, tiles, k, s.state);
+  size_t tempBytes = s.scanTempBytes;
+  CUDACHECK(cub::DeviceScan::InclusiveSum(s.scanTemp, tempBytes, s.tileCounts, s.tileIncl, (int)tiles, stream));
   cuda::compactKernel<T, Class, kRadix.threads, kRadix.itemsPerThread>
-      <<<tiles, kRadix.threads, 0, stream>>>(acc, n, s.state, s.tileCounts, k, indices, values);
+      <<<tiles, kRadix.threads, 0, stream>>>(acc, n, s.state, s.tileIncl, k, indices, values);
   unsigned grid = 0;
   SPCCLCHECK(cuda::gridSize((k + 255) / 256, 4, &grid));
-  cuda::padKernel<T><<<grid, 256, 0, stream>>>(s.state, k, indices, values);
+  cuda::padKernel<T><<<grid, 256, 0, stream>>>(s.state, s.tileIncl, tiles, k, indices, values);
   CUDACHECK(cudaGetLastError());
   return spcclSuccess;
 }
@@ -73,9 +100,8 @@ spcclResult_t compact(const T* acc, size_t n, size_t k, const Scratch& s, uint32
 }  // namespace
 
 size_t topkScratchBytes(size_t n) {
-  return align256(cuda::kMaxBins * sizeof(unsigned)) + align256(sizeof(cuda::SelectState)) +
-         2 * align256(8 * sizeof(double)) + align256(cuda::kMomentBlocks * sizeof(cuda::Moments)) +
-         align256(ntiles(n) * sizeof(unsigned long long));
+  Scratch sizing;
+  return carve(0, n, &sizing);
 }
 
 spcclResult_t topkSelect(spcclDataType_t datatype, const void* g, const void* e, void* acc, size_t n, size_t k,
@@ -85,7 +111,7 @@ spcclResult_t topkSelect(spcclDataType_t datatype, const void* g, const void* e,
     using T = decltype(tag);
     using Key = typename MagnitudeKeyOf<T>::type;
     const cudaStream_t cs = toCuda(stream);
-    const Scratch s = carve(scratch);
+    const Scratch s = carve(scratch, n);
     unsigned grid = 0;
     SPCCLCHECK(cuda::gridSize((n + kTile - 1) / kTile, kRadix.blocksPerSm, &grid));
     cuda::selectInitKernel<<<1, 256, 0, cs>>>(s.hist, cuda::kMaxBins, s.state, k);
@@ -115,7 +141,7 @@ spcclResult_t gaussiankSelect(spcclDataType_t datatype, const void* g, const voi
   return withType(datatype, [&](auto tag) {
     using T = decltype(tag);
     const cudaStream_t cs = toCuda(stream);
-    const Scratch s = carve(scratch);
+    const Scratch s = carve(scratch, n);
     unsigned grid = 0;
     SPCCLCHECK(cuda::gridSize((n + kTile - 1) / kTile, kRadix.blocksPerSm, &grid));
     if (grid > (unsigned)cuda::kMomentBlocks) grid = cuda::kMomentBlocks;
@@ -130,6 +156,20 @@ spcclResult_t gaussiankSelect(spcclDataType_t datatype, const void* g, const voi
     CUDACHECK(cudaGetLastError());
     return compact<T, cuda::ThresholdClass>(static_cast<const T*>(acc), n, k, s, indices, static_cast<T*>(values),
                                             cs);
+  });
+}
+
+spcclResult_t feedbackSum(spcclDataType_t datatype, const void* g, const void* e, void* acc, size_t n,
+                          spcclStream_t stream) {
+  if (n == 0) return spcclSuccess;
+  return withType(datatype, [&](auto tag) {
+    using T = decltype(tag);
+    unsigned grid = 0;
+    SPCCLCHECK(cuda::gridSize((n + 1023) / 1024, 8, &grid));
+    cuda::feedbackSumKernel<T><<<grid, 256, 0, toCuda(stream)>>>(static_cast<const T*>(g), static_cast<const T*>(e),
+                                                                 static_cast<T*>(acc), n);
+    CUDACHECK(cudaGetLastError());
+    return spcclSuccess;
   });
 }
 
@@ -148,7 +188,7 @@ spcclResult_t residualCommit(spcclDataType_t datatype, void* e, const void* acc,
 }
 
 spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, const void* values, size_t npairs,
-                         int nlists, size_t strideBytes, double scale, size_t n, void* out, spcclStream_t stream) {
+                         double scale, size_t n, void* out, uint32_t* badIndex, spcclStream_t stream) {
   return withType(datatype, [&](auto tag) {
     using T = decltype(tag);
     using AccT = typename AccumOf<T>::type;
@@ -156,16 +196,33 @@ spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, cons
     CUDACHECK(cudaMemsetAsync(out, 0, n * sizeof(T), cs));
     unsigned grid = 0;
     SPCCLCHECK(cuda::gridSize((npairs + 255) / 256, 4, &grid));
-    for (int l = 0; l < nlists && npairs; ++l) {
-      const char* idx = reinterpret_cast<const char*>(indices) + l * strideBytes;
-      const char* val = static_cast<const char*>(values) + l * strideBytes;
-      cuda::scatterAddKernel<T><<<grid, 256, 0, cs>>>(reinterpret_cast<const uint32_t*>(idx),
-                                                      reinterpret_cast<const T*>(val), npairs, n, static_cast<T*>(out));
-    }
+    if (npairs)
+      cuda::scatterAddKernel<T><<<grid, 256, 0, cs>>>(indices, static_cast<const T*>(values), npairs, n,
+                                                      static_cast<T*>(out), badIndex);
     if (scale != 1.0) {
       SPCCLCHECK(cuda::gridSize((n + 1023) / 1024, 8, &grid));
       cuda::scaleKernel<T><<<grid, 256, 0, cs>>>(static_cast<T*>(out), n, (AccT)scale);
     }
+    CUDACHECK(cudaGetLastError());
+    return spcclSuccess;
+  });
+}
+
+spcclResult_t scatterSortedLists(spcclDataType_t datatype, const uint32_t* indices, const void* values,
+                                 size_t npairs, int nlists, size_t strideBytes, double scale, size_t n, void* out,
+                                 uint32_t* badIndex, spcclStream_t stream) {
+  if (n == 0) return spcclSuccess;
+  return withType(datatype, [&](auto tag) {
+    using T = decltype(tag);
+    using AccT = typename AccumOf<T>::type;
+    constexpr int kThreads = 256;
+    const size_t chunk = cuda::kScatterChunkBytes / sizeof(AccT);
+    const bool wide = sizeof(T) < sizeof(AccT) && nlists > 1;  // as methods/pairs.cc adds them
+    unsigned grid = 0;
+    SPCCLCHECK(cuda::gridSize((n + chunk - 1) / chunk, 4, &grid));
+    cuda::scatterListsKernel<T, kThreads><<<grid, kThreads, 0, toCuda(stream)>>>(
+        reinterpret_cast<const char*>(indices), static_cast<const char*>(values), npairs, nlists, strideBytes,
+        (AccT)scale, scale != 1.0, wide, n, static_cast<T*>(out), badIndex);
     CUDACHECK(cudaGetLastError());
     return spcclSuccess;
   });

@@ -164,8 +164,9 @@ spcclResult_t spcclCommAbort(spcclComm_t comm);
 /* The error that broke the comm, or spcclSuccess: a collective that timed out
  * (SPCCL_TIMEOUT_MS) or failed in the transport leaves the comm broken, and later
  * collectives on it return spcclInvalidUsage until it is aborted or destroyed. On an NCCL
- * comm, NCCL's asynchronous error (ncclCommGetAsyncError) is reported too. Local, never
- * blocks. */
+ * comm, NCCL's asynchronous error (ncclCommGetAsyncError) is reported too, including
+ * spcclInProgress while a nonblocking NCCL comm is still enqueueing (not an error: spccl's own
+ * calls wait for it, bounded by SPCCL_TIMEOUT_MS). Local, never blocks. */
 spcclResult_t spcclCommGetAsyncError(spcclComm_t comm, spcclResult_t* asyncError);
 
 /* ------------------------------- Dense pass-through ---------------------------------- */
@@ -245,7 +246,11 @@ spcclResult_t spcclCompressedCount(spcclState_t state, size_t* nvalues);
 /* Applies feedback, writes this rank's contribution, updates the residual, advances the
  * step and writes the step it used to *step. Random block: values only (indices may be
  * NULL), the selected blocks back to back, the same shape on every rank. Top-k methods:
- * values and 32-bit indices, padded slots carry SPCCL_PAD_INDEX. Local, blocking on host. */
+ * values and 32-bit indices, padded slots carry SPCCL_PAD_INDEX. Buffers are device memory
+ * on a device comm; indices, when given, are 4-byte aligned. Local, blocking on host. A CUDA
+ * graph that captures spcclCompress replays the captured step's blocks (the step is taken on
+ * the host and written to *step once) for random block, whose spcclSparseAllReduce replays
+ * step on. */
 spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indices, size_t* nvalues,
                             unsigned long long* step, spcclState_t state, spcclStream_t stream);
 
@@ -254,7 +259,9 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
  * on a float state are spcclInvalidArgument; the dense method takes scale 1 only. Random block: values
  * are the packed blocks of `step` (indices unused). Top-k methods: nvalues pairs, possibly
  * several ranks' back to back; repeated indices add up; SPCCL_PAD_INDEX is skipped; any other
- * index >= count is spcclRemoteError and nothing is written. Local, blocking on host. */
+ * index >= count is spcclRemoteError and nothing is written (on a device comm such pairs are
+ * dropped, and the state's next call returns spcclRemoteError). Values are aligned to their
+ * type, indices to 4 bytes, both device memory on a device comm. Local, blocking on host. */
 spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_t nvalues, unsigned long long step,
                               double scale, void* recvbuff, spcclState_t state, spcclStream_t stream);
 

@@ -26,11 +26,14 @@ spcclResult_t allocPinned(void** ptr, size_t, const char* api) {
   return noCuda(api);
 }
 void freePinned(void*) {}
-spcclResult_t zeroSync(void*, size_t) { return noCuda("zeroSync"); }
 spcclResult_t zeroAsync(void*, size_t, spcclStream_t) { return noCuda("zeroAsync"); }
 spcclResult_t copyAsync(void*, const void*, size_t, spcclStream_t) { return noCuda("copyAsync"); }
 spcclResult_t streamSync(spcclStream_t) { return noCuda("streamSync"); }
-spcclResult_t copySync(void*, const void*, size_t) { return noCuda("copySync"); }
+spcclResult_t stateSyncCreate(StateSync*, const char* api) { return noCuda(api); }
+void stateSyncDestroy(StateSync*) {}
+spcclResult_t markWork(const StateSync&, spcclStream_t) { return noCuda("markWork"); }
+spcclResult_t zeroNow(const StateSync&, void*, size_t) { return noCuda("zeroNow"); }
+spcclResult_t copyNow(const StateSync&, void*, const void*, size_t) { return noCuda("copyNow"); }
 spcclResult_t pointerIsDevice(const void*, int* isDevice) {
   *isDevice = 0;
   return noCuda("pointerIsDevice");
@@ -65,9 +68,16 @@ spcclResult_t gaussiankSelect(spcclDataType_t, const void*, const void*, void*, 
 spcclResult_t residualCommit(spcclDataType_t, void*, const void*, size_t, const uint32_t*, size_t, spcclStream_t) {
   return noCuda("residualCommit");
 }
-spcclResult_t scatterAdd(spcclDataType_t, const uint32_t*, const void*, size_t, int, size_t, double, size_t, void*,
+spcclResult_t feedbackSum(spcclDataType_t, const void*, const void*, void*, size_t, spcclStream_t) {
+  return noCuda("feedbackSum");
+}
+spcclResult_t scatterAdd(spcclDataType_t, const uint32_t*, const void*, size_t, double, size_t, void*, uint32_t*,
                          spcclStream_t) {
   return noCuda("scatterAdd");
+}
+spcclResult_t scatterSortedLists(spcclDataType_t, const uint32_t*, const void*, size_t, int, size_t, double, size_t,
+                                 void*, uint32_t*, spcclStream_t) {
+  return noCuda("scatterSortedLists");
 }
 
 }  // namespace device

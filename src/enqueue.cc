@@ -128,6 +128,24 @@ spcclResult_t stateAgreementCheck(const spcclInfo& info) {
 
 }  // namespace
 
+spcclResult_t deviceCallEnd(spcclState& st, spcclResult_t res, spcclStream_t stream) {
+  if (!st.onDevice) return res;
+  if (res == spcclSuccess) res = device::advanceStep(static_cast<unsigned long long*>(st.deviceStep.ptr), stream);
+  const spcclResult_t marked = device::markWork(st.deviceSync, stream);
+  return res != spcclSuccess ? res : marked;
+}
+
+spcclResult_t deviceBadIndexCheck(spcclState& st, const char* api) {
+  volatile uint32_t* flag = static_cast<volatile uint32_t*>(st.badIndex.ptr);
+  if (!flag || flag[0] == 0) return spcclSuccess;
+  const uint32_t index = flag[1];
+  flag[0] = 0;
+  WARN("%s : an earlier call on state %p received pair index %u, outside [0, %zu) and not the padding index (a "
+       "peer's payload is corrupt, or its count differs); those pairs were dropped",
+       api, (void*)&st, index, st.count);
+  return spcclRemoteError;
+}
+
 spcclResult_t enqueueSparse(const spcclInfo& info) {
   SPCCLCHECK(argsCheck(info));
   const CommCall call(info.comm);
@@ -137,12 +155,14 @@ spcclResult_t enqueueSparse(const spcclInfo& info) {
   SPCCLCHECK(breakCommOn(info.comm, consistencyCheck(info)));
   if (info.count == 0) return spcclSuccess;
   spcclState& st = *info.state;
+  SPCCLCHECK(breakCommOn(info.comm, deviceBadIndexCheck(st, info.opName)));
   SPCCLCHECK(breakCommOn(info.comm, stateAgreementCheck(info)));
   INFO(kSubsysColl, "%s : %s step %llu sendbuff %p recvbuff %p count %zu datatype %s op %s comm %p [nranks=%d]",
        info.opName, st.method->name, st.step, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype),
        opName(info.op), (void*)info.comm, info.comm->nranks);
-  SPCCLCHECK(breakCommOn(info.comm, st.hier ? hierarchicalAllReduce(info) : st.method->sparseAllReduce(info)));
-  if (st.deviceStep.ptr) SPCCLCHECK(device::advanceStep(static_cast<unsigned long long*>(st.deviceStep.ptr), info.stream));
+  SPCCLCHECK(deviceCallEnd(
+      st, breakCommOn(info.comm, st.hier ? hierarchicalAllReduce(info) : st.method->sparseAllReduce(info)),
+      info.stream));
   SPCCLCHECK(breakCommOn(info.comm, stagedComplete(st, info.stream)));
   st.step++;  // commit: the method succeeded
   return spcclSuccess;

@@ -95,10 +95,12 @@ spcclResult_t spcclCommGetAsyncError(spcclComm_t comm, spcclResult_t* asyncError
   SPCCLCHECK(ptrCheck(asyncError, "spcclCommGetAsyncError", "asyncError"));
   *asyncError = (spcclResult_t)comm->brokenBy.load();
   // NCCL reports its failures after the fact; they break the comm like any transport failure.
+  // spcclInProgress (a nonblocking NCCL comm still enqueueing) is reported as is, not an error.
   if (*asyncError == spcclSuccess && comm->transport) {
     *asyncError = comm->transport->asyncError();
     int expected = spcclSuccess;
-    if (*asyncError != spcclSuccess) comm->brokenBy.compare_exchange_strong(expected, *asyncError);
+    if (*asyncError != spcclSuccess && *asyncError != spcclInProgress)
+      comm->brokenBy.compare_exchange_strong(expected, *asyncError);
   }
   return spcclSuccess;
 }

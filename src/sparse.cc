@@ -16,6 +16,18 @@
 
 using namespace spccl;
 
+namespace {
+
+// The 32-bit indices, when given (random block needs none): aligned, and device memory on a
+// device comm, where a host pointer would fault the kernel and lose the CUDA context.
+spcclResult_t indicesCheck(const spcclComm* comm, const uint32_t* indices, const char* api) {
+  if (!indices) return spcclSuccess;
+  SPCCLCHECK(alignCheck(indices, sizeof(uint32_t), api, "indices"));
+  return memoryCheck(comm, indices, api, "indices");
+}
+
+}  // namespace
+
 extern "C" {
 
 spcclResult_t spcclSparseAllReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
@@ -40,6 +52,7 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
   SPCCLCHECK(flatStateCheck(state, api));
   SPCCLCHECK(ptrCheck(nvalues, api, "nvalues"));
   SPCCLCHECK(ptrCheck(step, api, "step"));
+  SPCCLCHECK(deviceBadIndexCheck(*state, api));
   if (state->count > 0) {
     SPCCLCHECK(ptrCheck(sendbuff, api, "sendbuff"));
     SPCCLCHECK(ptrCheck(values, api, "values"));
@@ -47,12 +60,12 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
     SPCCLCHECK(alignCheck(values, state->elemSize, api, "values"));
     SPCCLCHECK(memoryCheck(state->comm, sendbuff, api, "sendbuff"));
     SPCCLCHECK(memoryCheck(state->comm, values, api, "values"));
+    SPCCLCHECK(indicesCheck(state->comm, indices, api));
   }
   spcclInfo info = {spcclFuncCompress, api, sendbuff, values, state->count, state->datatype, spcclSum, 0, state, state->comm, stream};
   size_t written = 0;
-  if (state->count > 0) SPCCLCHECK(state->method->compress(info, values, indices, &written));
-  if (state->deviceStep.ptr && state->count > 0)
-    SPCCLCHECK(device::advanceStep(static_cast<unsigned long long*>(state->deviceStep.ptr), stream));
+  if (state->count > 0)
+    SPCCLCHECK(deviceCallEnd(*state, state->method->compress(info, values, indices, &written), stream));
   *nvalues = written;
   *step = state->step++;
   return spcclSuccess;
@@ -63,13 +76,16 @@ spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_
   const char* api = "spcclDecompress";
   SPCCLCHECK(stateCheck(state, api));
   SPCCLCHECK(flatStateCheck(state, api));
+  SPCCLCHECK(deviceBadIndexCheck(*state, api));
   if (state->count == 0) return spcclSuccess;
   SPCCLCHECK(ptrCheck(recvbuff, api, "recvbuff"));
   SPCCLCHECK(alignCheck(recvbuff, state->elemSize, api, "recvbuff"));
   SPCCLCHECK(memoryCheck(state->comm, recvbuff, api, "recvbuff"));
   if (nvalues > 0) {
     SPCCLCHECK(ptrCheck(values, api, "values"));
+    SPCCLCHECK(alignCheck(values, state->elemSize, api, "values"));
     SPCCLCHECK(memoryCheck(state->comm, values, api, "values"));
+    SPCCLCHECK(indicesCheck(state->comm, indices, api));
   }
   // 0 * inf is NaN: a scale that is not finite in the accumulation type (fp64 for double,
   // fp32 otherwise) would turn the untouched zeros into NaN.

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <initializer_list>
 #include <memory>
 
 #include "argcheck.h"
@@ -18,7 +19,8 @@
 namespace spccl {
 namespace {
 
-// Zeroed memory of the given kind: a fresh residual is zero.
+// Memory of the given kind; host memory comes zeroed, device memory is zeroed by
+// zeroDeviceBuffers once everything is allocated.
 spcclResult_t bufferAlloc(Buffer* buf, MemoryKind kind, size_t bytes, const char* api) {
   buf->bytes = bytes;
   buf->kind = kind;
@@ -39,14 +41,29 @@ void bufferFree(Buffer* buf) {
   buf->bytes = 0;
 }
 
-void stateFree(spcclState* st) {
-  // Nothing to keep after a timeout: the MPI transport ran every operation on its own
-  // staging memory (SPCCL_TIMEOUT_MS), which it abandons to the late peer instead.
+// A fresh state's residual and step are zero before any stream can read them: zeroed on the
+// state's own stream, waited for here (state create may block).
+spcclResult_t zeroDeviceBuffers(const spcclState& st) {
+  for (const Buffer* buf : {&st.residual, &st.workspace, &st.deviceStep})
+    if (buf->kind == kDeviceMemory) SPCCLCHECK(device::zeroNow(st.deviceSync, buf->ptr, buf->bytes));
+  return spcclSuccess;
+}
+
+// Everything the state holds, in any state of construction.
+void buffersFree(spcclState* st) {
+  bufferFree(&st->badIndex);
   bufferFree(&st->deviceStep);
   bufferFree(&st->staging);
   bufferFree(&st->workspace);
   bufferFree(&st->residualNext);
   bufferFree(&st->residual);
+  device::stateSyncDestroy(&st->deviceSync);
+}
+
+void stateFree(spcclState* st) {
+  // Nothing to keep after a timeout: the MPI transport ran every operation on its own
+  // staging memory (SPCCL_TIMEOUT_MS), which it abandons to the late peer instead.
+  buffersFree(st);
   st->startMagic = st->endMagic = 0;
   delete st;
 }
@@ -90,6 +107,7 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
     SPCCLCHECK(method->setup(*st));
     const MemoryKind kind = st->onDevice ? kDeviceMemory : kHostMemory;
     const size_t workspace = method->workspaceBytes(*st);
+    if (st->onDevice) SPCCLCHECKGOTO(device::stateSyncCreate(&st->deviceSync, api), res, fail);
     const size_t extra = method->residualExtra ? method->residualExtra(*st) : 0;
     SPCCLCHECKGOTO(bufferAlloc(&st->residual, kind, (count + extra) * elem, api), res, fail);
     SPCCLCHECKGOTO(bufferAlloc(&st->workspace, kind, workspace, api), res, fail);
@@ -99,6 +117,11 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
       SPCCLCHECKGOTO(bufferAlloc(&st->deviceStep, kDeviceMemory, sizeof(unsigned long long), api), res, fail);
     if (st->onDevice && !comm->transport->deviceBuffers())
       SPCCLCHECKGOTO(bufferAlloc(&st->staging, kPinnedMemory, workspace, api), res, fail);
+    if (st->onDevice) {
+      SPCCLCHECKGOTO(bufferAlloc(&st->badIndex, kPinnedMemory, 2 * sizeof(uint32_t), api), res, fail);
+      memset(st->badIndex.ptr, 0, st->badIndex.bytes);
+      SPCCLCHECKGOTO(zeroDeviceBuffers(*st), res, fail);
+    }
   }
   comm->liveStates++;
   INFO(kSubsysInit, "%s : %s count %zu %s density %g block %d %s feedback %s seed %llu key %llu", api, method->name,
@@ -108,11 +131,7 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   *state = st.release();
   return spcclSuccess;
 fail:
-  bufferFree(&st->deviceStep);
-  bufferFree(&st->staging);
-  bufferFree(&st->residualNext);
-  bufferFree(&st->workspace);
-  bufferFree(&st->residual);
+  buffersFree(st.get());
   return res;
 }
 
@@ -129,9 +148,13 @@ spcclResult_t spcclStateDestroy(spcclState_t state) {
 
 spcclResult_t spcclStateReset(spcclState_t state) {
   SPCCLCHECK(stateCheck(state, "spcclStateReset"));
-  if (state->residual.kind == kDeviceMemory) SPCCLCHECK(device::zeroSync(state->residual.ptr, state->residual.bytes));
-  if (state->deviceStep.ptr) SPCCLCHECK(device::zeroSync(state->deviceStep.ptr, state->deviceStep.bytes));
-  else if (state->residual.bytes) memset(state->residual.ptr, 0, state->residual.bytes);
+  if (state->onDevice) {  // after this state's queued work only (device.h: StateSync)
+    SPCCLCHECK(device::zeroNow(state->deviceSync, state->residual.ptr, state->residual.bytes));
+    SPCCLCHECK(device::zeroNow(state->deviceSync, state->deviceStep.ptr, state->deviceStep.bytes));
+    memset(state->badIndex.ptr, 0, state->badIndex.bytes);  // the state's kernels are done
+  } else if (state->residual.bytes) {
+    memset(state->residual.ptr, 0, state->residual.bytes);
+  }
   state->step = 0;
   return spcclSuccess;
 }
@@ -147,14 +170,16 @@ spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step) {
   SPCCLCHECK(stateCheck(state, "spcclStateGetStep"));
   SPCCLCHECK(ptrCheck(step, "spcclStateGetStep", "step"));
   // A device state's counter may have been advanced by graph replays the host never saw.
-  if (state->deviceStep.ptr) SPCCLCHECK(device::copySync(&state->step, state->deviceStep.ptr, sizeof(*step)));
+  if (state->deviceStep.ptr)
+    SPCCLCHECK(device::copyNow(state->deviceSync, &state->step, state->deviceStep.ptr, sizeof(*step)));
   *step = state->step;
   return spcclSuccess;
 }
 
 spcclResult_t spcclStateSetStep(spcclState_t state, unsigned long long step) {
   SPCCLCHECK(stateCheck(state, "spcclStateSetStep"));
-  if (state->deviceStep.ptr) SPCCLCHECK(device::copySync(state->deviceStep.ptr, &step, sizeof(step)));
+  if (state->deviceStep.ptr)
+    SPCCLCHECK(device::copyNow(state->deviceSync, state->deviceStep.ptr, &step, sizeof(step)));
   state->step = step;
   return spcclSuccess;
 }

@@ -18,12 +18,12 @@
  *                                          those counts, so the device takes exactly the
  *                                          host's decisions (at most three counts, a
  *                                          measured threshold only)
- *   both          tileCountKernel, tileScanKernel, compactKernel: a stable compaction of the
+ *   both          tileCountKernel, cub::DeviceScan, compactKernel: a stable compaction of the
  *                 selected positions into k slots in index order; padKernel fills unused
  *                 slots with SPCCL_PAD_INDEX and 0
- *   pairs         residualCommitKernel e = acc, scatterClearKernel clears the sent slots;
- *                 scatterAddKernel out[idx] += val (one list per launch, so adds at the same
- *                 index from different ranks happen in rank order, as on the CPU), scaleKernel
+ *   pairs         scatterClearKernel clears the sent slots of e = acc; scatterListsKernel
+ *                 adds the gathered (ascending) lists of every rank, in rank order as on the
+ *                 CPU, in one launch; scatterAddKernel + scaleKernel take a caller's list
  *
  * Invariants: keys, tie-breaking and the threshold search come from topk_core.h, element
  * arithmetic from dtype_core.h, so the exact top-k equals the CPU's bit for bit; Gaussian-k
@@ -36,6 +36,7 @@
 
 #include <stdint.h>
 
+#include <cub/block/block_load.cuh>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
@@ -58,17 +59,24 @@ struct SelectState {
   unsigned long long remaining;  // keys still to take inside the current bucket
   unsigned long long greater;    // keys above the current bucket
   double threshold;              // Gaussian-k: the chosen, measured threshold
-  unsigned long long total;      // selected positions found (<= k after capping)
 };
 
 // Fresh selection state; the first histogram must start from zero too.
 __global__ void selectInitKernel(unsigned* __restrict__ hist, int bins, SelectState* __restrict__ state,
                                  unsigned long long remaining) {
   for (int b = threadIdx.x; b < bins; b += blockDim.x) hist[b] = 0;
-  if (threadIdx.x == 0) *state = SelectState{0, 0, remaining, 0, 0.0, 0};
+  if (threadIdx.x == 0) *state = SelectState{0, 0, remaining, 0, 0.0};
 }
 
 // ------------------------------------------------------------------ exact top-k: radix select
+
+// One shared-histogram increment per distinct bin in the warp, by the lowest lane holding
+// it: zeros and tied values would otherwise make 32 lanes collide on one bin.
+__device__ __forceinline__ void warpAggregatedIncrement(unsigned* local, unsigned bin, bool counted) {
+  const unsigned active = __activemask();
+  const unsigned peers = __match_any_sync(active, counted ? bin : ~0u);
+  if (counted && (threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&local[bin], (unsigned)__popc(peers));
+}
 
 template <typename T, int Threads>
 __global__ void __launch_bounds__(Threads)
@@ -80,7 +88,7 @@ __global__ void __launch_bounds__(Threads)
   for (size_t i = blockIdx.x * (size_t)Threads + threadIdx.x; i < n; i += (size_t)gridDim.x * Threads) {
     const T a = feedbackValue(g, e, i);
     acc[i] = a;
-    atomicAdd(&local[(unsigned)(magnitudeKey(a) >> shift) & (bins - 1)], 1u);
+    warpAggregatedIncrement(local, (unsigned)(magnitudeKey(a) >> shift) & (bins - 1), true);
   }
   __syncthreads();
   for (int b = threadIdx.x; b < bins; b += Threads)
@@ -97,7 +105,7 @@ __global__ void __launch_bounds__(Threads)
   const unsigned long long prefix = state->prefix, mask = state->mask;
   for (size_t i = blockIdx.x * (size_t)Threads + threadIdx.x; i < n; i += (size_t)gridDim.x * Threads) {
     const unsigned long long key = magnitudeKey(acc[i]);
-    if ((key & mask) == prefix) atomicAdd(&local[(unsigned)(key >> shift) & (bins - 1)], 1u);
+    warpAggregatedIncrement(local, (unsigned)(key >> shift) & (bins - 1), (key & mask) == prefix);
   }
   __syncthreads();
   for (int b = threadIdx.x; b < bins; b += Threads)
@@ -295,57 +303,48 @@ __global__ void __launch_bounds__(Threads)
   if (threadIdx.x == 0) tileCounts[blockIdx.x] = total;
 }
 
-// One block: exclusive prefix of the tile counts, in place; the grand total goes to state.
-__global__ void __launch_bounds__(kChooseThreads)
-    tileScanKernel(unsigned long long* __restrict__ tileCounts, size_t ntiles, size_t k,
-                   SelectState* __restrict__ state) {
-  typedef cub::BlockScan<unsigned long long, kChooseThreads> Scan;
-  __shared__ typename Scan::TempStorage temp;
-  const size_t per = (ntiles + kChooseThreads - 1) / kChooseThreads;
-  const size_t begin = threadIdx.x * per, end = begin + per < ntiles ? begin + per : ntiles;
-  unsigned long long sum = 0;
-  for (size_t t = begin; t < end; ++t) sum += tileCounts[t];
-  unsigned long long running = 0, total = 0;
-  Scan(temp).ExclusiveSum(sum, running, total);
-  for (size_t t = begin; t < end; ++t) {
-    const unsigned long long c = tileCounts[t];
-    tileCounts[t] = running;
-    running += c;
-  }
-  if (threadIdx.x == 0) {
-    const unsigned long long gt = total >> 32, eq = total & 0xffffffffull;
-    const unsigned long long taken = gt + (eq < state->remaining ? eq : state->remaining);
-    state->total = taken < k ? taken : k;
-  }
+// The selected count after the inclusive scan of the tile counts (cub::DeviceScan): every key
+// above, the keys equal to the k-th that are needed, at most k.
+__device__ __forceinline__ unsigned long long selectedTotal(const unsigned long long* __restrict__ tileIncl,
+                                                            size_t ntiles, const SelectState& state, size_t k) {
+  const unsigned long long total = tileIncl[ntiles - 1];
+  const unsigned long long gt = total >> 32, eq = total & 0xffffffffull;
+  const unsigned long long taken = gt + (eq < state.remaining ? eq : state.remaining);
+  return taken < k ? taken : k;
 }
 
 // Each thread takes Items consecutive positions, so a block scan gives every position its
-// rank among the selected ones in index order.
+// rank among the selected ones in index order. The tile is read with coalesced loads and
+// transposed to that arrangement through shared memory (cub::BlockLoad).
 template <typename T, typename Class, int Threads, int Items>
 __global__ void __launch_bounds__(Threads)
     compactKernel(const T* __restrict__ acc, size_t n, const SelectState* __restrict__ state,
-                  const unsigned long long* __restrict__ tilePrefix, size_t k, uint32_t* __restrict__ indices,
+                  const unsigned long long* __restrict__ tileIncl, size_t k, uint32_t* __restrict__ indices,
                   T* __restrict__ values) {
+  typedef cub::BlockLoad<T, Threads, Items, cub::BLOCK_LOAD_WARP_TRANSPOSE> Load;
+  typedef cub::BlockScan<unsigned long long, Threads> Scan;
+  __shared__ union {
+    typename Load::TempStorage load;
+    typename Scan::TempStorage scan;
+  } temp;
   const Class cls = Class::from(*state);
-  const size_t base = (size_t)blockIdx.x * Threads * Items + (size_t)threadIdx.x * Items;
+  const size_t tileBase = (size_t)blockIdx.x * Threads * Items, base = tileBase + (size_t)threadIdx.x * Items;
+  const size_t left = n - tileBase;
   T v[Items];
+  Load(temp.load).Load(acc + tileBase, v, (int)(left < (size_t)Threads * Items ? left : (size_t)Threads * Items), T());
+  __syncthreads();  // temp is reused by the scan
   unsigned gtFlags = 0, eqFlags = 0, gt = 0, eq = 0;
   for (int j = 0; j < Items; ++j) {
     unsigned a = 0, b = 0;
-    if (base + j < n) {
-      v[j] = acc[base + j];
-      cls.classify(v[j], &a, &b);
-    }
+    if (base + j < n) cls.classify(v[j], &a, &b);
     gtFlags |= a << j;
     eqFlags |= b << j;
     gt += a;
     eq += b;
   }
-  typedef cub::BlockScan<unsigned long long, Threads> Scan;
-  __shared__ typename Scan::TempStorage temp;
   unsigned long long before = 0;
-  Scan(temp).ExclusiveSum(packCounts(gt, eq), before);
-  before += tilePrefix[blockIdx.x];
+  Scan(temp.scan).ExclusiveSum(packCounts(gt, eq), before);
+  if (blockIdx.x > 0) before += tileIncl[blockIdx.x - 1];
   unsigned long long gtRank = before >> 32, eqRank = before & 0xffffffffull;
   for (int j = 0; j < Items; ++j) {
     const bool isGt = (gtFlags >> j) & 1u, isEq = (eqFlags >> j) & 1u;
@@ -362,16 +361,23 @@ __global__ void __launch_bounds__(Threads)
 }
 
 template <typename T>
-__global__ void padKernel(const SelectState* __restrict__ state, size_t k, uint32_t* __restrict__ indices,
-                          T* __restrict__ values) {
-  for (size_t s = state->total + blockIdx.x * (size_t)blockDim.x + threadIdx.x; s < k;
-       s += (size_t)gridDim.x * blockDim.x) {
+__global__ void padKernel(const SelectState* __restrict__ state, const unsigned long long* __restrict__ tileIncl,
+                          size_t ntiles, size_t k, uint32_t* __restrict__ indices, T* __restrict__ values) {
+  const unsigned long long total = selectedTotal(tileIncl, ntiles, *state, k);
+  for (size_t s = total + blockIdx.x * (size_t)blockDim.x + threadIdx.x; s < k; s += (size_t)gridDim.x * blockDim.x) {
     indices[s] = SPCCL_PAD_INDEX;
     values[s] = T();
   }
 }
 
 // ------------------------------------------------------------------ pairs: residual and scatter-add
+
+// acc = g + e (e may be null): the dense path of a state the dense switch turned dense.
+template <typename T>
+__global__ void feedbackSumKernel(const T* __restrict__ g, const T* __restrict__ e, T* __restrict__ acc, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    acc[i] = feedbackValue(g, e, i);
+}
 
 template <typename T>
 __global__ void scatterClearKernel(T* __restrict__ e, size_t n, const uint32_t* __restrict__ idx, size_t npairs) {
@@ -399,11 +405,95 @@ __device__ __forceinline__ void atomicAddRounded(H* p, H v) {  // 16-bit: CAS on
   } while (old != assumed);
 }
 
+// A pair index that is neither below n nor padding: the index, then the flag, into pinned
+// host memory the host reads at the state's next call (device.h). Any one of several wins.
+__device__ __forceinline__ void reportBadIndex(uint32_t* badIndex, uint32_t index) {
+  if (!badIndex) return;
+  volatile uint32_t* flag = badIndex;
+  flag[1] = index;
+  __threadfence_system();
+  flag[0] = 1;
+}
+
+// One list in any order, repeats allowed (a caller's spcclDecompress input): atomics.
 template <typename T>
 __global__ void scatterAddKernel(const uint32_t* __restrict__ idx, const T* __restrict__ val, size_t npairs, size_t n,
-                                 T* __restrict__ out) {
-  for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < npairs; j += (size_t)gridDim.x * blockDim.x)
-    if (idx[j] < n) atomicAddRounded(out + idx[j], val[j]);  // padding (and anything invalid) skipped
+                                 T* __restrict__ out, uint32_t* badIndex) {
+  for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < npairs; j += (size_t)gridDim.x * blockDim.x) {
+    if (idx[j] < n) atomicAddRounded(out + idx[j], val[j]);
+    else if (idx[j] != SPCCL_PAD_INDEX) reportBadIndex(badIndex, idx[j]);  // skipped, and reported
+  }
+}
+
+// The first position in idx[0, npairs) whose index is >= key (the list is ascending).
+__device__ __forceinline__ size_t lowerBound(const uint32_t* __restrict__ idx, size_t npairs, uint64_t key) {
+  size_t lo = 0, hi = npairs;
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    if (idx[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+// Bytes of shared memory a CTA of scatterListsKernel accumulates its chunk of out in.
+constexpr int kScatterChunkBytes = 16 * 1024;
+
+// nlists lists, each ascending with distinct indices (every selection spccl makes; the
+// padding index sorts last), list l at l * stride bytes from the first. Each CTA owns a chunk
+// of out: it adds, list after list, the pairs that fall in the chunk into shared memory, then
+// writes the whole chunk once, scaled. So one launch replaces the memset, the per-list
+// launches and the scaling pass, and out is written exactly once. The arithmetic is the
+// CPU's (methods/pairs.cc), in the same order, with no atomics:
+//  - wide (fp16/bf16 with several lists): the sum in fp32 in list order, then one rounding
+//    of 0 + sum * scale, so an average that fits in T never overflows on the way;
+//  - otherwise: adds in list order rounded to T each time (fp32/fp64: the accumulation type
+//    is T), then times scale when it is not 1.
+// An index >= n that is not padding sorts into no chunk: the last chunk's CTA reports it.
+template <typename T, int Threads>
+__global__ void __launch_bounds__(Threads)
+    scatterListsKernel(const char* __restrict__ indices, const char* __restrict__ values, size_t npairs, int nlists,
+                       size_t stride, typename AccumOf<T>::type scale, bool scaled, bool wide, size_t n,
+                       T* __restrict__ out, uint32_t* badIndex) {
+  using AccT = typename AccumOf<T>::type;
+  constexpr int kChunk = kScatterChunkBytes / (int)sizeof(AccT);
+  constexpr int kListsAtOnce = 32;
+  __shared__ AccT acc[kChunk];
+  __shared__ size_t range[kListsAtOnce][2];
+  const size_t nchunks = (n + kChunk - 1) / kChunk;
+  for (size_t chunk = blockIdx.x; chunk < nchunks; chunk += gridDim.x) {
+    const size_t base = chunk * kChunk, end = base + kChunk < n ? base + kChunk : n;
+    __syncthreads();  // the previous chunk's writers are done with acc
+    for (int t = threadIdx.x; t < kChunk; t += Threads) acc[t] = AccT(0);
+    for (int l0 = 0; l0 < nlists; l0 += kListsAtOnce) {
+      const int lists = nlists - l0 < kListsAtOnce ? nlists - l0 : kListsAtOnce;
+      __syncthreads();  // range is free again
+      if ((int)threadIdx.x < lists) {
+        const uint32_t* idx = reinterpret_cast<const uint32_t*>(indices + (size_t)(l0 + threadIdx.x) * stride);
+        range[threadIdx.x][0] = lowerBound(idx, npairs, base);
+        range[threadIdx.x][1] = lowerBound(idx, npairs, end);
+        // The last chunk: whatever sorts above n must be padding.
+        const size_t above = range[threadIdx.x][1];
+        if (end == n && above < npairs && idx[above] != SPCCL_PAD_INDEX) reportBadIndex(badIndex, idx[above]);
+      }
+      __syncthreads();
+      for (int l = 0; l < lists; ++l) {
+        const uint32_t* idx = reinterpret_cast<const uint32_t*>(indices + (size_t)(l0 + l) * stride);
+        const T* val = reinterpret_cast<const T*>(values + (size_t)(l0 + l) * stride);
+        for (size_t p = range[l][0] + threadIdx.x; p < range[l][1]; p += Threads) {
+          const size_t at = idx[p] - base;  // distinct within a list: no two threads share it
+          acc[at] = wide ? acc[at] + toAcc(val[p]) : toAcc(addRounded(fromAcc<T>(acc[at]), val[p]));
+        }
+        __syncthreads();  // list order
+      }
+    }
+    __syncthreads();
+    for (size_t i = base + threadIdx.x; i < end; i += Threads) {
+      const AccT a = acc[i - base];
+      if (wide) out[i] = fromAcc<T>(AccT(0) + a * scale);
+      else out[i] = scaled ? scaleRounded(fromAcc<T>(a), scale) : fromAcc<T>(a);
+    }
+  }
 }
 
 template <typename T>

@@ -21,26 +21,43 @@ namespace spccl {
 namespace device {
 
 // ---------------------------------------------------------------- memory and streams
-// Zeroed device memory; synchronous (state create).
+// Device memory, not initialised (zero it with zeroNow); synchronous (state create).
 spcclResult_t allocDevice(void** ptr, size_t bytes, const char* api);
 void freeDevice(void* ptr);
 // Page-locked host memory for staging device payloads through a host transport.
 spcclResult_t allocPinned(void** ptr, size_t bytes, const char* api);
 void freePinned(void* ptr);
-// Zeroes device memory after all work queued on the device has finished (state reset).
-spcclResult_t zeroSync(void* ptr, size_t bytes);
 spcclResult_t zeroAsync(void* ptr, size_t bytes, spcclStream_t stream);
 // Copies in any direction (cudaMemcpyDefault), stream-ordered.
 spcclResult_t copyAsync(void* dst, const void* src, size_t bytes, spcclStream_t stream);
 spcclResult_t streamSync(spcclStream_t stream);
-// Copies after all work queued on the device has finished (state queries).
-spcclResult_t copySync(void* dst, const void* src, size_t bytes);
 // *isDevice = 1 for device or managed memory, 0 for host memory (registered or not).
 spcclResult_t pointerIsDevice(const void* ptr, int* isDevice);
 // The calling thread's current CUDA device.
 spcclResult_t currentDevice(int* dev);
 // Makes device (index % device count) current for the calling thread; *dev receives it.
 spcclResult_t selectDevice(int index, int* dev);
+
+// ---------------------------------------------------------------- a state's own ordering
+// The blocking state calls (create, reset, step query) must wait for the state's work and
+// nothing else: a cudaDeviceSynchronize would also wait for NCCL kernels of other comms that
+// are waiting for their peers, and the legacy stream does not order work on the
+// cudaStreamNonBlocking streams PyTorch and NCCL use. So each device state owns a private
+// non-blocking stream for its blocking work, and an event recorded after every call that
+// touched its memory (inside a graph capture the record becomes a node of the graph, so
+// replays record it too).
+struct StateSync {
+  void* stream = nullptr;    // cudaStream_t
+  void* lastWork = nullptr;  // cudaEvent_t
+};
+spcclResult_t stateSyncCreate(StateSync* sync, const char* api);
+void stateSyncDestroy(StateSync* sync);
+// Marks the end of the state's work queued so far on `stream`.
+spcclResult_t markWork(const StateSync& sync, spcclStream_t stream);
+// After the state's marked work: zeroes device memory and returns once it is zero.
+spcclResult_t zeroNow(const StateSync& sync, void* ptr, size_t bytes);
+// After the state's marked work: copies in any direction and returns once copied.
+spcclResult_t copyNow(const StateSync& sync, void* dst, const void* src, size_t bytes);
 
 // Adds one to a device step counter, after the work queued before it on `stream`.
 spcclResult_t advanceStep(unsigned long long* step, spcclStream_t stream);
@@ -80,15 +97,29 @@ spcclResult_t topkSelect(spcclDataType_t datatype, const void* g, const void* e,
 // mean/std threshold search of topk_core.h; unused slots get SPCCL_PAD_INDEX and 0.
 spcclResult_t gaussiankSelect(spcclDataType_t datatype, const void* g, const void* e, void* acc, size_t n, size_t k,
                               double density, uint32_t* indices, void* values, void* scratch, spcclStream_t stream);
+// acc = g + e (e may be null), n elements: the dense path of a dense-switched state.
+spcclResult_t feedbackSum(spcclDataType_t datatype, const void* g, const void* e, void* acc, size_t n,
+                          spcclStream_t stream);
 // e = acc with the npairs sent positions cleared (padding and out-of-range indices skipped).
 spcclResult_t residualCommit(spcclDataType_t datatype, void* e, const void* acc, size_t n, const uint32_t* indices,
                              size_t npairs, spcclStream_t stream);
-// out = scale * (sum of nlists pair lists), zero elsewhere; list l starts strideBytes after
-// list l-1 (indices and values alike). Lists are added one after another, so equal indices
-// from different lists add in list order, as on the CPU. Indices that are padding or >= n
-// are skipped: the device cannot report them without a host round trip.
+// Both scatters skip indices that are padding or >= n. One >= n that is not padding is a
+// corrupt payload, which the device cannot return as an error without a host round trip:
+// it is written to badIndex (pinned host memory, 2 words, may be null): [1] = the index,
+// then [0] = 1, and the state's next call reports it (enqueue.h: deviceBadIndexCheck).
+//
+// out = scale * (the pairs of one list, in any order, repeats adding up), zero elsewhere
+// (spcclDecompress).
 spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, const void* values, size_t npairs,
-                         int nlists, size_t strideBytes, double scale, size_t n, void* out, spcclStream_t stream);
+                         double scale, size_t n, void* out, uint32_t* badIndex, spcclStream_t stream);
+// out = scale * (sum of nlists pair lists), zero elsewhere, in one pass that writes out once;
+// list l starts strideBytes after list l-1 (indices and values alike). Each list must be
+// ascending with distinct indices, as every selection above writes them (padding sorts
+// last). Equal indices from different lists add as on the CPU (methods/pairs.cc): in list
+// order, and for fp16/bf16 with several lists in fp32 with one rounding.
+spcclResult_t scatterSortedLists(spcclDataType_t datatype, const uint32_t* indices, const void* values,
+                                 size_t npairs, int nlists, size_t strideBytes, double scale, size_t n, void* out,
+                                 uint32_t* badIndex, spcclStream_t stream);
 
 }  // namespace device
 }  // namespace spccl

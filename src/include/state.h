@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "comm.h"
+#include "device.h"
 #include "spccl.h"
 
 namespace spccl {
@@ -53,6 +54,11 @@ struct spcclState {
   // on the stream, so replays of a captured CUDA graph step through new selections; `step`
   // above mirrors it for calls made eagerly.
   spccl::Buffer deviceStep;
+  // Device states: the private stream and the last-work event their blocking calls wait on.
+  spccl::device::StateSync deviceSync;
+  // Device states: two pinned words the scatter kernels set on a corrupt pair index
+  // (device.h); the state's next call reports it.
+  spccl::Buffer badIndex;
 
   // The method's own fields (random block's block counts, the top-k family's k, ...): set by
   // its setup, read and written only by its files, through methodState<T> (method.h).

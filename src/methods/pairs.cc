@@ -51,7 +51,7 @@ size_t candCap(const spcclState& st) { return std::min(st.count, pairsK(st) + st
 
 // pairsCheck on the gathered blocks where the host can read them: the workspace itself, or
 // the pinned copy they were staged through (MPI device comm). On an NCCL comm they never
-// reach the host, and the scatter kernel skips bad indices instead.
+// reach the host: the scatter kernels skip bad indices and flag them for the next call.
 spcclResult_t checkGathered(const spcclState& st, const PairsWorkspace& ws, const char* api) {
   if (st.onDevice && !stagedThroughHost(st)) return spcclSuccess;
   char* host = st.onDevice ? hostMirror(st, ws.tail, st.comm->nranks * pairBlockBytes(st), api) : ws.tail;
@@ -104,11 +104,6 @@ spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&)
   if (ps.denseSwitched)
     INFO(kSubsysColl, "spcclStateCreate : %s would send %zu bytes per rank (k %zu of %zu), a dense allreduce %zu: "
          "running dense", st.method->name, sparse, ps.k, st.count, dense);
-  // The dense path's acc = g + e and residual clear are host loops, with no device launcher.
-  SPCCL_REQUIRE(!(ps.denseSwitched && st.onDevice), spcclInvalidUsage,
-                "spcclStateCreate : %s would send %zu bytes per rank, a dense allreduce %zu, and the dense switch "
-                "does not run on device buffers (set denseSwitch 0, a lower density, or method dense)",
-                st.method->name, sparse, dense);
   return spcclSuccess;
 }
 
@@ -123,16 +118,22 @@ size_t pairsCompressedCount(const spcclState& st) { return pairsK(st); }
 spcclResult_t pairsDense(const spcclInfo& info) {
   const spcclState& st = *info.state;
   void* acc = pairsWorkspace(st).acc;
-  SPCCLCHECK(withType(st.datatype, [&](auto tag) {
-    using T = decltype(tag);
-    const T* g = static_cast<const T*>(info.sendbuff);
-    const T* e = static_cast<const T*>(feedbackIn(st));
-    T* a = static_cast<T*>(acc);
-    for (size_t i = 0; i < st.count; ++i) a[i] = feedbackValue(g, e, i);
-    return spcclSuccess;
-  }));
-  SPCCLCHECK(info.comm->transport->allReduce(acc, info.recvbuff, st.count, st.datatype, info.op, info.stream));
-  if (void* e = feedbackOut(st)) memset(e, 0, st.residual.bytes);  // everything was sent
+  if (st.onDevice) {
+    SPCCLCHECK(device::feedbackSum(st.datatype, info.sendbuff, feedbackIn(st), acc, st.count, info.stream));
+  } else {
+    SPCCLCHECK(withType(st.datatype, [&](auto tag) {
+      using T = decltype(tag);
+      const T* g = static_cast<const T*>(info.sendbuff);
+      const T* e = static_cast<const T*>(feedbackIn(st));
+      T* a = static_cast<T*>(acc);
+      for (size_t i = 0; i < st.count; ++i) a[i] = feedbackValue(g, e, i);
+      return spcclSuccess;
+    }));
+  }
+  SPCCLCHECK(stateAllReduce(st, acc, info.recvbuff, st.count, info.op, info.stream));
+  void* e = feedbackOut(st);  // everything was sent
+  if (e && st.onDevice) return device::zeroAsync(e, st.residual.bytes, info.stream);
+  if (e) memset(e, 0, st.residual.bytes);
   return spcclSuccess;
 }
 
@@ -162,9 +163,15 @@ spcclResult_t pairsCheck(const spcclState& st, const PairLists& lists, const cha
 
 spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double scale, void* recvbuff,
                            spcclStream_t stream) {
-  if (st.onDevice)
-    return device::scatterAdd(st.datatype, lists.indices, lists.values, lists.npairs, lists.nlists, lists.stride, scale,
-                              st.count, recvbuff, stream);
+  uint32_t* badIndex = static_cast<uint32_t*>(st.badIndex.ptr);
+  if (st.onDevice && lists.ascending)
+    return device::scatterSortedLists(st.datatype, lists.indices, lists.values, lists.npairs, lists.nlists,
+                                      lists.stride, scale, st.count, recvbuff, badIndex, stream);
+  if (st.onDevice) {
+    SPCCL_REQUIRE(lists.nlists == 1, spcclInternalError, "pairsScatter : %d unsorted device lists", lists.nlists);
+    return device::scatterAdd(st.datatype, lists.indices, lists.values, lists.npairs, scale, st.count, recvbuff,
+                              badIndex, stream);
+  }
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     using AccT = typename AccumOf<T>::type;
@@ -219,7 +226,7 @@ spcclResult_t pairsAllGather(const spcclInfo& info, PairSelectFn select) {
   SPCCLCHECK(checkGathered(st, ws, info.opName));
   // Commit: nothing below can fail on data.
   SPCCLCHECK(pairsCommitResidual(st, ws, blockIndices(own), pairsK(st), info.stream));
-  const PairLists gathered = {blockIndices(ws.tail), blockValues(st, ws.tail), pairsK(st), P, block};
+  const PairLists gathered = {blockIndices(ws.tail), blockValues(st, ws.tail), pairsK(st), P, block, true};
   return pairsScatter(st, gathered, info.op == spcclAvg ? 1.0 / P : 1.0, info.recvbuff, info.stream);
 }
 

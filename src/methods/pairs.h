@@ -15,8 +15,9 @@
  *
  * Device states (TOPK, GAUSSIANK) run every pass as a kernel behind device.h, stream-ordered,
  * on the same fixed k slots, so an NCCL comm needs no host round trip. The device cannot
- * report a bad index without one: on an NCCL comm the kernels skip it; on an MPI device comm
- * the gathered pairs are checked in the pinned host copy they pass through.
+ * fail the call with a bad index without one: on an NCCL comm the kernels skip it and flag it
+ * in pinned memory, and the state's next call returns spcclRemoteError (device.h); on an MPI
+ * device comm the gathered pairs are checked in the pinned host copy they pass through.
  */
 #ifndef SPCCL_METHODS_PAIRS_H_
 #define SPCCL_METHODS_PAIRS_H_
@@ -96,13 +97,17 @@ spcclResult_t pairsCommitResidual(const spcclState& st, const PairsWorkspace& ws
 // npairs pairs, list l's indices and values `stride` bytes after list l-1's (one rank's block
 // after another's). Every index is checked first: one that is neither padding nor below
 // count is spcclRemoteError (api names the caller) and recvbuff is left untouched. The check
-// reads host memory: device states skip it in pairsScatter (the kernel skips bad indices).
+// reads host memory: device states skip it in pairsScatter (the kernels skip bad indices and
+// the state's next call reports them, device.h).
 struct PairLists {
   const uint32_t* indices;
   const void* values;
   size_t npairs;
   int nlists;
   size_t stride;
+  // Every list ascending with distinct indices, as spccl's own selections write them (the
+  // device then adds all lists in one pass); false for a caller's lists.
+  bool ascending = false;
   const uint32_t* indicesOf(int l) const {
     return reinterpret_cast<const uint32_t*>(reinterpret_cast<const char*>(indices) + l * stride);
   }

@@ -6,7 +6,9 @@
 
 #include <cuda_runtime.h>
 #include <nccl.h>
+#include <sched.h>
 
+#include <chrono>
 #include <memory>
 
 #include "argcheck.h"
@@ -22,22 +24,28 @@ static_assert((int)ncclFloat16 == (int)spcclFloat16 && (int)ncclFloat32 == (int)
                   (int)ncclFloat64 == (int)spcclFloat64 && (int)ncclBfloat16 == (int)spcclBfloat16,
               "spccl datatypes must be NCCL's");
 static_assert((int)ncclSum == (int)spcclSum && (int)ncclAvg == (int)spcclAvg, "spccl ops must be NCCL's");
-static_assert((int)ncclInvalidUsage == (int)spcclInvalidUsage && (int)ncclRemoteError == (int)spcclRemoteError,
+static_assert((int)ncclInvalidUsage == (int)spcclInvalidUsage && (int)ncclRemoteError == (int)spcclRemoteError &&
+                  (int)ncclInProgress == (int)spcclInProgress,
               "spccl result codes must be NCCL's");
 
-// NCCL's codes carry over (the values match); the text comes from NCCL.
+// NCCL's codes carry over (the values match); the text comes from NCCL. A call that answers
+// ncclInProgress (a nonblocking communicator) is waited for first: see settle().
 #define NCCLCHECK(call) \
   do { \
-    ncclResult_t r_ = (call); \
-    if (r_ != ncclSuccess && r_ != ncclInProgress) { \
-      WARN("NCCL failure in %s: %s (%s)", #call, ncclGetErrorString(r_), ncclGetLastError(comm_)); \
-      return (spcclResult_t)r_; \
+    ncclResult_t r_ = settle(call); \
+    if (r_ != ncclSuccess) { \
+      if (r_ == ncclInProgress) \
+        WARN("NCCL call %s still in progress after SPCCL_TIMEOUT_MS=%lld ms", #call, timeoutMs_); \
+      else \
+        WARN("NCCL failure in %s: %s (%s)", #call, ncclGetErrorString(r_), ncclGetLastError(comm_)); \
+      return r_ == ncclInProgress ? spcclTimeout : (spcclResult_t)r_; \
     } \
   } while (0)
 
 class NcclTransport final : public Transport {
  public:
-  NcclTransport(ncclComm_t comm, bool owned) : comm_(comm), owned_(owned) {}
+  NcclTransport(ncclComm_t comm, long long timeoutMs) : comm_(comm), timeoutMs_(timeoutMs) {}
+  void takeOwnership() { owned_ = true; }  // ncclCommDestroy with the transport
   ~NcclTransport() override {
     if (barrierBuf_) cudaFree(barrierBuf_);
     if (barrierStream_) cudaStreamDestroy(barrierStream_);
@@ -94,35 +102,67 @@ class NcclTransport final : public Transport {
     CUDACHECK(cudaStreamSynchronize(barrierStream_));
     return spcclSuccess;
   }
+  // ncclInProgress passes through as spcclInProgress: an operation is still being enqueued,
+  // which is not an error and must not break the comm.
   spcclResult_t asyncError() override {
     if (aborted_) return spcclSuccess;
     ncclResult_t r = ncclSuccess;
-    NCCLCHECK(ncclCommGetAsyncError(comm_, &r));
-    return r == ncclInProgress ? spcclSuccess : (spcclResult_t)r;
+    const ncclResult_t q = ncclCommGetAsyncError(comm_, &r);
+    if (q != ncclSuccess) {
+      WARN("NCCL failure in ncclCommGetAsyncError: %s", ncclGetErrorString(q));
+      return (spcclResult_t)q;
+    }
+    return (spcclResult_t)r;
   }
   spcclResult_t abort() override {
     if (aborted_) return spcclSuccess;
-    aborted_ = true;  // ncclCommAbort frees the communicator whatever it returns
-    NCCLCHECK(ncclCommAbort(comm_));
+    aborted_ = true;  // ncclCommAbort frees the communicator whatever it returns: no polling
+    const ncclResult_t r = ncclCommAbort(comm_);
+    if (r != ncclSuccess && r != ncclInProgress) {
+      WARN("NCCL failure in ncclCommAbort: %s", ncclGetErrorString(r));
+      return (spcclResult_t)r;
+    }
     return spcclSuccess;
   }
 
  private:
+  // A nonblocking communicator (ncclConfig_t.blocking = 0; PyTorch can create them) answers
+  // ncclInProgress while the call is not yet on the stream. NCCL then requires polling
+  // ncclCommGetAsyncError until it leaves ncclInProgress before anything else is enqueued:
+  // otherwise the commit and scatter kernels that follow could run before the collective.
+  // The poll is bounded by SPCCL_TIMEOUT_MS (0: unbounded, as a blocking comm would wait).
+  ncclResult_t settle(ncclResult_t r) const {
+    const auto start = std::chrono::steady_clock::now();
+    while (r == ncclInProgress) {
+      const ncclResult_t q = ncclCommGetAsyncError(comm_, &r);
+      if (q != ncclSuccess) return q;
+      if (r != ncclInProgress) break;
+      if (timeoutMs_ > 0 && std::chrono::steady_clock::now() - start > std::chrono::milliseconds(timeoutMs_))
+        return ncclInProgress;
+      sched_yield();
+    }
+    return r;
+  }
+
   static cudaStream_t cudaStream(spcclStream_t stream) { return reinterpret_cast<cudaStream_t>(stream); }
 
   ncclComm_t comm_;
-  bool owned_;
+  long long timeoutMs_;
+  bool owned_ = false;
   bool aborted_ = false;
   int rank_ = 0, nranks_ = 0;
   void* barrierBuf_ = nullptr;
   cudaStream_t barrierStream_ = nullptr;
 };
 
+// The caller keeps an ncclComm_t it created until the spccl comm exists: only then does the
+// transport take it over (owned), so a failure here never destroys it twice.
 spcclResult_t commFromNccl(spcclComm_t* comm, ncclComm_t ncclComm, bool owned, const char* api) {
-  auto transport = std::make_unique<NcclTransport>(ncclComm, owned);
-  SPCCLCHECK(transport->init());
   CommEnv env;
-  SPCCLCHECK(commEnvResolve(&env, api));  // an owned ncclComm_t is freed with the transport
+  SPCCLCHECK(commEnvResolve(&env, api));
+  auto transport = std::make_unique<NcclTransport>(ncclComm, env.timeoutMs);
+  SPCCLCHECK(transport->init());
+  if (owned) transport->takeOwnership();
   auto c = std::make_unique<spcclComm>();
   c->checkCalls = env.checkCalls;
   c->rank = transport->rank();

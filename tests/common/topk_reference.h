@@ -98,7 +98,8 @@ std::vector<uint32_t> referenceGTopKSet(std::vector<std::map<uint32_t, T>> lists
 
 // Gaussian-k's k slots (index ascending, then SPCCL_PAD_INDEX) for acc.
 template <typename T>
-std::vector<uint32_t> referenceGaussianK(const T* acc, size_t n, size_t k, double density) {
+std::vector<uint32_t> referenceGaussianK(const T* acc, size_t n, size_t k, double density,
+                                         std::vector<double>* visited = nullptr) {
   using AccT = typename spccl::AccumOf<T>::type;
   double sum = 0, sumSq = 0;
   size_t finite = 0;
@@ -120,7 +121,10 @@ std::vector<uint32_t> referenceGaussianK(const T* acc, size_t n, size_t k, doubl
     return c;
   };
   spccl::GaussianKSearch s = spccl::gaussianKSearchStart(t0, k);
-  while (!s.done) spccl::gaussianKSearchCounted(&s, count(s.next));
+  while (!s.done) {
+    if (visited) visited->push_back(s.next);  // the thresholds the search counted, in order
+    spccl::gaussianKSearchCounted(&s, count(s.next));
+  }
   std::vector<uint32_t> out;
   for (size_t i = 0; i < n && out.size() < k; ++i)
     if (fabs(spccl::toAcc(acc[i])) > (AccT)s.chosen) out.push_back((uint32_t)i);

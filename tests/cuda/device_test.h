@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -38,28 +40,43 @@ inline std::string noDeviceReason() {
 
 #define CUDA_ASSERT(call) ASSERT_EQ((call), cudaSuccess) << #call
 
+// Device-to-host copy of n elements after the work queued on `stream`; returns once copied.
+template <typename T>
+std::vector<T> copyToHost(const void* src, size_t n, cudaStream_t stream) {
+  std::vector<T> v(n);
+  if (n == 0) return v;
+  EXPECT_EQ(cudaMemcpyAsync(v.data(), src, n * sizeof(T), cudaMemcpyDeviceToHost, stream), cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  return v;
+}
+
+// A device array whose copies are ordered on one stream: the stream the test computes on
+// (a cudaStreamNonBlocking one is not ordered after copies on the legacy stream), or the
+// legacy stream when none is given.
 template <typename T>
 class DeviceArray {
  public:
-  explicit DeviceArray(size_t n) : n_(n) {
+  explicit DeviceArray(size_t n, cudaStream_t stream = nullptr) : n_(n), stream_(stream) {
     if (n && cudaMalloc(&ptr_, n * sizeof(T)) != cudaSuccess) ptr_ = nullptr;
   }
-  explicit DeviceArray(const std::vector<T>& v) : DeviceArray(v.size()) { upload(v); }
+  explicit DeviceArray(const std::vector<T>& v, cudaStream_t stream = nullptr) : DeviceArray(v.size(), stream) {
+    upload(v);
+  }
   ~DeviceArray() { cudaFree(ptr_); }
   DeviceArray(const DeviceArray&) = delete;
   DeviceArray& operator=(const DeviceArray&) = delete;
   T* get() const { return ptr_; }
   size_t size() const { return n_; }
-  void upload(const std::vector<T>& v) { cudaMemcpy(ptr_, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice); }
-  std::vector<T> download() const {
-    std::vector<T> v(n_);
-    cudaMemcpy(v.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost);
-    return v;
+  // Stream-ordered; the host vector may be reused at once (pageable copies are staged first).
+  void upload(const std::vector<T>& v) {
+    EXPECT_EQ(cudaMemcpyAsync(ptr_, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice, stream_), cudaSuccess);
   }
+  std::vector<T> download() const { return copyToHost<T>(ptr_, n_, stream_); }
 
  private:
   T* ptr_ = nullptr;
   size_t n_;
+  cudaStream_t stream_;
 };
 
 template <typename T>
@@ -78,6 +95,48 @@ template <typename T>
     if (memcmp(&a[i], &b[i], sizeof(T)) != 0)
       return ::testing::AssertionFailure() << "element " << i << ": " << spccl::toAcc(a[i]) << " != "
                                            << spccl::toAcc(b[i]);
+  return ::testing::AssertionSuccess();
+}
+
+// NaN, +Inf, -Inf, -0, the smallest subnormal (both signs) and the largest finite value of T.
+template <typename T>
+std::vector<T> specialValues() {
+  if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value) {
+    using L = std::numeric_limits<T>;
+    return {L::quiet_NaN(), L::infinity(), -L::infinity(), T(-0.0), L::denorm_min(), -L::denorm_min(), L::max()};
+  } else {
+    const bool half = std::is_same<T, spccl::half_t>::value;
+    const std::vector<uint16_t> bits =
+        half ? std::vector<uint16_t>{0x7e00, 0x7c00, 0xfc00, 0x8000, 0x0001, 0x8001, 0x7bff}
+             : std::vector<uint16_t>{0x7fc0, 0x7f80, 0xff80, 0x8000, 0x0001, 0x8001, 0x7f7f};
+    std::vector<T> v(bits.size());
+    for (size_t i = 0; i < bits.size(); ++i) v[i].bits = bits[i];
+    return v;
+  }
+}
+
+// A random vector with a special value at about one position in `every`.
+template <typename T>
+std::vector<T> withSpecials(std::vector<T> v, size_t every, std::mt19937_64& rng) {
+  const std::vector<T> specials = specialValues<T>();
+  for (auto& x : v)
+    if (rng() % every == 0) x = specials[rng() % specials.size()];
+  return v;
+}
+
+// Equality where every NaN equals every other NaN, other values bit for bit (-0 is not +0).
+// Host and device differ in NaN payloads only: the GPU's arithmetic returns the canonical NaN,
+// the CPU's propagates an input's payload (README, "Device path"), so tests of NaN inputs
+// compare through this.
+template <typename T>
+::testing::AssertionResult sameValues(const std::vector<T>& a, const std::vector<T>& b) {
+  if (a.size() != b.size()) return ::testing::AssertionFailure() << "sizes " << a.size() << " != " << b.size();
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double x = (double)spccl::toAcc(a[i]), y = (double)spccl::toAcc(b[i]);
+    if (std::isnan(x) && std::isnan(y)) continue;
+    if (memcmp(&a[i], &b[i], sizeof(T)) != 0)
+      return ::testing::AssertionFailure() << "element " << i << ": " << x << " != " << y;
+  }
   return ::testing::AssertionSuccess();
 }
 

@@ -79,6 +79,41 @@ TYPED_TEST(DeviceTyped, RandomBlockMatchesCpu) {
   }
 }
 
+// NaN, ±Inf, -0 and subnormals in g and e, and a scale of 1/3 (an avg over three ranks):
+// the same values as the CPU, NaN payloads aside (sameValues). Blocks larger than a tile
+// are cut into pieces: sizes on both sides of the tile are covered.
+TYPED_TEST(DeviceTyped, SpecialValuesMatchCpu) {
+  SPCCL_REQUIRE_DEVICE();
+  using T = TypeParam;
+  using AccT = typename AccumOf<T>::type;
+  const spcclDataType_t dt = dataTypeOf<T>();
+  std::mt19937_64 rng(13);
+  for (const size_t B : {size_t(3), size_t(256), size_t(5000)}) {
+    for (int scattered = 0; scattered < 2; ++scattered) {
+      const size_t n = 40 * B + 7, nb = (n + B - 1) / B, m = nb / 3 + 1;
+      const BlockSelection sel = makeBlockSelection(nb, m, scattered, selectionKey(3, 4, rng()));
+      const double scale = 1.0 / 3;
+      const std::vector<T> g = withSpecials(randomVector<T>(n, rng), 7, rng);
+      const std::vector<T> e = withSpecials(randomVector<T>(n, rng), 7, rng);
+      std::vector<T> packed(m * B), eCpu = e, outCpu(n);
+      std::vector<cpu::BlockSlot> order(m);
+      cpu::sortedSelection(sel, order.data());
+      cpu::feedbackPack(g.data(), e.data(), n, B, sel, packed.data());
+      const cpu::CommitArgs<T> args = {g.data(), eCpu.data(), eCpu.data(), packed.data(), (AccT)scale, outCpu.data()};
+      cpu::unpackCommit(args, n, B, order.data(), m);
+      DeviceArray<T> dg(g), de(e), dpacked(packed.size()), dout(n);
+      const device::DeviceSelection ds = hostStep(sel);
+      ASSERT_EQ(device::randomBlockPack(dt, dg.get(), de.get(), n, B, &ds, dpacked.get(), nullptr), spcclSuccess);
+      ASSERT_EQ(device::randomBlockCommit(dt, dg.get(), de.get(), dpacked.get(), scale, n, B, &ds, dout.get(), nullptr),
+                spcclSuccess);
+      SCOPED_TRACE(::testing::Message() << "B " << B << " scattered " << scattered);
+      EXPECT_TRUE(sameValues(dpacked.download(), packed));
+      EXPECT_TRUE(sameValues(de.download(), eCpu));
+      EXPECT_TRUE(sameValues(dout.download(), outCpu));
+    }
+  }
+}
+
 // Packing the block numbers themselves shows which block sits in each slot: it must be
 // slotBlock() as the host computes it, for both patterns and many keys and steps. The device
 // step counter path (graph replays) must give the same selection as the host step.

@@ -8,7 +8,10 @@
 
 #include <nccl.h>
 
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/topk_reference.h"
@@ -83,7 +86,7 @@ TEST_F(NcclComm, SparseAllReduceMatchesCpu) {
       ASSERT_EQ(spcclBlockSelection(st, 0, nullptr, &m), spcclSuccess);
       CpuRank ref{n, B, (n + B - 1) / B, m, pattern, std::vector<float>(n, 0.0f)};
       std::mt19937_64 rng(pattern * 10 + op);
-      DeviceArray<float> dg(n), dout(n);
+      DeviceArray<float> dg(n, stream_), dout(n, stream_);
       for (unsigned long long s = 0; s < 5; ++s) {
         const std::vector<float> g = randomVector<float>(n, rng);
         dg.upload(g);
@@ -93,9 +96,7 @@ TEST_F(NcclComm, SparseAllReduceMatchesCpu) {
         EXPECT_TRUE(sameBits(dout.download(), ref.step(g, s, 1.0f))) << "step " << s << " pattern " << pattern;
         void* residual = nullptr;
         ASSERT_EQ(spcclStateGetResidual(st, &residual), spcclSuccess);
-        std::vector<float> e(n);
-        CUDA_ASSERT(cudaMemcpy(e.data(), residual, n * sizeof(float), cudaMemcpyDeviceToHost));
-        EXPECT_TRUE(sameBits(e, ref.e)) << "residual, step " << s;
+        EXPECT_TRUE(sameBits(copyToHost<float>(residual, n, stream_), ref.e)) << "residual, step " << s;
       }
       unsigned long long step = 0;
       ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
@@ -115,7 +116,7 @@ TEST_F(NcclComm, GraphCaptureAndReplay) {
   spcclState_t eager = makeState(n, spcclFloat32, spcclBlocksScattered, B, 0.05);
   spcclState_t captured = makeState(n, spcclFloat32, spcclBlocksScattered, B, 0.05);
   ASSERT_TRUE(eager && captured);
-  DeviceArray<float> dg(n), dout(n), dg2(n), dout2(n);
+  DeviceArray<float> dg(n, stream_), dout(n, stream_), dg2(n, stream_), dout2(n, stream_);
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
   CUDA_ASSERT(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
@@ -149,7 +150,7 @@ TEST_F(NcclComm, BadInputGetsAClearCode) {
   spcclState_t st = makeState(n, spcclFloat32, spcclBlocksContiguous);
   ASSERT_NE(st, nullptr);
   std::vector<float> host(n);
-  DeviceArray<float> dg(n + 1);
+  DeviceArray<float> dg(n + 1, stream_);
   EXPECT_EQ(spcclSparseAllReduce(host.data(), dg.get(), n, spcclFloat32, spcclSum, st, comm_, stream_),
             spcclInvalidArgument);
   EXPECT_NE(std::string(spcclGetLastError(comm_)).find("is host memory, but comm"), std::string::npos)
@@ -165,6 +166,149 @@ TEST_F(NcclComm, BadInputGetsAClearCode) {
   ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
   EXPECT_EQ(step, 0u) << "a failed call must not advance the step";
   EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+}
+
+// spcclCompress and spcclDecompress check every pointer before a kernel can fault on it: a
+// host or misaligned `indices`, misaligned `values`. Nothing changes when they refuse.
+TEST_F(NcclComm, CompressChecksIndicesAndValues) {
+  const size_t n = 1000;
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = spcclMethodTopK;
+  cfg.density = 0.05;
+  spcclState_t st = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, comm_, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(comm_);
+  size_t k = 0, nvalues = 0;
+  unsigned long long step = 0;
+  ASSERT_EQ(spcclCompressedCount(st, &k), spcclSuccess);
+  DeviceArray<float> dg(n, stream_), dvalues(k + 1, stream_), dout(n, stream_);
+  DeviceArray<uint32_t> didx(k + 1, stream_);
+  std::vector<uint32_t> hostIdx(k);
+  auto expectRefused = [&](spcclResult_t res, const char* what) {
+    EXPECT_EQ(res, spcclInvalidArgument) << what;
+    EXPECT_NE(std::string(spcclGetLastError(comm_)).find(what), std::string::npos) << spcclGetLastError(comm_);
+  };
+  expectRefused(spcclCompress(dg.get(), dvalues.get(), hostIdx.data(), &nvalues, &step, st, stream_),
+                "indices 0x");  // "... is host memory, but comm ..."
+  EXPECT_NE(std::string(spcclGetLastError(comm_)).find("is host memory"), std::string::npos);
+  uint32_t* misIdx = reinterpret_cast<uint32_t*>(reinterpret_cast<char*>(didx.get()) + 2);
+  expectRefused(spcclCompress(dg.get(), dvalues.get(), misIdx, &nvalues, &step, st, stream_), "is not aligned");
+  const float* misValues = reinterpret_cast<const float*>(reinterpret_cast<const char*>(dvalues.get()) + 1);
+  expectRefused(spcclDecompress(misValues, didx.get(), k, 0, 1.0, dout.get(), st, stream_), "values");
+  expectRefused(spcclDecompress(dvalues.get(), misIdx, k, 0, 1.0, dout.get(), st, stream_), "indices");
+  expectRefused(spcclDecompress(dvalues.get(), hostIdx.data(), k, 0, 1.0, dout.get(), st, stream_), "host memory");
+  ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
+  EXPECT_EQ(step, 0u) << "a refused compress must not advance the step";
+  void* residual = nullptr;
+  ASSERT_EQ(spcclStateGetResidual(st, &residual), spcclSuccess);
+  EXPECT_TRUE(sameBits(copyToHost<float>(residual, n, stream_), std::vector<float>(n, 0.0f)));
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+}
+
+// A pair index outside [0, count) given to spcclDecompress on a device comm cannot fail that
+// call (it would need a host round trip): the pair is dropped, and the state's next call
+// returns spcclRemoteError naming the index, once.
+TEST_F(NcclComm, BadPairIndexIsReportedByTheNextCall) {
+  const size_t n = 1000;
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = spcclMethodTopK;
+  cfg.density = 0.01;
+  spcclState_t st = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, comm_, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(comm_);
+  DeviceArray<uint32_t> didx(std::vector<uint32_t>{1, 2, 7777}, stream_);
+  DeviceArray<float> dvalues(std::vector<float>{1.0f, 2.0f, 3.0f}, stream_), dout(n, stream_);
+  ASSERT_EQ(spcclDecompress(dvalues.get(), didx.get(), 3, 0, 1.0, dout.get(), st, stream_), spcclSuccess);
+  const std::vector<float> out = dout.download();
+  EXPECT_EQ(out[1] + out[2], 3.0f);
+  EXPECT_EQ(spcclDecompress(dvalues.get(), didx.get(), 2, 0, 1.0, dout.get(), st, stream_), spcclRemoteError);
+  EXPECT_NE(std::string(spcclGetLastError(comm_)).find("pair index 7777"), std::string::npos)
+      << spcclGetLastError(comm_);
+  EXPECT_EQ(spcclDecompress(dvalues.get(), didx.get(), 2, 0, 1.0, dout.get(), st, stream_), spcclSuccess)
+      << "reported once";
+  CUDA_ASSERT(cudaStreamSynchronize(stream_));
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+}
+
+// Reset and GetStep wait for the state's own work only. Another stream is held by a host
+// function until the test releases it (as an NCCL kernel of another comm waits for its
+// peers): a device-wide synchronisation would block until the watchdog releases it.
+TEST_F(NcclComm, StateCallsWaitOnlyForTheirOwnWork) {
+  const size_t n = 4096;
+  spcclState_t st = makeState(n, spcclFloat32, spcclBlocksScattered);
+  ASSERT_NE(st, nullptr);
+  DeviceArray<float> dg(std::vector<float>(n, 1.0f), stream_), dout(n, stream_);
+  ASSERT_EQ(spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclSum, st, comm_, stream_), spcclSuccess);
+  cudaStream_t other = nullptr;
+  CUDA_ASSERT(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
+  std::atomic<bool> released{false};
+  auto holdUntilReleased = [](void* flag) {
+    while (!static_cast<std::atomic<bool>*>(flag)->load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  };
+  CUDA_ASSERT(cudaLaunchHostFunc(other, holdUntilReleased, &released));
+  std::thread watchdog([&] {
+    std::this_thread::sleep_for(std::chrono::seconds(20));
+    released = true;
+  });
+  unsigned long long step = 0;
+  EXPECT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
+  EXPECT_EQ(step, 1u);
+  EXPECT_EQ(spcclStateReset(st), spcclSuccess);
+  EXPECT_FALSE(released.load()) << "GetStep/Reset waited for another stream's work";
+  released = true;
+  watchdog.join();
+  CUDA_ASSERT(cudaStreamSynchronize(other));
+  cudaStreamDestroy(other);
+  void* residual = nullptr;
+  ASSERT_EQ(spcclStateGetResidual(st, &residual), spcclSuccess);
+  EXPECT_TRUE(sameBits(copyToHost<float>(residual, n, stream_), std::vector<float>(n, 0.0f)));
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+}
+
+// A nonblocking NCCL communicator (ncclConfig_t.blocking = 0, as PyTorch may create): its calls
+// answer ncclInProgress, and spccl must wait until the collective is enqueued before the commit
+// kernels follow it, so the results equal a blocking comm's.
+TEST(NcclNonblocking, SparseAllReduceWaitsForTheCollective) {
+  SPCCL_REQUIRE_DEVICE();
+  ncclUniqueId id;
+  ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  ncclComm_t nccl = nullptr;
+  ncclResult_t r = ncclCommInitRankConfig(&nccl, 1, id, 0, &config);
+  while (r == ncclInProgress) ASSERT_EQ(ncclCommGetAsyncError(nccl, &r), ncclSuccess);
+  ASSERT_EQ(r, ncclSuccess);
+  spcclComm_t comm = nullptr;
+  ASSERT_EQ(spcclCommInitNccl(&comm, nccl), spcclSuccess) << spcclGetLastError(nullptr);
+  cudaStream_t stream = nullptr;
+  CUDA_ASSERT(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const size_t n = 50000, B = 64;
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = spcclMethodRandomBlock;
+  cfg.density = 0.1;
+  cfg.blockSize = B;
+  cfg.seed = 1234;
+  cfg.tensorKey = 9;
+  spcclState_t st = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, comm, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(comm);
+  size_t m = 0;
+  ASSERT_EQ(spcclBlockSelection(st, 0, nullptr, &m), spcclSuccess);
+  CpuRank ref{n, B, (n + B - 1) / B, m, spcclBlocksContiguous, std::vector<float>(n, 0.0f)};
+  std::mt19937_64 rng(8);
+  DeviceArray<float> dg(n, stream), dout(n, stream);
+  for (unsigned long long s = 0; s < 3; ++s) {
+    const std::vector<float> g = randomVector<float>(n, rng);
+    dg.upload(g);
+    ASSERT_EQ(spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclSum, st, comm, stream), spcclSuccess)
+        << spcclGetLastError(comm);
+    EXPECT_TRUE(sameBits(dout.download(), ref.step(g, s, 1.0f))) << "step " << s;
+  }
+  spcclResult_t async = spcclInternalError;
+  ASSERT_EQ(spcclCommGetAsyncError(comm, &async), spcclSuccess);
+  EXPECT_TRUE(async == spcclSuccess || async == spcclInProgress) << spcclGetErrorString(async);
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+  EXPECT_EQ(spcclCommDestroy(comm), spcclSuccess);
+  cudaStreamDestroy(stream);
+  r = ncclCommDestroy(nccl);
+  while (r == ncclInProgress) ncclCommGetAsyncError(nccl, &r);
 }
 
 // The CPU model of one rank of TOPK or GAUSSIANK: acc = g + e, out = acc on the selected
@@ -202,7 +346,7 @@ TEST_F(NcclComm, TopKFamilyMatchesCpu) {
     ASSERT_EQ(spcclStateCreate(&st, comm_, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(comm_);
     CpuPairsRank ref{method, n, topkCount(n, density), density, std::vector<float>(n, 0.0f)};
     std::mt19937_64 rng(method);
-    DeviceArray<float> dg(n), dout(n);
+    DeviceArray<float> dg(n, stream_), dout(n, stream_);
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
     for (int s = 0; s < 6; ++s) {
@@ -226,9 +370,8 @@ TEST_F(NcclComm, TopKFamilyMatchesCpu) {
       EXPECT_TRUE(sameBits(dout.download(), ref.step(g))) << "method " << method << " step " << s;
       void* residual = nullptr;
       ASSERT_EQ(spcclStateGetResidual(st, &residual), spcclSuccess);
-      std::vector<float> e(n);
-      CUDA_ASSERT(cudaMemcpy(e.data(), residual, n * sizeof(float), cudaMemcpyDeviceToHost));
-      EXPECT_TRUE(sameBits(e, ref.e)) << "residual, method " << method << " step " << s;
+      EXPECT_TRUE(sameBits(copyToHost<float>(residual, n, stream_), ref.e))
+          << "residual, method " << method << " step " << s;
     }
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
@@ -256,7 +399,7 @@ TEST_F(NcclComm, AbortAndAsyncError) {
   const size_t n = 4096;
   spcclState_t st = makeState(n, spcclFloat32, spcclBlocksContiguous);
   ASSERT_NE(st, nullptr);
-  DeviceArray<float> buf(n);
+  DeviceArray<float> buf(n, stream_);
   ASSERT_EQ(spcclAllReduce(buf.get(), buf.get(), n, spcclFloat32, spcclAvg, comm_, stream_), spcclSuccess);
   CUDA_ASSERT(cudaStreamSynchronize(stream_));
   ASSERT_EQ(spcclCommAbort(comm_), spcclSuccess);

@@ -109,6 +109,72 @@ TYPED_TEST(DeviceTyped, GaussianKMatchesHost) {
   }
 }
 
+// Gaussian-k on data whose first threshold t0 misses the window [2k/3, 4k/3]: a few huge
+// outliers inflate sigma (too few above t0: t0/2 and t0/4 are counted), and sparse unit
+// values among zeros keep it small (too many: 1.5 t0 and 2.25 t0). All values are exact
+// multiples of 1/64, so both sides compute the same thresholds bit for bit.
+TYPED_TEST(DeviceTyped, GaussianKSearchesBothWays) {
+  SPCCL_REQUIRE_DEVICE();
+  using T = TypeParam;
+  const spcclDataType_t dt = dataTypeOf<T>();
+  std::mt19937_64 rng(41);
+  const size_t n = 100000;
+  const double density = 0.01;
+  const size_t k = topkCount(n, density);
+  for (int tooMany = 0; tooMany < 2; ++tooMany) {
+    std::vector<T> g(n);
+    for (auto& x : g) {
+      const int r = (int)(rng() % 1000);
+      const float v = tooMany ? (r < 30 ? (r % 2 ? 1.0f : -1.0f) : 0.0f)
+                              : (r < 2 ? (r % 2 ? 100.0f : -100.0f) : (float)((int)(rng() % 17) - 8) / 64);
+      x = fromAcc<T>(v);
+    }
+    std::vector<double> visited;
+    const std::vector<uint32_t> want = referenceGaussianK(g.data(), n, k, density, &visited);
+    ASSERT_EQ(visited.size(), 3u);
+    if (tooMany) {
+      EXPECT_EQ(visited[1], visited[0] * 1.5);
+      EXPECT_EQ(visited[2], visited[0] * 1.5 * 1.5);
+    } else {
+      EXPECT_EQ(visited[1], visited[0] * 0.5);
+      EXPECT_EQ(visited[2], visited[0] * 0.5 * 0.5);
+    }
+    DeviceArray<T> dg(g), dacc(n), dvalues(k);
+    DeviceArray<uint32_t> didx(k);
+    DeviceArray<char> scratch(device::topkScratchBytes(n));
+    ASSERT_EQ(device::gaussiankSelect(dt, dg.get(), nullptr, dacc.get(), n, k, density, didx.get(), dvalues.get(),
+                                      scratch.get(), nullptr),
+              spcclSuccess);
+    EXPECT_EQ(didx.download(), want) << (tooMany ? "too many at t0" : "too few at t0");
+  }
+}
+
+// NaN, ±Inf, -0 and subnormals in g and e: the exact top-k takes the same positions as the
+// CPU (fewer NaN than k, so NaN payloads, which differ, cannot decide a slot) and the same
+// values, NaN payloads aside.
+TYPED_TEST(DeviceTyped, TopKWithSpecialValues) {
+  SPCCL_REQUIRE_DEVICE();
+  using T = TypeParam;
+  const spcclDataType_t dt = dataTypeOf<T>();
+  std::mt19937_64 rng(43);
+  const size_t n = 30000, k = 600;
+  const std::vector<T> g = withSpecials(randomVector<T>(n, rng), 400, rng);
+  const std::vector<T> e = withSpecials(randomVector<T>(n, rng), 400, rng);
+  const std::vector<T> acc = hostAcc(g, e);
+  const std::vector<uint32_t> want = referenceTopK(acc.data(), n, k);
+  DeviceArray<T> dg(g), de(e), dacc(n), dvalues(k);
+  DeviceArray<uint32_t> didx(k);
+  DeviceArray<char> scratch(device::topkScratchBytes(n));
+  ASSERT_EQ(device::topkSelect(dt, dg.get(), de.get(), dacc.get(), n, k, didx.get(), dvalues.get(), scratch.get(),
+                               nullptr),
+            spcclSuccess);
+  EXPECT_TRUE(sameValues(dacc.download(), acc));
+  ASSERT_EQ(didx.download(), want);
+  std::vector<T> wantValues(k);
+  for (size_t j = 0; j < k; ++j) wantValues[j] = acc[want[j]];
+  EXPECT_TRUE(sameValues(dvalues.download(), wantValues));
+}
+
 // Residual commit then scatter-add of the same pairs: c + e_new == acc on every coordinate.
 TYPED_TEST(DeviceTyped, CommitAndScatterConserve) {
   SPCCL_REQUIRE_DEVICE();
@@ -124,7 +190,7 @@ TYPED_TEST(DeviceTyped, CommitAndScatterConserve) {
   DeviceArray<T> dacc(acc), de(n), dout(n), dvalues(values);
   DeviceArray<uint32_t> didx(idx);
   ASSERT_EQ(device::residualCommit(dt, de.get(), dacc.get(), n, didx.get(), k, nullptr), spcclSuccess);
-  ASSERT_EQ(device::scatterAdd(dt, didx.get(), dvalues.get(), k, 1, 0, 1.0, n, dout.get(), nullptr), spcclSuccess);
+  ASSERT_EQ(device::scatterAdd(dt, didx.get(), dvalues.get(), k, 1.0, n, dout.get(), nullptr, nullptr), spcclSuccess);
   const std::vector<T> e = de.download(), c = dout.download();
   for (size_t i = 0; i < n; ++i) {
     ASSERT_EQ(toAcc(c[i]) + toAcc(e[i]), toAcc(acc[i])) << "i " << i;
@@ -132,40 +198,105 @@ TYPED_TEST(DeviceTyped, CommitAndScatterConserve) {
   }
 }
 
-// Several ranks' lists (overlapping indices) added in list order, then scaled: the CPU's
-// sequence of roundings exactly.
-TYPED_TEST(DeviceTyped, ScatterAddMatchesHost) {
+// Several ranks' gathered lists (ascending, overlapping indices, padding at the end) added in
+// list order and scaled by an avg scale that is not a power of two: the CPU's sequence of
+// roundings exactly (methods/pairs.cc: per add for fp32/fp64, one rounding of the fp32 sum
+// for fp16/bf16), over several chunks of the one-pass kernel.
+TYPED_TEST(DeviceTyped, ScatterSortedListsMatchesHost) {
   SPCCL_REQUIRE_DEVICE();
   using T = TypeParam;
   using AccT = typename AccumOf<T>::type;
   const spcclDataType_t dt = dataTypeOf<T>();
   std::mt19937_64 rng(31);
-  const size_t n = 20000, k = 3000;
-  const int lists = 4;
+  const size_t n = 70001, k = 9000;
+  const int lists = 3;
   const size_t stride = k * sizeof(uint32_t) > k * sizeof(T) ? k * sizeof(uint32_t) : k * sizeof(T);
   // Interleaved like the gathered blocks: list l's indices at l*stride, values at l*stride.
   std::vector<char> idxBytes(lists * stride), valBytes(lists * stride);
   std::vector<T> want(n, fromAcc<T>(0.0f));
+  std::vector<AccT> wideSum(n, AccT(0));
+  const bool wide = sizeof(T) < sizeof(AccT);
   for (int l = 0; l < lists; ++l) {
-    std::vector<uint32_t> idx(n);
+    std::vector<uint32_t> idx(n / 4);  // a quarter of the range: lists overlap heavily
     std::iota(idx.begin(), idx.end(), 0u);
     std::shuffle(idx.begin(), idx.end(), rng);
     idx.resize(k);
-    idx[l] = SPCCL_PAD_INDEX;
+    std::sort(idx.begin(), idx.end());
+    for (int pad = 0; pad <= l; ++pad) idx[k - 1 - pad] = SPCCL_PAD_INDEX;
     const std::vector<T> val = randomVector<T>(k, rng);
     memcpy(idxBytes.data() + l * stride, idx.data(), k * sizeof(uint32_t));
     memcpy(valBytes.data() + l * stride, val.data(), k * sizeof(T));
-    for (size_t j = 0; j < k; ++j)
-      if (idx[j] != SPCCL_PAD_INDEX) want[idx[j]] = addRounded(want[idx[j]], val[j]);
+    for (size_t j = 0; j < k; ++j) {
+      if (idx[j] == SPCCL_PAD_INDEX) continue;
+      want[idx[j]] = addRounded(want[idx[j]], val[j]);
+      wideSum[idx[j]] += toAcc(val[j]);
+    }
   }
   const double scale = 1.0 / lists;
-  for (auto& v : want) v = scaleRounded(v, (AccT)scale);
+  for (size_t i = 0; i < n; ++i)
+    want[i] = wide ? fromAcc<T>(AccT(0) + wideSum[i] * (AccT)scale) : scaleRounded(want[i], (AccT)scale);
   DeviceArray<char> didx(idxBytes), dval(valBytes);
-  DeviceArray<T> dout(n);
-  ASSERT_EQ(device::scatterAdd(dt, reinterpret_cast<const uint32_t*>(didx.get()), dval.get(), k, lists, stride, scale,
-                               n, dout.get(), nullptr),
+  DeviceArray<T> dout(std::vector<T>(n, fromAcc<T>(5.0f)));  // every element is written
+  ASSERT_EQ(device::scatterSortedLists(dt, reinterpret_cast<const uint32_t*>(didx.get()), dval.get(), k, lists, stride,
+                                       scale, n, dout.get(), nullptr, nullptr),
             spcclSuccess);
   EXPECT_TRUE(sameBits(dout.download(), want));
+}
+
+// A caller's list (spcclDecompress): any order, repeated indices add up, scale 1/3.
+TYPED_TEST(DeviceTyped, ScatterAddTakesAnyOrder) {
+  SPCCL_REQUIRE_DEVICE();
+  using T = TypeParam;
+  using AccT = typename AccumOf<T>::type;
+  const spcclDataType_t dt = dataTypeOf<T>();
+  std::mt19937_64 rng(37);
+  const size_t n = 5000, npairs = 3000;
+  std::vector<uint32_t> idx(npairs);
+  for (auto& i : idx) i = (uint32_t)(rng() % (n / 2));  // repeats
+  idx[7] = SPCCL_PAD_INDEX;
+  // Multiples of 1/4 small enough that any order of adds is exact in every type.
+  std::vector<T> val(npairs), want(n, fromAcc<T>(0.0f));
+  for (size_t j = 0; j < npairs; ++j) val[j] = fromAcc<T>((float)((int)(rng() % 9) - 4) * 0.25f);
+  for (size_t j = 0; j < npairs; ++j)
+    if (idx[j] != SPCCL_PAD_INDEX) want[idx[j]] = addRounded(want[idx[j]], val[j]);
+  const double scale = 1.0 / 3;
+  for (auto& v : want) v = scaleRounded(v, (AccT)scale);
+  DeviceArray<uint32_t> didx(idx);
+  DeviceArray<T> dval(val), dout(n);
+  ASSERT_EQ(device::scatterAdd(dt, didx.get(), dval.get(), npairs, scale, n, dout.get(), nullptr, nullptr),
+            spcclSuccess);
+  EXPECT_TRUE(sameBits(dout.download(), want));
+}
+
+// An index >= n that is not padding is dropped by both scatters and written to the pinned
+// flag words (index, then flag); clean lists leave them zero.
+TEST(DeviceScatter, BadIndexIsFlagged) {
+  SPCCL_REQUIRE_DEVICE();
+  const size_t n = 50000, k = 4;
+  uint32_t* flag = nullptr;
+  CUDA_ASSERT(cudaMallocHost(&flag, 2 * sizeof(uint32_t)));
+  for (int sorted = 0; sorted < 2; ++sorted) {
+    for (uint32_t last : {uint32_t(n - 1), uint32_t(n + 5)}) {
+      flag[0] = flag[1] = 0;
+      const std::vector<uint32_t> idx = {3, 40000, last, SPCCL_PAD_INDEX};
+      DeviceArray<uint32_t> didx(idx);
+      DeviceArray<float> dval(std::vector<float>(k, 1.0f)), dout(n);
+      if (sorted)
+        ASSERT_EQ(device::scatterSortedLists(spcclFloat32, didx.get(), dval.get(), k, 1, 0, 1.0, n, dout.get(), flag,
+                                             nullptr),
+                  spcclSuccess);
+      else
+        ASSERT_EQ(device::scatterAdd(spcclFloat32, didx.get(), dval.get(), k, 1.0, n, dout.get(), flag, nullptr),
+                  spcclSuccess);
+      const std::vector<float> out = dout.download();
+      EXPECT_EQ(out[3] + out[40000], 2.0f);
+      const bool bad = last >= n;
+      EXPECT_EQ(flag[0], bad ? 1u : 0u) << "sorted " << sorted << " last " << last;
+      if (bad) EXPECT_EQ(flag[1], last);
+      else EXPECT_EQ(out[last], 1.0f);
+    }
+  }
+  cudaFreeHost(flag);
 }
 
 }  // namespace

@@ -99,24 +99,36 @@ INSTANTIATE_TEST_SUITE_P(All, DevicePairsMpiTest,
                                             ::testing::Values(spcclMethodTopK, spcclMethodGaussianK),
                                             ::testing::Values(spcclSum, spcclAvg)));
 
-// gTop-k stays on the host; a device state the dense switch would run dense is refused too.
-TEST(DeviceMpi, TopKFamilyRefusalsAreClear) {
+// gTop-k stays on the host: a clear refusal.
+TEST(DeviceMpi, GTopKIsRefused) {
   SPCCL_REQUIRE_DEVICE();
-  if (world().nranks < 2) GTEST_SKIP() << "the dense switch needs two ranks";
   spcclComm_t dcomm = nullptr;
   ASSERT_EQ(spcclCommInitMPIDevice(&dcomm, MPI_COMM_WORLD), spcclSuccess);
   spcclState_t st = nullptr;
   spcclConfig_t cfg = methodConfig(spcclMethodGTopK);
   EXPECT_EQ(spcclStateCreate(&st, dcomm, &cfg, 1000, spcclFloat32), spcclInvalidUsage);
   EXPECT_NE(std::string(spcclGetLastError(dcomm)).find("gtopk does not run on device buffers"), std::string::npos);
-  cfg = methodConfig(spcclMethodTopK);
-  cfg.density = 0.9;
-  EXPECT_EQ(spcclStateCreate(&st, dcomm, &cfg, 1000, spcclFloat32), spcclInvalidUsage);
-  EXPECT_NE(std::string(spcclGetLastError(dcomm)).find("dense switch does not run on device buffers"),
-            std::string::npos);
   EXPECT_EQ(st, nullptr);
   EXPECT_EQ(spcclCommDestroy(dcomm), spcclSuccess);
 }
+
+// A density at which pairs cost more than a dense allreduce: the dense switch runs g + e on
+// the device, one allreduce and a residual clear, with the host comm's results.
+class DeviceDenseSwitchMpiTest : public ::testing::TestWithParam<std::tuple<spcclDataType_t, int, spcclRedOp_t>> {};
+
+TEST_P(DeviceDenseSwitchMpiTest, StagedEqualsHost) {
+  SPCCL_REQUIRE_DEVICE();
+  if (world().nranks < 2) GTEST_SKIP() << "the dense switch needs two ranks";
+  const auto [datatype, method, op] = GetParam();
+  spcclConfig_t cfg = methodConfig(method);
+  cfg.density = 0.9;
+  compareForType(datatype, cfg, op);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, DeviceDenseSwitchMpiTest,
+                         ::testing::Combine(::testing::Values(spcclFloat32, spcclBfloat16),
+                                            ::testing::Values(spcclMethodTopK, spcclMethodGaussianK),
+                                            ::testing::Values(spcclSum, spcclAvg)));
 
 // The dense pass-through on device buffers, staged through pinned host memory.
 TEST(DeviceMpi, DenseCollectivesEqualHost) {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <string>
 #include <tuple>
 
 #include "common/topk_reference.h"
@@ -224,6 +225,39 @@ TEST(TopKFamily, ConservationIsExact) {
       });
     }
   }
+}
+
+// Misaligned indices (compress, decompress) and values (decompress) are refused with a
+// sentence, before anything is read or written: the residual and the step stay as they were.
+TEST(TopKFamily, CompressAndDecompressCheckAlignment) {
+  const World& w = world();
+  const size_t n = 1000;
+  spcclConfig_t cfg = topkConfig(spcclMethodTopK, 0.05, spcclFeedbackEF, 1);
+  spcclState_t st = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, w.comm, &cfg, n, spcclFloat32), spcclSuccess);
+  size_t k = 0, nvalues = 0;
+  unsigned long long step = 0;
+  spcclCompressedCount(st, &k);
+  const std::vector<float> g = inputs<float>(w.rank, 0, n);
+  std::vector<float> values(k + 1), out(n, 7.0f);
+  std::vector<uint32_t> indices(k + 1);
+  uint32_t* misIdx = reinterpret_cast<uint32_t*>(reinterpret_cast<char*>(indices.data()) + 2);
+  EXPECT_EQ(spcclCompress(g.data(), values.data(), misIdx, &nvalues, &step, st, nullptr), spcclInvalidArgument);
+  EXPECT_NE(std::string(spcclGetLastError(w.comm)).find("indices"), std::string::npos) << spcclGetLastError(w.comm);
+  EXPECT_NE(std::string(spcclGetLastError(w.comm)).find("is not aligned"), std::string::npos);
+  EXPECT_EQ(spcclDecompress(values.data(), misIdx, k, 0, 1.0, out.data(), st, nullptr), spcclInvalidArgument);
+  EXPECT_NE(std::string(spcclGetLastError(w.comm)).find("indices"), std::string::npos) << spcclGetLastError(w.comm);
+  const float* misValues = reinterpret_cast<const float*>(reinterpret_cast<const char*>(values.data()) + 1);
+  EXPECT_EQ(spcclDecompress(misValues, indices.data(), k, 0, 1.0, out.data(), st, nullptr), spcclInvalidArgument);
+  EXPECT_NE(std::string(spcclGetLastError(w.comm)).find("values"), std::string::npos) << spcclGetLastError(w.comm);
+  EXPECT_EQ(out, std::vector<float>(n, 7.0f)) << "a refused decompress wrote recvbuff";
+  ASSERT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
+  EXPECT_EQ(step, 0u);
+  void* residual = nullptr;
+  spcclStateGetResidual(st, &residual);
+  const float* e = static_cast<const float*>(residual);
+  EXPECT_EQ(std::vector<float>(e, e + n), std::vector<float>(n, 0.0f));
+  spcclStateDestroy(st);
 }
 
 // A framework that communicates itself: compress, allgather the pairs, decompress all
