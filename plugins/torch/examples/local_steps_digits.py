@@ -12,7 +12,8 @@ number of local gradient steps with the same seeds; all communication goes throu
     domo            both momenta, coordinated by momentum fusion
     domo-rb         domo, the deltas sent as random blocks (density 1/64) with EF and DEF's
                     look-ahead (each round starts at x - mu * e)
-    domo-rb-ef      the same with plain EF (mu = 0): not in the default list
+    domo-rb16       domo-rb at density 1/16
+    domo-rb-ef      domo-rb with plain EF (mu = 0): not in the default list
 
 Every run follows one cosine learning-rate schedule over the steps (LambdaLR, stepped after
 every local step).
@@ -37,23 +38,25 @@ import spccl
 import spccl_torch
 from convergence_digits import fmt, load_data, make_model, write_json_open_figure
 
-RUNS = {  # name -> LocalSGD variant, local steps (None: --local-steps), spccl method, look-ahead mu
+RUNS = {  # name -> LocalSGD variant, local steps (None: --local-steps), spccl method, look-ahead mu (None: --mu),
+    # density (None: --density)
     "sync-sgd": dict(variant="fedavg_server_momentum", local_steps=1, method="dense", mu=0.0),
     "fedavg": dict(variant="fedavg", local_steps=None, method="dense", mu=0.0),
     "fedavg-server": dict(variant="fedavg_server_momentum", local_steps=None, method="dense", mu=0.0),
     "fedavg-local": dict(variant="fedavg_local_momentum", local_steps=None, method="dense", mu=0.0),
     "domo": dict(variant="domo", local_steps=None, method="dense", mu=0.0),
     "domo-rb": dict(variant="domo", local_steps=None, method="randomblock", mu=None),
+    "domo-rb16": dict(variant="domo", local_steps=None, method="randomblock", mu=None, density=1 / 16),
     "domo-rb-ef": dict(variant="domo", local_steps=None, method="randomblock", mu=0.0),
 }
-DEFAULT_RUNS = "sync-sgd,fedavg,fedavg-server,fedavg-local,domo,domo-rb"
+DEFAULT_RUNS = "sync-sgd,fedavg,fedavg-server,fedavg-local,domo,domo-rb,domo-rb16"
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", default=DEFAULT_RUNS, help="comma list of " + ",".join(RUNS))
     p.add_argument("--local-steps", type=int, default=8, help="H, local steps per round")
-    p.add_argument("--steps", type=int, default=4800, help="local gradient steps per rank in every run")
+    p.add_argument("--steps", type=int, default=2400, help="local gradient steps per rank in every run")
     p.add_argument("--batch", type=int, default=16, help="samples per rank per step")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.9, help="local momentum")
@@ -97,10 +100,14 @@ def batches(shard, batch, seed):
         pos += batch
 
 
+def run_density(spec, args):
+    return spec.get("density") or args.density
+
+
 def train(spec, args, comm, data, shard):
     xtr, ytr, xte, yte = data
     model = make_model(args.seed)
-    config = spccl.Config(method=spec["method"], feedback="ef", density=args.density, block_size=args.block_size,
+    config = spccl.Config(method=spec["method"], feedback="ef", density=run_density(spec, args), block_size=args.block_size,
                           seed=1000 + args.seed, dense_switch=False)
     local_steps = spec["local_steps"] or args.local_steps
     mu = args.mu if spec["mu"] is None else spec["mu"]
@@ -138,7 +145,7 @@ def main(argv=None):
     data = load_data(args.seed)
     shards = dirichlet_shards(data[1], comm.size, args.alpha, args.seed)
     shard = shards[comm.rank]
-    results = dict(settings=vars(args), nranks=comm.size, runs={},
+    results = dict(settings=vars(args), nranks=comm.size, runs={}, test_samples=len(data[3]),
                    classes_per_rank=[class_counts(data[1][s]) for s in shards])
     for name in [r for r in args.runs.split(",") if r]:
         if name not in RUNS:
@@ -147,7 +154,8 @@ def main(argv=None):
         start = time.time()
         curve, local_steps, mu = train(spec, args, comm, data, shard)
         results["runs"][name] = dict(curve=curve, final=curve[-1], seconds=time.time() - start, variant=spec["variant"],
-                                     method=spec["method"], local_steps=local_steps, mu=mu,
+                                     method=spec["method"], density=run_density(spec, args),
+                                     local_steps=local_steps, mu=mu,
                                      mean_acc=sum(c["test_acc"] for c in curve) / len(curve))
     if comm.rank == 0:
         report(results, args)
