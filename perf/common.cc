@@ -18,9 +18,8 @@
 #include <memory>
 #include <sstream>
 
-#include "device.h"
-#include "dispatch.h"
-#include "common/hosts.h"
+#include "device_buffers.h"
+#include "hosts.h"
 #include "spccl_mpi.h"
 #ifdef SPCCL_HAVE_NCCL
 #include "spccl_nccl.h"
@@ -50,13 +49,7 @@ size_t parseSize(const char* text) {
   return (size_t)value;
 }
 
-// Every device call of the perf binary runs on the legacy stream: a copy there, then wait.
-spcclResult_t copyOnDefaultStream(void* dst, const void* src, size_t bytes) {
-  const spcclResult_t res = spccl::device::copyAsync(dst, src, bytes, nullptr);
-  return res != spcclSuccess ? res : spccl::device::streamSync(nullptr);
-}
-
-size_t typeSize(spcclDataType_t t) { return t == spcclFloat64 ? 8 : t == spcclFloat32 ? 4 : 2; }
+size_t typeSize(spcclDataType_t t) { return Format{t}.bytes(); }
 
 const char* typeName(spcclDataType_t t) {
   switch (t) {
@@ -66,8 +59,6 @@ const char* typeName(spcclDataType_t t) {
     default: return "float";
   }
 }
-
-using spccl::withStorage;
 
 void usage(const char* prog) {
   fprintf(stderr,
@@ -132,7 +123,7 @@ bool parseOptions(int argc, char** argv, Options* o) {
 
 struct Result {
   size_t bytes, count;
-  std::string method;
+  std::string method, density;  // density: the column's text
   double timeUs, algbw, busbw;
   size_t wire, wireIntra, wireInter;  // bytes this rank sends per call: all, inside its host, to other hosts
   size_t memory;   // bytes the state holds (residual + workspace)
@@ -179,8 +170,7 @@ class Harness {
       PERFCHECK(spcclCommInitMPI(&comm_, MPI_COMM_WORLD));
       return findHosts();
     }
-    int dev = -1;
-    PERFCHECK(spccl::device::selectDevice(rank_, &dev));
+    if (!selectDevice(rank_)) return false;
     if (opts_.transport == "mpi") {
       PERFCHECK(spcclCommInitMPIDevice(&comm_, MPI_COMM_WORLD));
       return true;
@@ -197,14 +187,14 @@ class Harness {
 #endif
   }
 
-  // The hosts the ranks span (tests/common/hosts.h) and an spccl comm across the hosts for
+  // The hosts the ranks span (hosts.h) and an spccl comm across the hosts for
   // this rank's local rank: a hierarchical run is checked against a flat run of each shard's
   // host sums over the hosts.
-  spccl_test::Hosts hosts_;
+  Hosts hosts_;
   spcclComm_t cross_ = nullptr;
 
   bool findHosts() {
-    spccl_test::findHosts(MPI_COMM_WORLD, &hosts_);
+    spccl_perf::findHosts(MPI_COMM_WORLD, &hosts_);
     PERFCHECK(spcclCommInitMPI(&cross_, hosts_.cross));
     return true;
   }
@@ -217,8 +207,8 @@ class Harness {
     void* sendPtr() { return dsend ? dsend : send.data(); }
     void* recvPtr() { return drecv ? drecv : recv.data(); }
     ~Buffers() {
-      spccl::device::freeDevice(dsend);
-      spccl::device::freeDevice(drecv);
+      freeDevice(dsend);
+      freeDevice(drecv);
     }
   };
 
@@ -230,14 +220,14 @@ class Harness {
     buf.recv.resize(count * elem);
     fillInputs(buf.send.data(), count);
     if (opts_.gpus > 0) {
-      PERFCHECK(spccl::device::allocDevice(&buf.dsend, count * elem, "sparse_all_reduce_perf"));
-      PERFCHECK(spccl::device::allocDevice(&buf.drecv, count * elem, "sparse_all_reduce_perf"));
-      PERFCHECK(copyOnDefaultStream(buf.dsend, buf.send.data(), count * elem));
+      if (!allocDevice(&buf.dsend, count * elem) || !allocDevice(&buf.drecv, count * elem) ||
+          !copyAndWait(buf.dsend, buf.send.data(), count * elem))
+        return false;
     }
     std::vector<Result> rows;
     for (const MethodDesc* m : methods_)
       for (int hierarchical : opts_.hierarchical) {
-        Result r{count * elem, count, m->name, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        Result r{count * elem, count, m->name, densityText(*m), 0, 0, 0, 0, 0, 0, 0, 0, 0};
         if (!measure(*m, hierarchical, buf, count, &r)) return false;
         rows.push_back(r);
       }
@@ -251,6 +241,13 @@ class Harness {
       results_.push_back(r);
     }
     return true;
+  }
+
+  std::string densityText(const MethodDesc& m) const {
+    if (m.densityText) return m.densityText;
+    char text[32];
+    snprintf(text, sizeof(text), "%.4g", opts_.density);
+    return text;
   }
 
   bool measure(const MethodDesc& m, int hierarchical, Buffers& buf, size_t count, Result* r) {
@@ -271,13 +268,13 @@ class Harness {
       return spcclSparseAllReduce(buf.sendPtr(), buf.recvPtr(), count, opts_.datatype, opts_.op, st, comm_, nullptr);
     };
     // NCCL calls return once enqueued: time to completion of the stream's work.
-    auto drain = [&] { return opts_.gpus > 0 ? spccl::device::streamSync(nullptr) : spcclSuccess; };
+    auto drain = [&] { return opts_.gpus == 0 || deviceWait(); };
     for (int i = 0; i < opts_.warmup; ++i) PERFCHECK(call());
-    PERFCHECK(drain());
+    if (!drain()) return false;
     MPI_Barrier(MPI_COMM_WORLD);
     const double start = MPI_Wtime();
     for (int i = 0; i < opts_.iters; ++i) PERFCHECK(call());
-    PERFCHECK(drain());
+    if (!drain()) return false;
     const double mine = (MPI_Wtime() - start) / opts_.iters;
     double sum = 0;
     MPI_Allreduce(&mine, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
@@ -287,7 +284,8 @@ class Harness {
     r->busbw = r->algbw * 2.0 * (nranks_ - 1) / nranks_;
     PERFCHECK(spcclStateGetMemoryFootprint(st, &r->memory));
     // What the output is checked against, and what the wire columns count.
-    Context ctx{&opts_, rank_, nranks_, count, st, [](int rank, size_t i) { return (double)inputValue(rank, i); }};
+    Context ctx{&opts_, Format{opts_.datatype}, rank_, nranks_, count, st,
+                [](int rank, size_t i) { return (double)inputValue(rank, i); }};
     size_t offset = 0;
     spcclState_t shard = nullptr;
     if (resolved.hierarchical) {
@@ -301,7 +299,7 @@ class Harness {
     if (opts_.check) {
       PERFCHECK(spcclStateReset(st));
       PERFCHECK(call());
-      if (buf.drecv) PERFCHECK(copyOnDefaultStream(buf.recv.data(), buf.drecv, count * typeSize(opts_.datatype)));
+      if (buf.drecv && !copyAndWait(buf.recv.data(), buf.drecv, count * typeSize(opts_.datatype))) return false;
       long long wrong = ctx.state ? countWrong(m, ctx, buf.recv.data() + offset * typeSize(opts_.datatype)) : 0;
       MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
       r->wrong = wrong;
@@ -352,27 +350,22 @@ class Harness {
   }
 
   void fillInputs(void* buf, size_t count) const {
-    withStorage(opts_.datatype, [&](auto tag) {
-      using T = decltype(tag);
-      T* p = static_cast<T*>(buf);
-      for (size_t i = 0; i < count; ++i) p[i] = spccl::fromAcc<T>(inputValue(rank_, i));
-    });
+    const Format fmt{opts_.datatype};
+    for (size_t i = 0; i < count; ++i) fmt.encode(fmt.store(inputValue(rank_, i)), buf, i);
   }
 
   long long countWrong(const MethodDesc& m, const Context& ctx, const void* out) const {
     std::vector<double> expected(ctx.count, 0.0);
     m.reference(ctx, expected);
+    // avg: the sum rounded into T, times 1/P (in the accumulation type), rounded again.
+    const Format& fmt = ctx.format;
+    const double invRanks = fmt.acc(1.0 / nranks_);
     long long wrong = 0;
-    withStorage(opts_.datatype, [&](auto tag) {
-      using T = decltype(tag);
-      using AccT = typename spccl::AccumOf<T>::type;
-      const T* p = static_cast<const T*>(out);
-      for (size_t i = 0; i < ctx.count; ++i) {
-        AccT want = spccl::toAcc(spccl::fromAcc<T>((AccT)expected[i]));
-        if (opts_.op == spcclAvg && !m.referenceAppliesOp) want = spccl::toAcc(spccl::fromAcc<T>(want * (AccT(1) / AccT(nranks_))));
-        wrong += spccl::toAcc(p[i]) != want;
-      }
-    });
+    for (size_t i = 0; i < ctx.count; ++i) {
+      double want = fmt.store(fmt.acc(expected[i]));
+      if (opts_.op == spcclAvg && !m.referenceAppliesOp) want = fmt.store(fmt.acc(want * invRanks));
+      wrong += fmt.decode(out, i) != want;
+    }
     return wrong;
   }
 
@@ -383,7 +376,7 @@ class Harness {
            opts_.blockPattern == spcclBlocksScattered ? "scattered" : "contiguous",
            opts_.feedback == spcclFeedbackEF ? "ef" : "none");
     printf("# algbw = size / time (dense-equivalent), busbw = algbw * 2(P-1)/P, intra/inter = bytes sent per rank\n"
-           "# inside its host / to other hosts (flat: a ring's share; +hier: hierarchical, SPEC 7a),\n"
+           "# inside its host / to other hosts (flat: a ring's share; +hier: hierarchical, docs/DESIGN.md),\n"
            "# speedup = time(dense) / time(method) at the same size in this run\n");
     printf("%12s %12s %9s %22s %8s %12s %12s %12s %12s %12s %8s %7s\n", "size(B)", "count", "type", "method",
            "density", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "intra(B)", "inter(B)", "speedup", "#wrong");
@@ -395,9 +388,8 @@ class Harness {
     else snprintf(speedup, sizeof(speedup), "-");
     if (r.wrong >= 0) snprintf(wrong, sizeof(wrong), "%lld", r.wrong);
     else snprintf(wrong, sizeof(wrong), "N/A");
-    printf("%12zu %12zu %9s %22s %8.4g %12.1f %12.3f %12.3f %12zu %12zu %8s %7s\n", r.bytes, r.count,
-           typeName(opts_.datatype), r.method.c_str(), r.method.rfind("dense", 0) == 0 ? 1.0 : opts_.density,
-           r.timeUs, r.algbw, r.busbw, r.wireIntra, r.wireInter, speedup, wrong);
+    printf("%12zu %12zu %9s %22s %8s %12.1f %12.3f %12.3f %12zu %12zu %8s %7s\n", r.bytes, r.count,
+           typeName(opts_.datatype), r.method.c_str(), r.density.c_str(), r.timeUs, r.algbw, r.busbw, r.wireIntra, r.wireInter, speedup, wrong);
     fflush(stdout);
   }
 

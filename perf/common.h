@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "reference.h"
 #include "spccl.h"
 
 namespace spccl_perf {
@@ -43,6 +44,7 @@ struct Options {
 // then a flat state of the shard's size on the cross-host comm, `count` the shard's size).
 struct Context {
   const Options* opts;
+  Format format;  // opts->datatype's arithmetic
   int rank, nranks;  // this rank; the number of contributors
   size_t count;
   spcclState_t state;
@@ -67,6 +69,9 @@ struct MethodDesc {
   const char* (*variant)(const Context& ctx) = nullptr;
   // The reference already applies the op (1-bit averages before its server level).
   bool referenceAppliesOp = false;
+  // The density column: the -D value for the methods that sparsify (null), else this text
+  // ("1" for dense, "-" for 1-bit, which sends every element's sign).
+  const char* densityText = nullptr;
 };
 
 // Runs the size loop for the methods in opts.methods that are in `table`; returns the exit

@@ -6,18 +6,18 @@
 
 #include <math.h>
 
+#include <functional>
 #include <map>
 #include <vector>
 
 #include "common.h"
-#include "common/topk_reference.h"
-#include "dispatch.h"
+#include "reference.h"
 
 namespace spccl_perf {
 namespace {
 
 size_t ringBytes(const Context& ctx, size_t elements) {
-  const size_t elem = ctx.opts->datatype == spcclFloat64 ? 8 : ctx.opts->datatype == spcclFloat32 ? 4 : 2;
+  const size_t elem = ctx.format.bytes();
   return ctx.nranks > 1 ? 2 * (ctx.nranks - 1) * elements * elem / ctx.nranks : 0;
 }
 
@@ -49,7 +49,7 @@ void randomBlockReference(const Context& ctx, std::vector<double>& expected) {
 }
 
 // Top-k family: the library's own wire bytes (they follow the dense switch), and the
-// reference selections of tests/common/topk_reference.h on every rank's step-0 input.
+// reference selections of reference.h on every rank's step-0 input.
 spcclStateInfo_t stateInfo(const Context& ctx) {
   spcclStateInfo_t info = {};
   spcclStateGetInfo(ctx.state, &info);
@@ -58,58 +58,50 @@ spcclStateInfo_t stateInfo(const Context& ctx) {
 size_t libraryWire(const Context& ctx) { return stateInfo(ctx).wireBytes; }
 const char* topkFamilyVariant(const Context& ctx) { return stateInfo(ctx).denseSwitched ? ">dense" : ""; }
 
-template <typename T>
-std::vector<T> rankInput(const Context& ctx, int r) {
-  std::vector<T> v(ctx.count);
-  for (size_t i = 0; i < ctx.count; ++i) v[i] = spccl::fromAcc<T>((float)ctx.input(r, i));
+// Contributor r's input as the library sees it: rounded into the datatype.
+std::vector<double> rankInput(const Context& ctx, int r) {
+  std::vector<double> v(ctx.count);
+  for (size_t i = 0; i < ctx.count; ++i) v[i] = ctx.format.store(ctx.input(r, i));
   return v;
 }
 
 // expected += every rank's input on the positions it sends (several ranks may share one).
-template <typename SentBy>
-void topkFamilyReference(const Context& ctx, std::vector<double>& expected, SentBy sentBy) {
-  if (stateInfo(ctx).denseSwitched) return denseReference(ctx, expected);
-  spccl::withType(ctx.opts->datatype, [&](auto tag) {
-    using T = decltype(tag);
-    const size_t k = stateInfo(ctx).selected;
-    std::vector<std::vector<T>> inputs(ctx.nranks);
-    for (int r = 0; r < ctx.nranks; ++r) inputs[r] = rankInput<T>(ctx, r);
-    const std::vector<std::vector<uint32_t>> sent = sentBy(inputs, k, tag);
-    for (int r = 0; r < ctx.nranks; ++r)
-      for (uint32_t i : sent[r])
-        if (i != SPCCL_PAD_INDEX) expected[i] += spccl::toAcc(inputs[r][i]);
-    return spcclSuccess;
-  });
-}
-
-template <typename T>
-std::vector<uint32_t> topkOf(const T* v, size_t n, size_t k) {
-  return spccl_test::referenceTopKByLevels(v, n, k);
+using Selections = std::vector<std::vector<uint32_t>>;
+void topkFamilyReference(const Context& ctx, std::vector<double>& expected,
+                         const std::function<Selections(const std::vector<std::vector<double>>&, size_t)>& sentBy) {
+  const spcclStateInfo_t info = stateInfo(ctx);
+  if (info.denseSwitched) return denseReference(ctx, expected);
+  std::vector<std::vector<double>> inputs(ctx.nranks);
+  for (int r = 0; r < ctx.nranks; ++r) inputs[r] = rankInput(ctx, r);
+  const Selections sent = sentBy(inputs, info.selected);
+  for (int r = 0; r < ctx.nranks; ++r)
+    for (uint32_t i : sent[r])
+      if (i != SPCCL_PAD_INDEX) expected[i] += inputs[r][i];
 }
 
 void topkReference(const Context& ctx, std::vector<double>& expected) {
-  topkFamilyReference(ctx, expected, [](const auto& inputs, size_t k, auto tag) {
-    std::vector<std::vector<uint32_t>> sent;
-    for (const auto& v : inputs) sent.push_back(topkOf<decltype(tag)>(v.data(), v.size(), k));
+  topkFamilyReference(ctx, expected, [](const auto& inputs, size_t k) {
+    Selections sent;
+    for (const auto& v : inputs) sent.push_back(topkByLevels(v, k));
     return sent;
   });
 }
 
 void gaussiankReference(const Context& ctx, std::vector<double>& expected) {
-  topkFamilyReference(ctx, expected, [&](const auto& inputs, size_t k, auto) {
-    std::vector<std::vector<uint32_t>> sent;
-    for (const auto& v : inputs) sent.push_back(spccl_test::referenceGaussianK(v.data(), v.size(), k, ctx.opts->density));
+  topkFamilyReference(ctx, expected, [&](const auto& inputs, size_t k) {
+    Selections sent;
+    for (const auto& v : inputs) sent.push_back(gaussianK(v, k, ctx.opts->density, ctx.format));
     return sent;
   });
 }
 
 void gtopkReference(const Context& ctx, std::vector<double>& expected) {
-  topkFamilyReference(ctx, expected, [](const auto& inputs, size_t k, auto tag) {
-    using T = decltype(tag);
-    std::vector<std::map<uint32_t, T>> lists(inputs.size());
+  topkFamilyReference(ctx, expected, [&](const auto& inputs, size_t k) {
+    std::vector<std::map<uint32_t, double>> lists(inputs.size());
     for (size_t r = 0; r < inputs.size(); ++r)
-      for (uint32_t i : topkOf<T>(inputs[r].data(), inputs[r].size(), k)) lists[r][i] = inputs[r][i];
-    return std::vector<std::vector<uint32_t>>(inputs.size(), spccl_test::referenceGTopKSet(lists, k, topkOf<T>));
+      for (uint32_t i : topkByLevels(inputs[r], k)) lists[r][i] = inputs[r][i];
+    auto add = [&](double a, double b) { return ctx.format.add(a, b); };
+    return Selections(inputs.size(), gtopkSet(lists, k, add, topkByLevels));
   });
 }
 
@@ -117,36 +109,29 @@ void gtopkReference(const Context& ctx, std::vector<double>& expected) {
 // the scale s = mean |g| (accumulated in the accumulation type in index order, rounded into
 // T) and the signs (+ for g >= 0); chunk j's mean m = (sum over ranks of +-s, rank order) *
 // (1/P for avg), rounded into T; the output is m's own scale times m's signs.
-template <typename T>
-void oneBitTyped(const Context& ctx, std::vector<double>& expected) {
-  using AccT = typename spccl::AccumOf<T>::type;
+void oneBitReference(const Context& ctx, std::vector<double>& expected) {
+  const Format& fmt = ctx.format;
   const int P = ctx.nranks;
   const size_t n = ctx.count, len = (n + P - 1) / P;
-  auto signedScale = [](const std::vector<T>& x, size_t b, size_t e, std::vector<AccT>* c) {
-    AccT sum = 0;
-    for (size_t i = b; i < e; ++i) sum += std::fabs(spccl::toAcc(x[i]));
-    const AccT s = e > b ? spccl::toAcc(spccl::fromAcc<T>(sum / (AccT)(e - b))) : AccT(0);
-    for (size_t i = b; i < e; ++i) (*c)[i] = spccl::toAcc(x[i]) < 0 ? -s : s;
+  auto signedScale = [&](const std::vector<double>& x, size_t b, size_t e, std::vector<double>* c) {
+    double sum = 0;
+    for (size_t i = b; i < e; ++i) sum = fmt.acc(sum + fabs(x[i]));
+    const double s = e > b ? fmt.store(fmt.acc(sum / fmt.acc((double)(e - b)))) : 0;
+    for (size_t i = b; i < e; ++i) (*c)[i] = x[i] < 0 ? -s : s;
   };
-  std::vector<std::vector<AccT>> worker(P, std::vector<AccT>(n));
+  std::vector<std::vector<double>> worker(P, std::vector<double>(n));
   for (int r = 0; r < P; ++r) {
-    const std::vector<T> g = rankInput<T>(ctx, r);
+    const std::vector<double> g = rankInput(ctx, r);
     for (size_t b = 0; b < n; b += len) signedScale(g, b, std::min(n, b + len), &worker[r]);
   }
-  const AccT factor = ctx.opts->op == spcclAvg ? (AccT)(1.0 / P) : (AccT)1;
-  std::vector<T> mean(n);
+  const double factor = ctx.opts->op == spcclAvg ? fmt.acc(1.0 / P) : 1;
+  std::vector<double> mean(n);
   for (size_t i = 0; i < n; ++i) {
-    AccT sum = 0;
-    for (int r = 0; r < P; ++r) sum += worker[r][i];
-    mean[i] = spccl::fromAcc<T>(sum * factor);
+    double sum = 0;
+    for (int r = 0; r < P; ++r) sum = fmt.acc(sum + worker[r][i]);
+    mean[i] = fmt.store(fmt.acc(sum * factor));
   }
-  std::vector<AccT> out(n);
-  for (size_t b = 0; b < n; b += len) signedScale(mean, b, std::min(n, b + len), &out);
-  for (size_t i = 0; i < n; ++i) expected[i] = out[i];
-}
-
-void oneBitReference(const Context& ctx, std::vector<double>& expected) {
-  spccl::withStorage(ctx.opts->datatype, [&](auto tag) { oneBitTyped<decltype(tag)>(ctx, expected); });
+  for (size_t b = 0; b < n; b += len) signedScale(mean, b, std::min(n, b + len), &expected);
 }
 
 }  // namespace
@@ -155,13 +140,13 @@ void oneBitReference(const Context& ctx, std::vector<double>& expected) {
 int main(int argc, char** argv) {
   using namespace spccl_perf;
   const std::vector<MethodDesc> methods = {
-      {"dense", spcclMethodDense, 0, denseWire, denseReference},
+      {"dense", spcclMethodDense, 0, denseWire, denseReference, nullptr, false, "1"},
       {"randomblock", spcclMethodRandomBlock, 0, randomBlockWire, randomBlockReference},
       {"randomblock_pipe", spcclMethodRandomBlock, 1, randomBlockWire, randomBlockReference},
       {"topk", spcclMethodTopK, 0, libraryWire, topkReference, topkFamilyVariant},
       {"gaussiank", spcclMethodGaussianK, 0, libraryWire, gaussiankReference, topkFamilyVariant},
       {"gtopk", spcclMethodGTopK, 0, libraryWire, gtopkReference, topkFamilyVariant},
-      {"onebit", spcclMethodOneBit, 0, libraryWire, oneBitReference, nullptr, true},
+      {"onebit", spcclMethodOneBit, 0, libraryWire, oneBitReference, nullptr, true, "-"},
   };
   return perfMain(argc, argv, methods);
 }

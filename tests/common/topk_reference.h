@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "dtype_core.h"
+#include "reference.h"
 #include "spccl.h"
 #include "topk_core.h"
 
@@ -45,55 +46,14 @@ std::vector<uint32_t> referenceTopK(const T* v, size_t n, size_t k) {
   return order;
 }
 
-// The same set as referenceTopK for finite data with few distinct magnitudes (the perf
-// harness's inputs), in one counting pass and one taking pass instead of a sort.
-template <typename T>
-std::vector<uint32_t> referenceTopKByLevels(const T* v, size_t n, size_t k) {
-  std::map<double, size_t, std::greater<double>> levels;
-  for (size_t i = 0; i < n; ++i) levels[fabs((double)spccl::toAcc(v[i]))]++;
-  double kth = 0;
-  size_t above = 0;
-  for (const auto& [magnitude, count] : levels) {
-    kth = magnitude;
-    if (above + count >= k) break;
-    above += count;
-  }
-  std::vector<uint32_t> out;
-  size_t atKth = 0;
-  for (size_t i = 0; i < n && out.size() < k; ++i) {
-    const double m = fabs((double)spccl::toAcc(v[i]));
-    if (m > kth || (m == kth && atKth++ < k - above)) out.push_back((uint32_t)i);
-  }
-  return out;
-}
-
-// gTop-k's global set S from every rank's local top-k pairs (index -> value): the ranks
-// beyond the largest power of two fold into their partners, then recursive doubling; each
-// merge adds equal indices (in the accumulation type, rounded once into T) and keeps the k
-// of largest magnitude chosen by topk(values, m, k) (positions, ascending).
+// gTop-k's global set S from every rank's local top-k pairs (index -> value): perf's
+// statement of the merge (perf/reference.h), adding equal indices in the accumulation type
+// rounded once into T, keeping the k chosen by topk(values, m, k) (positions, ascending).
 template <typename T, typename TopK>
 std::vector<uint32_t> referenceGTopKSet(std::vector<std::map<uint32_t, T>> lists, size_t k, TopK topk) {
-  auto mergeKeep = [&](const std::map<uint32_t, T>& a, const std::map<uint32_t, T>& b) {
-    std::map<uint32_t, T> merged = a;
-    for (const auto& [i, v] : b)
-      merged[i] = merged.count(i) ? spccl::fromAcc<T>(spccl::toAcc(merged[i]) + spccl::toAcc(v)) : v;
-    std::vector<uint32_t> idx;
-    std::vector<T> val;
-    for (const auto& [i, v] : merged) idx.push_back(i), val.push_back(v);
-    std::map<uint32_t, T> kept;
-    for (uint32_t pos : topk(val.data(), val.size(), k)) kept[idx[pos]] = val[pos];
-    return kept;
-  };
-  const int P = (int)lists.size();
-  int p2 = 1;
-  while (p2 * 2 <= P) p2 *= 2;
-  for (int r = p2; r < P; ++r) lists[r - p2] = mergeKeep(lists[r - p2], lists[r]);
-  for (int d = 1; d < p2; d <<= 1)
-    for (int r = 0; r < p2; ++r)
-      if (r < (r ^ d)) lists[r] = lists[r ^ d] = mergeKeep(lists[r], lists[r ^ d]);
-  std::vector<uint32_t> S;
-  for (const auto& [i, v] : lists[0]) S.push_back(i);
-  return S;
+  return spccl_perf::gtopkSet(
+      std::move(lists), k, [](T a, T b) { return spccl::addRounded(a, b); },
+      [&](const std::vector<T>& v, size_t kk) { return topk(v.data(), v.size(), kk); });
 }
 
 // Gaussian-k's k slots (index ascending, then SPCCL_PAD_INDEX) for acc.

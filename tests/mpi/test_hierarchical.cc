@@ -12,12 +12,15 @@
 #include <string>
 #include <tuple>
 
-#include "common/hosts.h"
 #include "dispatch.h"
+#include "hosts.h"
 #include "mpi_test.h"
 
 namespace spccl_test {
 namespace {
+
+using spccl_perf::findHosts;
+using spccl_perf::Hosts;
 
 spcclConfig_t hierConfig(int method, int hierarchical) {
   spcclConfig_t c = SPCCL_CONFIG_INITIALIZER;

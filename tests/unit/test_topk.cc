@@ -153,14 +153,16 @@ TYPED_TEST(TopKTyped, FeedbackHistogramFusedSelection) {
   EXPECT_EQ(got, referenceTopK(acc.data(), n, k));
 }
 
-// The perf harness's counting reference agrees with the sort on few-valued data.
+// The perf harness's counting reference (perf/reference.h) agrees with the sort on few-valued data.
 TYPED_TEST(TopKTyped, LevelReferenceMatchesSortReference) {
   using T = TypeParam;
   std::mt19937_64 rng(9);
   for (int trial = 0; trial < 20; ++trial) {
     const size_t n = 1 + rng() % 5000, k = 1 + rng() % n;
     const std::vector<T> v = shaped<T>(trial % 2 ? kSmallIntegers : kAllEqual, n, rng);
-    EXPECT_EQ(spccl_test::referenceTopKByLevels(v.data(), n, k), referenceTopK(v.data(), n, k));
+    std::vector<double> values(n);
+    for (size_t i = 0; i < n; ++i) values[i] = spccl::toAcc(v[i]);
+    EXPECT_EQ(spccl_perf::topkByLevels(values, k), referenceTopK(v.data(), n, k));
   }
 }
 

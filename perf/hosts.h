@@ -2,9 +2,10 @@
  *
  * The hosts an MPI job spans, found the way the library finds them (MPI_Comm_split_type, or
  * blocks of SPCCL_RANKS_PER_HOST consecutive ranks), and the shard layout of hierarchical
- * mode (DESIGN.md, Hierarchical mode), for tests and perf that check hierarchical runs from the outside. */
-#ifndef SPCCL_TESTS_COMMON_HOSTS_H_
-#define SPCCL_TESTS_COMMON_HOSTS_H_
+ * mode (docs/DESIGN.md, Hierarchical mode), for perf and the tests that check hierarchical runs
+ * from the outside. MPI and the standard library only. */
+#ifndef SPCCL_PERF_HOSTS_H_
+#define SPCCL_PERF_HOSTS_H_
 
 #include <mpi.h>
 #include <stdlib.h>
@@ -12,7 +13,7 @@
 #include <algorithm>
 #include <vector>
 
-namespace spccl_test {
+namespace spccl_perf {
 
 struct Hosts {
   int host = 0, localRank = 0, localSize = 1;
@@ -59,6 +60,6 @@ inline void findHosts(MPI_Comm world, Hosts* h) {
   h->host = leader;
 }
 
-}  // namespace spccl_test
+}  // namespace spccl_perf
 
-#endif  // SPCCL_TESTS_COMMON_HOSTS_H_
+#endif  // SPCCL_PERF_HOSTS_H_
