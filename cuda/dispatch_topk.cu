@@ -20,6 +20,9 @@ using cuda::toCuda;
 namespace {
 
 constexpr cuda::RadixPolicy kRadix = cuda::radixPolicy();
+constexpr cuda::ElementwisePolicy kStream = cuda::streamPolicy();
+constexpr cuda::ElementwisePolicy kPairs = cuda::pairPolicy();
+constexpr cuda::ScatterListsPolicy kScatterLists = cuda::scatterListsPolicy();
 constexpr size_t kTile = (size_t)kRadix.threads * kRadix.itemsPerThread;
 static_assert(kRadix.digitBits <= cuda::kMaxDigitBits, "histogram larger than the shared array");
 static_assert(kRadix.itemsPerThread <= 32, "compaction flags are one 32-bit word per thread");
@@ -91,8 +94,8 @@ spcclResult_t compact(const T* acc, size_t n, size_t k, const Scratch& s, uint32
   cuda::compactKernel<T, Class, kRadix.threads, kRadix.itemsPerThread>
       <<<tiles, kRadix.threads, 0, stream>>>(acc, n, s.state, s.tileIncl, k, indices, values);
   unsigned grid = 0;
-  SPCCLCHECK(cuda::gridSize((k + 255) / 256, 4, &grid));
-  cuda::padKernel<T><<<grid, 256, 0, stream>>>(s.state, s.tileIncl, tiles, k, indices, values);
+  SPCCLCHECK(cuda::gridFor(k, kPairs, &grid));
+  cuda::padKernel<T><<<grid, kPairs.threads, 0, stream>>>(s.state, s.tileIncl, tiles, k, indices, values);
   CUDACHECK(cudaGetLastError());
   return spcclSuccess;
 }
@@ -114,7 +117,7 @@ spcclResult_t topkSelect(spcclDataType_t datatype, const void* g, const void* e,
     const Scratch s = carve(scratch, n);
     unsigned grid = 0;
     SPCCLCHECK(cuda::gridSize((n + kTile - 1) / kTile, kRadix.blocksPerSm, &grid));
-    cuda::selectInitKernel<<<1, 256, 0, cs>>>(s.hist, cuda::kMaxBins, s.state, k);
+    cuda::selectInitKernel<<<1, kRadix.threads, 0, cs>>>(s.hist, cuda::kMaxBins, s.state, k);
     // Digits from the top: the sign bit is always clear in a magnitude key, so it is skipped.
     int hi = (int)sizeof(Key) * 8 - 1;
     bool first = true;
@@ -145,7 +148,7 @@ spcclResult_t gaussiankSelect(spcclDataType_t datatype, const void* g, const voi
     unsigned grid = 0;
     SPCCLCHECK(cuda::gridSize((n + kTile - 1) / kTile, kRadix.blocksPerSm, &grid));
     if (grid > (unsigned)cuda::kMomentBlocks) grid = cuda::kMomentBlocks;
-    cuda::selectInitKernel<<<1, 256, 0, cs>>>(s.hist, 0, s.state, 0);
+    cuda::selectInitKernel<<<1, kRadix.threads, 0, cs>>>(s.hist, 0, s.state, 0);
     cuda::feedbackMomentsKernel<T, kRadix.threads><<<grid, kRadix.threads, 0, cs>>>(
         static_cast<const T*>(g), static_cast<const T*>(e), static_cast<T*>(acc), n, s.partials);
     cuda::gaussianThresholdsKernel<kRadix.threads>
@@ -165,9 +168,9 @@ spcclResult_t feedbackSum(spcclDataType_t datatype, const void* g, const void* e
   return withType(datatype, [&](auto tag) {
     using T = decltype(tag);
     unsigned grid = 0;
-    SPCCLCHECK(cuda::gridSize((n + 1023) / 1024, 8, &grid));
-    cuda::feedbackSumKernel<T><<<grid, 256, 0, toCuda(stream)>>>(static_cast<const T*>(g), static_cast<const T*>(e),
-                                                                 static_cast<T*>(acc), n);
+    SPCCLCHECK(cuda::gridFor(n, kStream, &grid));
+    cuda::feedbackSumKernel<T><<<grid, kStream.threads, 0, toCuda(stream)>>>(
+        static_cast<const T*>(g), static_cast<const T*>(e), static_cast<T*>(acc), n);
     CUDACHECK(cudaGetLastError());
     return spcclSuccess;
   });
@@ -180,8 +183,8 @@ spcclResult_t residualCommit(spcclDataType_t datatype, void* e, const void* acc,
     CUDACHECK(cudaMemcpyAsync(e, acc, n * sizeof(T), cudaMemcpyDeviceToDevice, toCuda(stream)));
     if (npairs == 0) return spcclSuccess;
     unsigned grid = 0;
-    SPCCLCHECK(cuda::gridSize((npairs + 255) / 256, 4, &grid));
-    cuda::scatterClearKernel<T><<<grid, 256, 0, toCuda(stream)>>>(static_cast<T*>(e), n, indices, npairs);
+    SPCCLCHECK(cuda::gridFor(npairs, kPairs, &grid));
+    cuda::scatterClearKernel<T><<<grid, kPairs.threads, 0, toCuda(stream)>>>(static_cast<T*>(e), n, indices, npairs);
     CUDACHECK(cudaGetLastError());
     return spcclSuccess;
   });
@@ -195,13 +198,13 @@ spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, cons
     const cudaStream_t cs = toCuda(stream);
     CUDACHECK(cudaMemsetAsync(out, 0, n * sizeof(T), cs));
     unsigned grid = 0;
-    SPCCLCHECK(cuda::gridSize((npairs + 255) / 256, 4, &grid));
+    SPCCLCHECK(cuda::gridFor(npairs, kPairs, &grid));
     if (npairs)
-      cuda::scatterAddKernel<T><<<grid, 256, 0, cs>>>(indices, static_cast<const T*>(values), npairs, n,
+      cuda::scatterAddKernel<T><<<grid, kPairs.threads, 0, cs>>>(indices, static_cast<const T*>(values), npairs, n,
                                                       static_cast<T*>(out), badIndex);
     if (scale != 1.0) {
-      SPCCLCHECK(cuda::gridSize((n + 1023) / 1024, 8, &grid));
-      cuda::scaleKernel<T><<<grid, 256, 0, cs>>>(static_cast<T*>(out), n, (AccT)scale);
+      SPCCLCHECK(cuda::gridFor(n, kStream, &grid));
+      cuda::scaleKernel<T><<<grid, kStream.threads, 0, cs>>>(static_cast<T*>(out), n, (AccT)scale);
     }
     CUDACHECK(cudaGetLastError());
     return spcclSuccess;
@@ -215,12 +218,11 @@ spcclResult_t scatterSortedLists(spcclDataType_t datatype, const uint32_t* indic
   return withType(datatype, [&](auto tag) {
     using T = decltype(tag);
     using AccT = typename AccumOf<T>::type;
-    constexpr int kThreads = 256;
-    const size_t chunk = cuda::kScatterChunkBytes / sizeof(AccT);
+    const size_t chunk = kScatterLists.chunkBytes / sizeof(AccT);
     const bool wide = sizeof(T) < sizeof(AccT) && nlists > 1;  // as methods/pairs.cc adds them
     unsigned grid = 0;
-    SPCCLCHECK(cuda::gridSize((n + chunk - 1) / chunk, 4, &grid));
-    cuda::scatterListsKernel<T, kThreads><<<grid, kThreads, 0, toCuda(stream)>>>(
+    SPCCLCHECK(cuda::gridSize((n + chunk - 1) / chunk, kScatterLists.blocksPerSm, &grid));
+    cuda::scatterListsKernel<T, kScatterLists.threads><<<grid, kScatterLists.threads, 0, toCuda(stream)>>>(
         reinterpret_cast<const char*>(indices), static_cast<const char*>(values), npairs, nlists, strideBytes,
         (AccT)scale, scale != 1.0, wide, n, static_cast<T*>(out), badIndex);
     CUDACHECK(cudaGetLastError());

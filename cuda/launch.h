@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * What every cuda/dispatch_*.cu launcher shares: the stream cast and the grid size of a
- * grid-stride kernel (enough blocks to fill the device, no more). */
+ * grid-stride kernel (enough blocks to fill the device, no more). The numbers are in
+ * tuning.h. */
 #ifndef SPCCL_CUDA_LAUNCH_H_
 #define SPCCL_CUDA_LAUNCH_H_
 
 #include <stdint.h>
 
 #include "cuda_checks.h"
+#include "tuning.h"
 
 namespace spccl {
 namespace cuda {
@@ -22,6 +24,13 @@ inline spcclResult_t gridSize(uint64_t units, int blocksPerSm, unsigned* grid) {
   const uint64_t cap = (uint64_t)sms * (uint64_t)blocksPerSm;
   *grid = (unsigned)(units < cap ? (units ? units : 1) : cap);
   return spcclSuccess;
+}
+
+// The grid of a grid-stride kernel over `items` under policy p: one tile of
+// threads * itemsPerThread per block, capped at p.blocksPerSm per SM.
+inline spcclResult_t gridFor(uint64_t items, const ElementwisePolicy& p, unsigned* grid) {
+  const uint64_t tile = (uint64_t)p.threads * (uint64_t)p.itemsPerThread;
+  return gridSize((items + tile - 1) / tile, p.blocksPerSm, grid);
 }
 
 }  // namespace cuda

@@ -10,7 +10,7 @@
 namespace spccl {
 namespace cuda {
 
-// Element-wise passes (pack, commit, scatter-add, scaling). Memory bound: enough work per
+// Random block's element-wise passes (pack, commit). Memory bound: enough work per
 // thread to hide latency, blocks per SM capped so grid-stride loops reuse resident blocks.
 struct ElementwisePolicy {
   int threads;
@@ -23,6 +23,24 @@ constexpr ElementwisePolicy elementwisePolicy() {
   return {256, sizeof(T) >= 8 ? 4 : 8, 8};
 }
 
+// Grid-stride passes of one element per thread and step over the whole tensor (g + e of a
+// dense-switched state, the decompress scaling).
+constexpr ElementwisePolicy streamPolicy() { return {256, 4, 8}; }
+
+// Grid-stride passes over k pairs or slots (residual clearing, scatter-add, padding): k is
+// small next to n, so fewer resident blocks.
+constexpr ElementwisePolicy pairPolicy() { return {256, 1, 4}; }
+
+// The sorted-list scatter: each block adds the lists' pairs of one chunk of the output into
+// shared memory, then writes the chunk once.
+struct ScatterListsPolicy {
+  int threads;
+  int chunkBytes;  // shared memory per block for its chunk of out (in the accumulation type)
+  int blocksPerSm;
+};
+
+constexpr ScatterListsPolicy scatterListsPolicy() { return {256, 16 * 1024, 4}; }
+
 // Radix select (exact top-k) and the threshold passes of Gaussian-k. digitBits decides the
 // number of histogram passes over the input: 11 bits gives 3 passes for 32-bit keys (fp32,
 // fp16, bf16 ranked by their fp32 value) and 6 for fp64, with a 2048-bin shared histogram.
@@ -31,9 +49,11 @@ struct RadixPolicy {
   int itemsPerThread;  // per thread and tile in the counting and compaction passes
   int digitBits;
   int blocksPerSm;
+  int chooseThreads;  // the one block that walks the 2^digitBits histogram bins
+  int momentBlocks;   // upper bound of Gaussian-k's moments grid (its partials live in scratch)
 };
 
-constexpr RadixPolicy radixPolicy() { return {256, 8, 11, 4}; }
+constexpr RadixPolicy radixPolicy() { return {256, 8, 11, 4, 1024, 1024}; }
 
 }  // namespace cuda
 }  // namespace spccl

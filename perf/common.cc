@@ -389,7 +389,8 @@ class Harness {
     if (r.wrong >= 0) snprintf(wrong, sizeof(wrong), "%lld", r.wrong);
     else snprintf(wrong, sizeof(wrong), "N/A");
     printf("%12zu %12zu %9s %22s %8s %12.1f %12.3f %12.3f %12zu %12zu %8s %7s\n", r.bytes, r.count,
-           typeName(opts_.datatype), r.method.c_str(), r.density.c_str(), r.timeUs, r.algbw, r.busbw, r.wireIntra, r.wireInter, speedup, wrong);
+           typeName(opts_.datatype), r.method.c_str(), r.density.c_str(), r.timeUs, r.algbw, r.busbw, r.wireIntra,
+           r.wireInter, speedup, wrong);
     fflush(stdout);
   }
 

@@ -42,14 +42,15 @@
 
 #include "dtype_core.h"
 #include "topk_core.h"
+#include "tuning.h"
 
 namespace spccl {
 namespace cuda {
 
 constexpr int kMaxDigitBits = 11;
 constexpr int kMaxBins = 1 << kMaxDigitBits;
-constexpr int kChooseThreads = 1024;
-constexpr int kMomentBlocks = 1024;  // upper bound of the moments grid (partials in scratch)
+constexpr int kChooseThreads = radixPolicy().chooseThreads;
+constexpr int kMomentBlocks = radixPolicy().momentBlocks;
 constexpr int kGaussianCandidates = 6;
 
 // Where the selection stands; lives in the scratch, written by the one-block kernels.
@@ -437,7 +438,7 @@ __device__ __forceinline__ size_t lowerBound(const uint32_t* __restrict__ idx, s
 }
 
 // Bytes of shared memory a CTA of scatterListsKernel accumulates its chunk of out in.
-constexpr int kScatterChunkBytes = 16 * 1024;
+constexpr int kScatterChunkBytes = scatterListsPolicy().chunkBytes;
 
 // nlists lists, each ascending with distinct indices (every selection spccl makes; the
 // padding index sorts last), list l at l * stride bytes from the first. Each CTA owns a chunk
