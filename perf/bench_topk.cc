@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -33,7 +34,7 @@ using namespace spccl;
 struct Data {
   size_t n, k;
   std::vector<float> v, e, acc;
-  std::vector<uint32_t> above, cand, out;
+  std::vector<uint32_t> pos, keys, out;
 
   Data(size_t count, double density) : n(count), k(topkCount(count, density)) {
     std::mt19937_64 rng(2019);
@@ -45,11 +46,11 @@ struct Data {
       e[i] = 0.01f * normal(rng);
     }
     acc.resize(n);
-    above.resize(k);
-    cand.resize(std::min(n, k + n / 8));  // what the state allocates (pairs.cc)
+    pos.resize(cpu::topKScratchCap(k));  // what the state allocates (pairs.cc)
+    keys.resize(cpu::topKScratchCap(k));
     out.resize(k);
   }
-  cpu::TopKScratch scratch() { return {above.data(), cand.data(), cand.size()}; }
+  cpu::TopKScratch scratch() { return {pos.data(), keys.data(), pos.size()}; }
 };
 
 Data& data(size_t n, double density) {
@@ -75,14 +76,23 @@ void BM_RadixSelect(benchmark::State& state) {
 
 void BM_RadixSelectFeedback(benchmark::State& state) {
   Data& d = data(state.range(0), densityArg(state));
-  uint32_t hist[cpu::kRadixBins];
   for (auto _ : state) {
-    cpu::feedbackHistogram(d.v.data(), d.e.data(), d.acc.data(), d.n, hist);
-    cpu::topKFromHistogram(d.acc.data(), d.n, d.k, hist, d.scratch(), d.out.data());
+    cpu::topKFeedback(d.v.data(), d.e.data(), d.acc.data(), d.n, d.k, d.scratch(), d.out.data());
     benchmark::DoNotOptimize(d.out.data());
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(state.iterations() * 3 * d.n * sizeof(float));
+}
+
+// The baseline: one memcpy of the tensor's bytes (read n, write n).
+void BM_Memcpy(benchmark::State& state) {
+  Data& d = data(state.range(0), densityArg(state));
+  for (auto _ : state) {
+    memcpy(d.acc.data(), d.v.data(), d.n * sizeof(float));
+    benchmark::DoNotOptimize(d.acc.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * d.n * sizeof(float));
 }
 
 // Positions ordered by (|v| descending, index ascending): the library's contract.
@@ -152,6 +162,7 @@ void Sizes(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond);
 }
 
+BENCHMARK(BM_Memcpy)->Apply(Sizes);
 BENCHMARK(BM_RadixSelect)->Apply(Sizes);
 BENCHMARK(BM_RadixSelectFeedback)->Apply(Sizes);
 BENCHMARK(BM_NthElement)->Apply(Sizes);

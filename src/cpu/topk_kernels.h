@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "dtype_core.h"
 #include "spccl.h"
@@ -34,39 +35,41 @@ namespace cpu {
 constexpr int kRadixBits = 11;
 constexpr uint32_t kRadixBins = 1u << kRadixBits;
 
+// The first digit is the 11 bits below the sign bit, which magnitudeKey() always clears:
+// for fp32 the exponent and the top three mantissa bits.
 template <typename Key>
 constexpr int topDigitShift() {
-  return int(sizeof(Key) * 8) - kRadixBits;
+  return int(sizeof(Key) * 8) - 1 - kRadixBits;
 }
 
-// Scratch of the exact selection: `above` holds k positions, `cand` candCap of them.
+// Scratch of the exact selection: room for `cap` listed elements, each a position and a
+// magnitude key of the element type (MagnitudeKeyOf), so later passes read the short list
+// and not the tensor. topKScratchCap(k) holds every candidate of smooth data at any density;
+// when they do not fit, the selection refines over the full array: slower, same answer.
 struct TopKScratch {
-  uint32_t* above;
-  uint32_t* cand;
-  size_t candCap;
+  uint32_t* pos;
+  void* keys;
+  size_t cap;
 };
-
-// hist (kRadixBins entries) counts the top digit of each magnitude key of v[0, n).
-template <typename T>
-void magnitudeHistogram(const T* v, size_t n, uint32_t* hist) {
-  using Key = typename MagnitudeKeyOf<T>::type;
-  memset(hist, 0, kRadixBins * sizeof(uint32_t));
-  for (size_t i = 0; i < n; ++i) hist[magnitudeKey(v[i]) >> topDigitShift<Key>()]++;
-}
-
-// acc = g + e and the top-digit histogram of acc in one pass over memory.
-template <typename T>
-void feedbackHistogram(const T* g, const T* e, T* acc, size_t n, uint32_t* hist) {
-  using Key = typename MagnitudeKeyOf<T>::type;
-  memset(hist, 0, kRadixBins * sizeof(uint32_t));
-  for (size_t i = 0; i < n; ++i) {
-    const T a = feedbackValue(g, e, i);
-    acc[i] = a;
-    hist[magnitudeKey(a) >> topDigitShift<Key>()]++;
-  }
-}
+constexpr size_t topKScratchCap(size_t k) { return 2 * k + kRadixBins; }
+inline size_t topKScratchBytes(size_t k, size_t keyBytes) { return topKScratchCap(k) * (sizeof(uint32_t) + keyBytes); }
 
 namespace detail {
+
+// Separate counters per lane: runs of equal digits (most of a smooth tensor falls in a few
+// buckets) would otherwise wait on the previous increment of the same counter.
+constexpr int kHistLanes = 4;
+
+// hist (kRadixBins entries) counts the top digit of keyOf(i), i in [0, n).
+template <typename Key, typename KeyOf>
+void laneHistogram(size_t n, uint32_t* hist, KeyOf keyOf) {
+  uint32_t lanes[kHistLanes][kRadixBins] = {};
+  size_t i = 0;
+  for (; i + kHistLanes <= n; i += kHistLanes)
+    for (int l = 0; l < kHistLanes; ++l) lanes[l][keyOf(i + l) >> topDigitShift<Key>()]++;
+  for (; i < n; ++i) lanes[0][keyOf(i) >> topDigitShift<Key>()]++;
+  for (uint32_t b = 0; b < kRadixBins; ++b) hist[b] = lanes[0][b] + lanes[1][b] + lanes[2][b] + lanes[3][b];
+}
 
 // The bucket, walking down from the top, in which the need-th largest falls; *need becomes
 // the rank inside it.
@@ -76,52 +79,59 @@ inline uint32_t radixBucket(const uint32_t* hist, size_t* need) {
   return b;
 }
 
-}  // namespace detail
-
-// The k positions of v[0, n) of largest magnitude (lower position on ties), in ascending
-// order, into out[0, k). hist is v's magnitudeHistogram. Requires 1 <= k <= n < 2^32.
-template <typename T>
-void topKFromHistogram(const T* v, size_t n, size_t k, const uint32_t* hist, const TopKScratch& s, uint32_t* out) {
-  using Key = typename MagnitudeKeyOf<T>::type;
-  constexpr int top = topDigitShift<Key>();
-  if (k >= n) {
-    for (size_t i = 0; i < n; ++i) out[i] = (uint32_t)i;
-    return;
-  }
-  size_t need = k;
-  const Key b1 = detail::radixBucket(hist, &need);
-  size_t bucketCount = hist[b1];
-  const bool listed = bucketCount <= s.candCap;
-  // Positions above the bucket are in; the bucket's members are listed when they fit. Their
-  // smallest and largest keys are noted: when equal (constant or few-valued data) the k-th
-  // key is known and no refinement pass is needed.
-  size_t nabove = 0, ncand = 0;
-  Key lo = ~Key(0), hi = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const Key key = magnitudeKey(v[i]);
-    const Key d = key >> top;
-    if (d > b1) {
-      s.above[nabove++] = (uint32_t)i;
-    } else if (d == b1) {
-      lo = key < lo ? key : lo;
-      hi = key > hi ? key : hi;
-      if (listed) s.cand[ncand++] = (uint32_t)i;
+// Lists (position, key) of the elements whose key is at least `low`, in ascending position,
+// the first cap of them; returns how many there are (more than cap: the list is cut).
+// value(i) is called once per element, in order (it may form acc[i]). Blocks without a
+// listed element (nearly all, at small density) cost one vectorized comparison.
+template <typename T, typename Key, typename Value>
+size_t listAtLeast(size_t n, Key low, Value value, const TopKScratch& s) {
+  constexpr size_t kBlock = 16;
+  // Keys never have the sign bit set, so a signed comparison (what SSE2 has) is exact.
+  using SignedKey = typename std::make_signed<Key>::type;
+  Key* keys = static_cast<Key*>(s.keys);
+  size_t m = 0;
+  auto list = [&](size_t i, Key key) {
+    if (key < low) return;
+    if (m < s.cap) {
+      s.pos[m] = (uint32_t)i;
+      keys[m] = key;
     }
-  }
-  // Visits the bucket's members (position, key) in ascending position order.
-  auto members = [&](auto&& f) {
-    if (listed) {
-      for (size_t j = 0; j < ncand; ++j) f(s.cand[j], magnitudeKey(v[s.cand[j]]));
-    } else {
-      for (size_t i = 0; i < n; ++i) {
-        const Key key = magnitudeKey(v[i]);
-        if ((key >> top) == b1) f((uint32_t)i, key);
-      }
-    }
+    ++m;
   };
-  // Refine digit by digit until the prefix pins the k-th key, or the bucket is taken whole.
-  Key prefix = b1;
-  int shift = top;
+  size_t i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    Key block[kBlock];
+    int hits = 0;
+#pragma GCC unroll 1  // unrolled whole, the comparisons would not be vectorized
+    for (size_t j = 0; j < kBlock; ++j) {
+      block[j] = magnitudeKey(value(i + j));
+      hits += SignedKey(block[j]) >= SignedKey(low);
+    }
+    if (hits)
+      for (size_t j = 0; j < kBlock; ++j) list(i + j, block[j]);
+  }
+  for (; i < n; ++i) list(i, magnitudeKey(value(i)));
+  return m;
+}
+
+// The exact top-k among candidates, k <= their number. members(f) calls f(position, key) for
+// each candidate in ascending position; hist is the top-digit histogram of the candidates
+// (or of a superset whose extra elements all rank below the k-th candidate). Refines digit
+// by digit until the prefix pins the k-th key, then emits by position every candidate above
+// it and the first ones equal to it.
+template <typename Key, typename Members>
+void refineAndEmit(Members members, const uint32_t* hist, size_t k, uint32_t* out) {
+  size_t need = k;
+  Key prefix = radixBucket(hist, &need);
+  size_t bucketCount = hist[prefix];
+  int shift = topDigitShift<Key>();
+  // When the bucket's keys are all equal (constant or few-valued data) the k-th key is known.
+  Key lo = ~Key(0), hi = 0;
+  members([&](uint32_t, Key key) {
+    if ((key >> shift) != prefix) return;
+    lo = key < lo ? key : lo;
+    hi = key > hi ? key : hi;
+  });
   if (lo == hi) {
     prefix = hi;
     shift = 0;
@@ -135,28 +145,112 @@ void topKFromHistogram(const T* v, size_t n, size_t k, const uint32_t* hist, con
     members([&](uint32_t, Key key) {
       if ((key >> shift) == prefix) hist2[(key >> next) & mask]++;
     });
-    const uint32_t b = detail::radixBucket(hist2, &need);
+    const uint32_t b = radixBucket(hist2, &need);
     bucketCount = hist2[b];
     prefix = (prefix << bits) | b;
     shift = next;
   }
-  // Emit: members above the prefix, and the first `need` equal to it, merged by position
-  // with the positions above the first bucket.
-  size_t ia = 0, o = 0, taken = 0;
+  size_t o = 0, taken = 0;
   members([&](uint32_t i, Key key) {
     const Key high = key >> shift;
-    if (high < prefix || (high == prefix && taken++ >= need)) return;
-    while (ia < nabove && s.above[ia] < i) out[o++] = s.above[ia++];
-    out[o++] = i;
+    if (high > prefix || (high == prefix && taken++ < need)) out[o++] = i;
   });
-  while (ia < nabove) out[o++] = s.above[ia++];
+}
+
+// Candidates: the m listed elements of s.
+template <typename Key>
+auto listedMembers(const TopKScratch& s, size_t m) {
+  return [&s, m](auto&& f) {
+    const Key* keys = static_cast<const Key*>(s.keys);
+    for (size_t j = 0; j < m; ++j) f(s.pos[j], keys[j]);
+  };
+}
+
+// A key that, for data without structure at the sample's stride, about 1.2k to 1.6k elements
+// reach: the key of rank k·samples/n + 2.5 standard deviations + 2 among samples taken at an
+// even stride (sorted into keys). Fewer than k, or more than the scratch holds, and the
+// caller falls back to the histogram; a bad guess costs time, never exactness.
+template <typename Key, typename Value>
+Key sampledThreshold(size_t n, size_t k, size_t samples, Key* keys, Value value) {
+  for (size_t j = 0; j < samples; ++j) keys[j] = magnitudeKey(value((size_t)((uint64_t)j * n / samples)));
+  const double expected = (double)k * (double)samples / (double)n;
+  const size_t rank = (size_t)(expected + 2.5 * sqrt(expected) + 2.0);
+  if (rank >= samples) return 0;
+  std::nth_element(keys, keys + rank, keys + samples, [](Key a, Key b) { return a > b; });
+  return keys[rank];
+}
+
+// Below this many elements the two-pass histogram path is as fast and the sample not worth it.
+constexpr size_t kSampledMinCount = 1u << 16;
+constexpr size_t kMaxSamples = 1u << 16;
+
+}  // namespace detail
+
+// hist (kRadixBins entries) counts the top digit of each magnitude key of v[0, n).
+template <typename T>
+void magnitudeHistogram(const T* v, size_t n, uint32_t* hist) {
+  using Key = typename MagnitudeKeyOf<T>::type;
+  detail::laneHistogram<Key>(n, hist, [v](size_t i) { return magnitudeKey(v[i]); });
+}
+
+// The k positions of v[0, n) of largest magnitude (lower position on ties), in ascending
+// order, into out[0, k). hist is v's magnitudeHistogram. Requires 1 <= k <= n < 2^32.
+// Lists every element at or above the bucket of the k-th key when they fit the scratch.
+template <typename T>
+void topKFromHistogram(const T* v, size_t n, size_t k, const uint32_t* hist, const TopKScratch& s, uint32_t* out) {
+  using Key = typename MagnitudeKeyOf<T>::type;
+  if (k >= n) {
+    for (size_t i = 0; i < n; ++i) out[i] = (uint32_t)i;
+    return;
+  }
+  size_t need = k;
+  const Key b1 = detail::radixBucket(hist, &need);
+  size_t atLeast = 0;
+  for (uint32_t b = b1; b < kRadixBins; ++b) atLeast += hist[b];
+  if (atLeast <= s.cap) {
+    detail::listAtLeast<T>(n, Key(b1) << topDigitShift<Key>(), [v](size_t i) { return v[i]; }, s);
+    detail::refineAndEmit<Key>(detail::listedMembers<Key>(s, atLeast), hist, k, out);
+    return;
+  }
+  auto everyElement = [v, n](auto&& f) {
+    for (size_t i = 0; i < n; ++i) f((uint32_t)i, magnitudeKey(v[i]));
+  };
+  detail::refineAndEmit<Key>(everyElement, hist, k, out);
+}
+
+// Exact top-k of acc = g + e (e null: acc = g, and acc may be g itself), acc written whole:
+// positions into out[0, k), ascending, lower position on ties. Requires 1 <= k <= n < 2^32.
+// One pass when a sampled threshold lists between k and s.cap elements (the usual case):
+// it forms acc and lists the candidates, and the exact select runs on the list. Otherwise a
+// histogram pass over acc and topKFromHistogram.
+template <typename T>
+void topKFeedback(const T* g, const T* e, T* acc, size_t n, size_t k, const TopKScratch& s, uint32_t* out) {
+  using Key = typename MagnitudeKeyOf<T>::type;
+  const size_t samples = std::min(detail::kMaxSamples, s.cap);
+  if (k < n && n >= detail::kSampledMinCount && samples > 0 && samples * 8 <= n) {
+    auto sample = [=](size_t i) { return feedbackValue(g, e, i); };
+    const Key low = detail::sampledThreshold(n, k, samples, static_cast<Key*>(s.keys), sample);
+    auto formed = [=](size_t i) { return acc[i] = feedbackValue(g, e, i); };
+    auto kept = [=](size_t i) { return acc[i]; };
+    const size_t m = acc == g && !e ? detail::listAtLeast<T>(n, low, kept, s) : detail::listAtLeast<T>(n, low, formed, s);
+    if (m >= k && m <= s.cap) {
+      uint32_t hist[kRadixBins];
+      const Key* keys = static_cast<const Key*>(s.keys);
+      detail::laneHistogram<Key>(m, hist, [keys](size_t j) { return keys[j]; });
+      detail::refineAndEmit<Key>(detail::listedMembers<Key>(s, m), hist, k, out);
+      return;
+    }
+  } else if (acc != g || e) {
+    for (size_t i = 0; i < n; ++i) acc[i] = feedbackValue(g, e, i);
+  }
+  uint32_t hist[kRadixBins];
+  magnitudeHistogram(acc, n, hist);
+  topKFromHistogram(acc, n, k, hist, s, out);
 }
 
 template <typename T>
 void topK(const T* v, size_t n, size_t k, const TopKScratch& s, uint32_t* out) {
-  uint32_t hist[kRadixBins];
-  magnitudeHistogram(v, n, hist);
-  topKFromHistogram(v, n, k, hist, s, out);
+  topKFeedback(v, static_cast<const T*>(nullptr), const_cast<T*>(v), n, k, s, out);
 }
 
 // ------------------------------------------------------------------------- Gaussian-k
@@ -257,9 +351,10 @@ void scale(T* v, size_t n, typename AccumOf<T>::type s) {
 }
 
 // e = acc with the sent positions cleared: c + e_new == acc exactly, coordinate by coordinate.
+// acc may be e itself (spcclCompress forms acc in the residual).
 template <typename T>
 void residualCommit(T* e, const T* acc, size_t n, const uint32_t* idx, size_t npairs) {
-  memcpy(static_cast<void*>(e), acc, n * sizeof(T));
+  if (e != acc) memcpy(static_cast<void*>(e), acc, n * sizeof(T));
   for (size_t j = 0; j < npairs; ++j)
     if (idx[j] != SPCCL_PAD_INDEX) e[idx[j]] = T();
 }

@@ -24,22 +24,22 @@
 namespace spccl {
 namespace {
 
-spcclResult_t select(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws, uint32_t* indices,
-                     void* values, spcclStream_t stream) {
+spcclResult_t select(const spcclState& st, const void* sendbuff, void* acc, const PairsWorkspace& ws,
+                     uint32_t* indices, void* values, spcclStream_t stream) {
   if (st.onDevice)
-    return device::gaussiankSelect(st.datatype, sendbuff, feedbackIn(st), ws.acc, st.count, pairsK(st),
+    return device::gaussiankSelect(st.datatype, sendbuff, feedbackIn(st), acc, st.count, pairsK(st),
                                    st.config.density, indices, values, ws.deviceScratch, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     const T* e = static_cast<const T*>(feedbackIn(st));
-    const size_t found = cpu::gaussianK(static_cast<const T*>(sendbuff), e, static_cast<T*>(ws.acc), st.count, pairsK(st),
+    const size_t found = cpu::gaussianK(static_cast<const T*>(sendbuff), e, static_cast<T*>(acc), st.count, pairsK(st),
                                         st.config.density, indices, static_cast<T*>(values));
     TRACE(kSubsysSelect, "gaussiank : %zu of %zu slots used (count %zu)", found, pairsK(st), st.count);
     return spcclSuccess;
   });
 }
 
-spcclResult_t setup(spcclState& st) { return pairsSetup(st, pairsAllGatherWire); }
+spcclResult_t setup(spcclState& st) { return pairsSetup(st, pairsAllGatherWire, false); }
 size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, pairsAllGatherTailBytes(st)); }
 void describe(const spcclState& st, spcclStateInfo_t* info) { pairsDescribe(st, pairsAllGatherWire, info); }
 spcclResult_t sparseAllReduce(const spcclInfo& info) { return pairsAllGather(info, select); }

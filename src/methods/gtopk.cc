@@ -112,7 +112,8 @@ spcclResult_t sparseAllReduce(const spcclInfo& info) {
   if (pairsDenseSwitched(st)) return pairsDense(info);
   const PairsWorkspace ws = pairsWorkspace(st);
   const Tail t = tailOf(st, ws);
-  SPCCLCHECK(selectTopK(st, info.sendbuff, ws, blockIndices(t.cur), blockValues(st, t.cur), info.stream));
+  void* accBuff = collectiveAcc(info, ws);
+  SPCCLCHECK(selectTopK(st, info.sendbuff, accBuff, ws, blockIndices(t.cur), blockValues(st, t.cur), info.stream));
   SPCCLCHECK(agree(info, ws, t));
   const uint32_t* S = blockIndices(t.cur);
   const size_t bad = cpu::firstBadIndex(S, pairsK(st), st.count, false);
@@ -122,13 +123,13 @@ spcclResult_t sparseAllReduce(const spcclInfo& info) {
   void* sums = blockValues(st, t.partner);
   SPCCLCHECK(withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
-    const T* acc = static_cast<const T*>(ws.acc);
+    const T* acc = static_cast<const T*>(accBuff);
     for (size_t j = 0; j < pairsK(st); ++j) static_cast<T*>(sums)[j] = acc[S[j]];
     return spcclSuccess;
   }));
   SPCCLCHECK(info.comm->transport->allReduce(sums, sums, pairsK(st), st.datatype, info.op, info.stream));
   // Commit: nothing below can fail.
-  SPCCLCHECK(pairsCommitResidual(st, ws, S, pairsK(st), info.stream));
+  SPCCLCHECK(pairsCommitResidual(st, accBuff, S, pairsK(st), info.stream));
   return pairsScatter(st, PairLists{S, sums, pairsK(st), 1, 0}, 1.0, info.recvbuff, info.stream);
 }
 
@@ -139,7 +140,7 @@ spcclResult_t setup(spcclState& st) {
   SPCCL_REQUIRE(!st.onDevice, spcclInvalidUsage,
                 "spcclStateCreate : gtopk does not run on device buffers (its merge rounds need the host; use topk or "
                 "gaussiank)");
-  return pairsSetup(st, sparseWire);
+  return pairsSetup(st, sparseWire, true);
 }
 size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, tailBytes(st)); }
 void describe(const spcclState& st, spcclStateInfo_t* info) { pairsDescribe(st, sparseWire, info); }

@@ -44,11 +44,6 @@ void mergeSortedLists(const PairLists& lists, typename AccumOf<T>::type scale, T
   }
 }
 
-// Candidates of the exact top-k: the bucket of the k-th key is listed when it holds at most
-// k + n/8 elements (always so for smooth data at small density); larger buckets are refined
-// over the full array instead, so this bounds memory, not correctness.
-size_t candCap(const spcclState& st) { return std::min(st.count, pairsK(st) + st.count / 8); }
-
 // pairsCheck on the gathered blocks where the host can read them: the workspace itself, or
 // the pinned copy they were staged through (MPI device comm). On an NCCL comm they never
 // reach the host: the scatter kernels skip bad indices and flag them for the next call.
@@ -70,18 +65,23 @@ size_t pairBytes(const spcclState& st, size_t npairs) { return npairs * (sizeof(
 
 PairsWorkspace pairsCarve(const spcclState& st, WorkspaceCarver& c) {
   PairsWorkspace ws = {};
-  // A switched collective needs acc only, but spcclCompress still selects k pairs, which
+  // A switched collective selects nothing, but spcclCompress still selects k pairs, which
   // takes the selection scratch; only the method's exchange tail is dropped.
-  ws.acc = c.takeBytes(st.count * st.elemSize);
   if (st.onDevice) {
+    ws.deviceAcc = c.takeBytes(st.count * st.elemSize);
     ws.deviceScratch = c.takeBytes(device::topkScratchBytes(st.count));
-  } else {
-    ws.scratch.above = c.take<uint32_t>(pairsK(st));
-    ws.scratch.cand = c.take<uint32_t>(candCap(st));
-    ws.scratch.candCap = candCap(st);
+  } else if (methodState<PairsState>(st).exact) {
+    const size_t cap = cpu::topKScratchCap(pairsK(st));
+    ws.scratch.pos = c.take<uint32_t>(cap);
+    ws.scratch.keys = c.takeBytes(cap * (st.elemSize > 4 ? 8 : 4));  // MagnitudeKeyOf
+    ws.scratch.cap = cap;
   }
   ws.tail = static_cast<char*>(c.takeBytes(0));
   return ws;
+}
+
+void* collectiveAcc(const spcclInfo& info, const PairsWorkspace& ws) {
+  return info.state->onDevice ? ws.deviceAcc : info.recvbuff;
 }
 
 PairsWorkspace pairsWorkspace(const spcclState& st) { return carveAt(st, st.workspace.ptr, pairsCarve); }
@@ -93,12 +93,13 @@ size_t pairsWorkspaceBytes(const spcclState& st, size_t tailBytes) {
   return c.bytes();
 }
 
-spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&)) {
+spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&), bool exact) {
   SPCCL_REQUIRE(st.count <= 0xFFFFFFFFull, spcclInvalidArgument,
                 "spcclStateCreate : count %zu is too large for %s's 32-bit indices (count < 2^32)", st.count,
                 st.method->name);
   PairsState& ps = methodState<PairsState>(st);
   ps.k = topkCount(st.count, st.config.density);
+  ps.exact = exact;
   const size_t sparse = sparseWire(st), dense = denseWireBytes(st);
   ps.denseSwitched = st.config.denseSwitch && sparse > dense;
   if (ps.denseSwitched)
@@ -117,7 +118,7 @@ size_t pairsCompressedCount(const spcclState& st) { return pairsK(st); }
 
 spcclResult_t pairsDense(const spcclInfo& info) {
   const spcclState& st = *info.state;
-  void* acc = pairsWorkspace(st).acc;
+  void* acc = collectiveAcc(info, pairsWorkspace(st));  // reduced in place on the host
   if (st.onDevice) {
     SPCCLCHECK(device::feedbackSum(st.datatype, info.sendbuff, feedbackIn(st), acc, st.count, info.stream));
   } else {
@@ -137,15 +138,15 @@ spcclResult_t pairsDense(const spcclInfo& info) {
   return spcclSuccess;
 }
 
-spcclResult_t pairsCommitResidual(const spcclState& st, const PairsWorkspace& ws, const uint32_t* indices,
-                                  size_t npairs, spcclStream_t stream) {
+spcclResult_t pairsCommitResidual(const spcclState& st, const void* acc, const uint32_t* indices, size_t npairs,
+                                  spcclStream_t stream) {
   void* e = feedbackOut(st);
   if (!e) return spcclSuccess;
   if (st.onDevice)
-    return device::residualCommit(st.datatype, e, ws.acc, st.count, indices, npairs, stream);
+    return device::residualCommit(st.datatype, e, acc, st.count, indices, npairs, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
-    cpu::residualCommit(static_cast<T*>(e), static_cast<const T*>(ws.acc), st.count, indices, npairs);
+    cpu::residualCommit(static_cast<T*>(e), static_cast<const T*>(acc), st.count, indices, npairs);
     return spcclSuccess;
   });
 }
@@ -194,8 +195,12 @@ spcclResult_t pairsCompress(const spcclInfo& info, PairSelectFn select, uint32_t
   SPCCL_REQUIRE(indices != nullptr, spcclInvalidArgument, "spcclCompress : indices argument is NULL (%s sends pairs)",
                 st.method->name);
   const PairsWorkspace ws = pairsWorkspace(st);
-  SPCCLCHECK(select(st, info.sendbuff, ws, indices, values, info.stream));
-  SPCCLCHECK(pairsCommitResidual(st, ws, indices, pairsK(st), info.stream));
+  // acc in place in the residual on the host: nothing after the selection can fail. Without
+  // feedback the residual is scratch here, and zero again after.
+  void* acc = st.onDevice ? ws.deviceAcc : st.residual.ptr;
+  SPCCLCHECK(select(st, info.sendbuff, acc, ws, indices, values, info.stream));
+  SPCCLCHECK(pairsCommitResidual(st, acc, indices, pairsK(st), info.stream));
+  if (!feedbackOn(st) && !st.onDevice) memset(st.residual.ptr, 0, st.residual.bytes);
   *nvalues = pairsK(st);
   return spcclSuccess;
 }
@@ -221,11 +226,12 @@ spcclResult_t pairsAllGather(const spcclInfo& info, PairSelectFn select) {
   const size_t block = pairBlockBytes(st);
   const PairsWorkspace ws = pairsWorkspace(st);
   char* own = ws.tail + info.comm->rank * block;  // gathered in place
-  SPCCLCHECK(select(st, info.sendbuff, ws, blockIndices(own), blockValues(st, own), info.stream));
+  void* acc = collectiveAcc(info, ws);
+  SPCCLCHECK(select(st, info.sendbuff, acc, ws, blockIndices(own), blockValues(st, own), info.stream));
   SPCCLCHECK(stateAllGather(st, own, ws.tail, block, info.stream));
   SPCCLCHECK(checkGathered(st, ws, info.opName));
   // Commit: nothing below can fail on data.
-  SPCCLCHECK(pairsCommitResidual(st, ws, blockIndices(own), pairsK(st), info.stream));
+  SPCCLCHECK(pairsCommitResidual(st, acc, blockIndices(own), pairsK(st), info.stream));
   const PairLists gathered = {blockIndices(ws.tail), blockValues(st, ws.tail), pairsK(st), P, block, true};
   return pairsScatter(st, gathered, info.op == spcclAvg ? 1.0 / P : 1.0, info.recvbuff, info.stream);
 }

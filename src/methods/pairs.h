@@ -7,11 +7,17 @@
  * A rank's payload is a block of k slots: k 32-bit indices, then k values of the tensor's
  * type (each part 8-byte aligned), sorted by index; unused slots carry SPCCL_PAD_INDEX and 0.
  *
+ * Where acc = g + e is formed (host states): in recvbuff, which the result overwrites
+ * anyway, for a collective; in the residual itself for spcclCompress, which cannot fail
+ * after its selection. So the state holds no second count-sized buffer, and a collective
+ * writes the residual only after its last failable step: a failed call leaves it as it was
+ * (recvbuff, and so an in-place call's sendbuff, then holds g + e).
+ *
  * Workspace, allocated once at spcclStateCreate, where the state's buffers live:
- *   acc    count elements: g + e, which becomes the residual once communication succeeded
- *   above  k positions      } exact top-k scratch (cpu::TopKScratch); a device state has
- *   cand   candCap positions} the device selections' scratch here instead (device.h)
- *   tail   the method's own part (the gathered blocks, gTop-k's exchange buffers)
+ *   scratch  exact selections only: cpu::topKScratchCap(k) listed candidates (O(k))
+ *   tail     the method's own part (the gathered blocks, gTop-k's exchange buffers)
+ * A device state has, instead of the scratch, acc (count elements: its MPI staging mirror
+ * carries a switched state's dense allreduce from there) and the device selections' scratch.
  *
  * Device states (TOPK, GAUSSIANK) run every pass as a kernel behind device.h, stream-ordered,
  * on the same fixed k slots, so an NCCL comm needs no host round trip. The device cannot
@@ -37,18 +43,19 @@ namespace spccl {
 struct PairsState {
   size_t k;
   bool denseSwitched;
+  bool exact;  // the method selects by exact top-k (TOPK, GTOPK): its workspace has the scratch
 };
 inline size_t pairsK(const spcclState& st) { return methodState<PairsState>(st).k; }
 inline bool pairsDenseSwitched(const spcclState& st) { return methodState<PairsState>(st).denseSwitched; }
 
 struct PairsWorkspace {
-  void* acc;
-  cpu::TopKScratch scratch;  // host states
+  cpu::TopKScratch scratch;  // host states with exact selection
+  void* deviceAcc;           // device states: count elements
   void* deviceScratch;       // device states: device::topkScratchBytes(count)
   char* tail;
 };
 
-// The family's part of the workspace (acc and the selection scratch) cut from c; the
+// The family's part of the workspace (the selection scratch, device acc) cut from c; the
 // method's tail starts at c's next part.
 PairsWorkspace pairsCarve(const spcclState& st, WorkspaceCarver& c);
 PairsWorkspace pairsWorkspace(const spcclState& st);
@@ -64,19 +71,24 @@ size_t pairBytes(const spcclState& st, size_t npairs);
 
 // Sets k, refuses count >= 2^32 (indices are 32-bit), and decides the dense switch: with
 // config.denseSwitch, a method whose sparseWire bytes exceed a dense allreduce's runs dense
-// (logged at INFO with both numbers; PairsState::denseSwitched records it).
-spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&));
+// (logged at INFO with both numbers; PairsState::denseSwitched records it). exact: the
+// method selects with selectTopK.
+spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&), bool exact);
 // spcclStateGetInfo's fields of a pairs method: k, and sparseWire or dense when switched.
 void pairsDescribe(const spcclState& st, size_t (*sparseWire)(const spcclState&), spcclStateInfo_t* info);
 
-// A selection: writes acc = g + e into ws.acc and k slots, sorted by index, to
-// indices/values. Never fails on data; returns a code only for an unsupported type (or a CUDA
-// failure). Device states enqueue it on `stream`; host states ignore the stream.
-typedef spcclResult_t (*PairSelectFn)(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws,
+// A selection: writes acc = g + e into acc (count elements; it may be feedbackIn(st) itself)
+// and k slots, sorted by index, to indices/values. Never fails on data; returns a code only
+// for an unsupported type (or a CUDA failure). Device states enqueue it on `stream`; host
+// states ignore the stream.
+typedef spcclResult_t (*PairSelectFn)(const spcclState& st, const void* sendbuff, void* acc, const PairsWorkspace& ws,
                                       uint32_t* indices, void* values, spcclStream_t stream);
 // Exact top-k (topk.cc): used by TOPK and by gTop-k's local step.
-spcclResult_t selectTopK(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws, uint32_t* indices,
-                         void* values, spcclStream_t stream);
+spcclResult_t selectTopK(const spcclState& st, const void* sendbuff, void* acc, const PairsWorkspace& ws,
+                         uint32_t* indices, void* values, spcclStream_t stream);
+
+// Where a collective forms acc: recvbuff on the host, the workspace on a device.
+void* collectiveAcc(const spcclInfo& info, const PairsWorkspace& ws);
 
 // The sparse allreduce of TOPK and GAUSSIANK: select into this rank's block of the gathered
 // buffer (tail: nranks blocks), one allgather, check every index, commit the residual,
@@ -89,9 +101,10 @@ size_t pairsAllGatherWire(const spcclState& st);
 // The dense path of a switched state: allreduce of acc, residual cleared.
 spcclResult_t pairsDense(const spcclInfo& info);
 
-// Residual = ws.acc with the sent positions cleared (feedback EF; nothing to do for NONE).
-spcclResult_t pairsCommitResidual(const spcclState& st, const PairsWorkspace& ws, const uint32_t* indices,
-                                  size_t npairs, spcclStream_t stream);
+// Residual = acc with the sent positions cleared (feedback EF; nothing to do for NONE). The
+// collective's last step before its output: it reads acc, which the output overwrites.
+spcclResult_t pairsCommitResidual(const spcclState& st, const void* acc, const uint32_t* indices, size_t npairs,
+                                  spcclStream_t stream);
 
 // Pair lists scatter-added into recvbuff, zero elsewhere, then times scale: nlists lists of
 // npairs pairs, list l's indices and values `stride` bytes after list l-1's (one rank's block

@@ -23,18 +23,16 @@
 
 namespace spccl {
 
-spcclResult_t selectTopK(const spcclState& st, const void* sendbuff, const PairsWorkspace& ws, uint32_t* indices,
-                         void* values, spcclStream_t stream) {
+spcclResult_t selectTopK(const spcclState& st, const void* sendbuff, void* accBuff, const PairsWorkspace& ws,
+                         uint32_t* indices, void* values, spcclStream_t stream) {
   if (st.onDevice)
-    return device::topkSelect(st.datatype, sendbuff, feedbackIn(st), ws.acc, st.count, pairsK(st), indices, values,
+    return device::topkSelect(st.datatype, sendbuff, feedbackIn(st), accBuff, st.count, pairsK(st), indices, values,
                               ws.deviceScratch, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     const T* e = static_cast<const T*>(feedbackIn(st));
-    T* acc = static_cast<T*>(ws.acc);
-    uint32_t hist[cpu::kRadixBins];
-    cpu::feedbackHistogram(static_cast<const T*>(sendbuff), e, acc, st.count, hist);
-    cpu::topKFromHistogram(acc, st.count, pairsK(st), hist, ws.scratch, indices);
+    T* acc = static_cast<T*>(accBuff);
+    cpu::topKFeedback(static_cast<const T*>(sendbuff), e, acc, st.count, pairsK(st), ws.scratch, indices);
     T* v = static_cast<T*>(values);
     for (size_t j = 0; j < pairsK(st); ++j) v[j] = acc[indices[j]];
     return spcclSuccess;
@@ -43,7 +41,7 @@ spcclResult_t selectTopK(const spcclState& st, const void* sendbuff, const Pairs
 
 namespace {
 
-spcclResult_t setup(spcclState& st) { return pairsSetup(st, pairsAllGatherWire); }
+spcclResult_t setup(spcclState& st) { return pairsSetup(st, pairsAllGatherWire, true); }
 size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, pairsAllGatherTailBytes(st)); }
 void describe(const spcclState& st, spcclStateInfo_t* info) { pairsDescribe(st, pairsAllGatherWire, info); }
 spcclResult_t sparseAllReduce(const spcclInfo& info) { return pairsAllGather(info, selectTopK); }

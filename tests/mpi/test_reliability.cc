@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -154,6 +156,50 @@ TEST(Timeout, RankThatStopsCallingTimesOutTheOthers) {
 // method, density, block size, dense switch) would hand MPI mismatched collectives, which
 // ended the job (MPI_ERRORS_ARE_FATAL) or corrupted memory inside MPI. The first collective
 // on a state compares the states, so every rank gets spcclInvalidUsage and a sentence.
+// The Top-k family forms g + e in recvbuff and writes the residual only once its last
+// exchange succeeded: a call that times out after its selection leaves the residual (not
+// zero: one step ran) and the step as they were. In place, the gradient buffer then holds
+// g + e, as README (Reliability) says.
+TEST(Timeout, TopKFamilyCallThatFailsAfterSelectingLeavesTheResidual) {
+  if (!envSet("SPCCL_TIMEOUT_MS")) GTEST_SKIP() << "needs SPCCL_TIMEOUT_MS (ctest entry mpi_timeout_np3)";
+  if (world().nranks < 2) GTEST_SKIP() << "needs two ranks or more";
+  const double timeout = atof(getenv("SPCCL_TIMEOUT_MS")) * 1e-3;
+  const size_t n = 4096;
+  for (int method : {spcclMethodTopK, spcclMethodGTopK, spcclMethodGaussianK}) {
+    spcclComm_t comm;
+    ASSERT_EQ(spcclCommInitMPI(&comm, MPI_COMM_WORLD), spcclSuccess);
+    spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+    cfg.method = method;
+    cfg.density = 0.05;
+    cfg.feedback = spcclFeedbackEF;
+    spcclState_t st;
+    ASSERT_EQ(spcclStateCreate(&st, comm, &cfg, n, spcclFloat32), spcclSuccess);
+    std::vector<float> g(n), out(n);
+    for (size_t i = 0; i < n; ++i) g[i] = std::sin(0.37f * float(i) + float(world().rank));
+    ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, spcclFloat32, spcclSum, st, comm, nullptr), spcclSuccess);
+    const bool stalled = world().rank == world().nranks - 1;
+    if (stalled) {
+      usleep(useconds_t((timeout + 1.5) * 1e6));
+      const spcclResult_t late = spcclSparseAllReduce(g.data(), g.data(), n, spcclFloat32, spcclSum, st, comm, nullptr);
+      EXPECT_TRUE(late == spcclSuccess || late == spcclTimeout) << spcclGetErrorString(late);
+    } else {
+      float* residual;
+      spcclStateGetResidual(st, reinterpret_cast<void**>(&residual));
+      const std::vector<float> before(residual, residual + n);
+      EXPECT_GT(n - std::count(before.begin(), before.end(), 0.0f), n / 2) << "the residual should hold the unsent";
+      EXPECT_EQ(spcclSparseAllReduce(g.data(), g.data(), n, spcclFloat32, spcclSum, st, comm, nullptr), spcclTimeout);
+      EXPECT_TRUE(std::vector<float>(residual, residual + n) == before)
+          << spcclMethodName(method) << ": a call that failed after its selection changed the residual";
+      unsigned long long step = 0;
+      EXPECT_EQ(spcclStateGetStep(st, &step), spcclSuccess);
+      EXPECT_EQ(step, 1u);
+    }
+    EXPECT_EQ(spcclCommAbort(comm), spcclSuccess);
+    EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+}
+
 TEST(StateAgreement, RanksWhoseStatesDifferAllGetAnError) {
   if (world().nranks < 2) GTEST_SKIP() << "needs two ranks or more";
   const bool last = world().rank == world().nranks - 1;

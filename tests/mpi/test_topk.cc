@@ -227,6 +227,33 @@ TEST(TopKFamily, ConservationIsExact) {
   }
 }
 
+// spcclCompress forms g + e in the residual itself; without feedback that is scratch, and
+// the residual reads zero again after (the pairs are g's own top-k).
+TEST(TopKFamily, CompressWithoutFeedbackLeavesTheResidualZero) {
+  const World& w = world();
+  const size_t n = 3001;
+  for (int method : {spcclMethodTopK, spcclMethodGaussianK, spcclMethodGTopK}) {
+    spcclConfig_t cfg = topkConfig(method, 0.02, spcclFeedbackNone, 1);
+    spcclState_t st;
+    ASSERT_EQ(spcclStateCreate(&st, w.comm, &cfg, n, spcclFloat32), spcclSuccess);
+    size_t capacity = 0, nvalues = 0;
+    unsigned long long used = 0;
+    spcclCompressedCount(st, &capacity);
+    const std::vector<float> g = inputs<float>(w.rank, 0, n);
+    std::vector<float> values(capacity);
+    std::vector<uint32_t> indices(capacity);
+    ASSERT_EQ(spcclCompress(g.data(), values.data(), indices.data(), &nvalues, &used, st, nullptr), spcclSuccess);
+    size_t wrongValues = 0;
+    for (size_t j = 0; j < nvalues; ++j) wrongValues += indices[j] != SPCCL_PAD_INDEX && values[j] != g.at(indices[j]);
+    EXPECT_EQ(wrongValues, 0u) << "method " << method;
+    if (method != spcclMethodGaussianK) EXPECT_EQ(indices, referenceTopK(g.data(), n, capacity)) << "method " << method;
+    float* residual = nullptr;
+    spcclStateGetResidual(st, reinterpret_cast<void**>(&residual));
+    EXPECT_EQ(std::count(residual, residual + n, 0.0f), (long)n) << "method " << method;
+    spcclStateDestroy(st);
+  }
+}
+
 // Misaligned indices (compress, decompress) and values (decompress) are refused with a
 // sentence, before anything is read or written: the residual and the step stay as they were.
 TEST(TopKFamily, CompressAndDecompressCheckAlignment) {

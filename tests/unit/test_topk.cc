@@ -118,8 +118,31 @@ std::vector<T> shaped(Shape shape, size_t n, std::mt19937_64& rng) {
   return v;
 }
 
+// The selection's scratch: cap listed entries, with a guard entry after each array.
+template <typename T>
+struct Scratch {
+  std::vector<uint32_t> pos;
+  std::vector<typename MagnitudeKeyOf<T>::type> keys;
+  size_t cap;
+  explicit Scratch(size_t c) : pos(c + 1, 0xdeadbeef), keys(c + 1, 0x5eed), cap(c) {}
+  cpu::TopKScratch get() { return {pos.data(), keys.data(), cap}; }
+  bool guardsIntact() const { return pos[cap] == 0xdeadbeef && keys[cap] == 0x5eed; }
+};
+
+// topK's result in k slots, checked for a write past k or past the scratch.
+template <typename T>
+std::vector<uint32_t> checkedTopK(const std::vector<T>& v, size_t k, size_t cap) {
+  Scratch<T> s(cap);
+  std::vector<uint32_t> got(k + 1, 0xdeadbeef);
+  cpu::topK(v.data(), v.size(), k, s.get(), got.data());
+  EXPECT_EQ(got[k], 0xdeadbeefu) << "wrote past k";
+  EXPECT_TRUE(s.guardsIntact()) << "wrote past the scratch";
+  got.resize(k);
+  return got;
+}
+
 // Exact top-k equals the brute-force sort for every shape, k from 1 to n, through the listed
-// candidates and (candCap 0) through the full-array refinement.
+// candidates (the state's cap) and (cap 0) through the full-array refinement.
 TYPED_TEST(TopKTyped, ExactMatchesSortReference) {
   using T = TypeParam;
   std::mt19937_64 rng(42);
@@ -129,28 +152,52 @@ TYPED_TEST(TopKTyped, ExactMatchesSortReference) {
     const size_t k = trial % 7 == 0 ? n : 1 + rng() % n;
     const std::vector<T> v = shaped<T>(shape, n, rng);
     const std::vector<uint32_t> want = referenceTopK(v.data(), n, k);
-    for (size_t cap : {n, size_t(0)}) {
-      std::vector<uint32_t> above(k + 1), cand(cap + 1), got(k + 2, 0xdeadbeef);
-      cpu::topK(v.data(), n, k, cpu::TopKScratch{above.data(), cand.data(), cap}, got.data());
-      EXPECT_EQ(got[k], 0xdeadbeefu) << "wrote past k";
-      got.resize(k);
-      ASSERT_EQ(got, want) << "shape " << shape << " n " << n << " k " << k << " candCap " << cap;
+    for (size_t cap : {cpu::topKScratchCap(k), size_t(0)})
+      ASSERT_EQ(checkedTopK(v, k, cap), want) << "shape " << shape << " n " << n << " k " << k << " cap " << cap;
+  }
+}
+
+// Large tensors take the sampled threshold: exact wherever the sample guesses right
+// (smooth data), too low (the list overflows: constant or few-valued data) or too high
+// (the big values sit on the sampled positions, so fewer than k are listed).
+TYPED_TEST(TopKTyped, SampledThresholdStaysExact) {
+  using T = TypeParam;
+  std::mt19937_64 rng(17);
+  for (int shape = 0; shape <= kNumShapes; ++shape) {
+    const bool onSamples = shape == kNumShapes;
+    const size_t n = onSamples ? 1 << 20 : 3 << 17;
+    std::vector<T> v = shaped<T>(Shape(shape % kNumShapes), n, rng);
+    if (onSamples)  // large on every 16th position (the sample's stride at k = n/3), the rest small
+      for (size_t i = 0; i < n; ++i) v[i] = fromAcc<T>(i % 16 ? 0.001f * float(i % 5) : 100.0f + float(i % 7));
+    const std::vector<size_t> ks = onSamples ? std::vector<size_t>{n / 3}
+                                             : std::vector<size_t>{1, n / 1000, n / 64, n / 3, n - 1};
+    for (size_t k : ks) {
+      const std::vector<uint32_t> want = referenceTopK(v.data(), n, k);
+      ASSERT_EQ(checkedTopK(v, k, cpu::topKScratchCap(k)), want) << "shape " << shape << " k " << k;
     }
   }
 }
 
-// The k-th magnitude of the chosen set equals the reference's even where many tie.
-TYPED_TEST(TopKTyped, FeedbackHistogramFusedSelection) {
+// acc = g + e rounded once, written whole, and the selection is acc's exact top-k, on both
+// paths (n below and above the sampled threshold's minimum), with acc a separate buffer or
+// e itself (spcclCompress forms acc in the residual).
+TYPED_TEST(TopKTyped, FeedbackFusedSelection) {
   using T = TypeParam;
   std::mt19937_64 rng(5);
-  const size_t n = 30000, k = 300;
-  const std::vector<T> g = shaped<T>(kSmallIntegers, n, rng), e = shaped<T>(kNormal, n, rng);
-  std::vector<T> acc(n);
-  std::vector<uint32_t> hist(cpu::kRadixBins), above(k), cand(n), got(k);
-  cpu::feedbackHistogram(g.data(), e.data(), acc.data(), n, hist.data());
-  for (size_t i = 0; i < n; ++i) ASSERT_EQ(toAcc(acc[i]), toAcc(fromAcc<T>(toAcc(g[i]) + toAcc(e[i]))));
-  cpu::topKFromHistogram(acc.data(), n, k, hist.data(), cpu::TopKScratch{above.data(), cand.data(), n}, got.data());
-  EXPECT_EQ(got, referenceTopK(acc.data(), n, k));
+  for (size_t n : {size_t(30000), size_t(200000)}) {
+    const size_t k = n / 100;
+    const std::vector<T> g = shaped<T>(kSmallIntegers, n, rng), e0 = shaped<T>(kNormal, n, rng);
+    for (bool inResidual : {false, true}) {
+      std::vector<T> e = e0, separate(n);
+      T* acc = inResidual ? e.data() : separate.data();
+      Scratch<T> s(cpu::topKScratchCap(k));
+      std::vector<uint32_t> got(k);
+      cpu::topKFeedback(g.data(), e.data(), acc, n, k, s.get(), got.data());
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(toAcc(acc[i]), toAcc(fromAcc<T>(toAcc(g[i]) + toAcc(e0[i]))));
+      EXPECT_EQ(got, referenceTopK(acc, n, k)) << "n " << n << " in residual " << inResidual;
+      EXPECT_TRUE(s.guardsIntact());
+    }
+  }
 }
 
 // The perf harness's counting reference (perf/reference.h) agrees with the sort on few-valued data.
@@ -170,9 +217,7 @@ TYPED_TEST(TopKTyped, LevelReferenceMatchesSortReference) {
 TEST(TopK, NonFiniteRankFirst) {
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
   std::vector<float> v = {1, -inf, 3, nan, -2, inf, 0, -nan};
-  std::vector<uint32_t> above(8), cand(8), got(4);
-  cpu::topK(v.data(), v.size(), 4, cpu::TopKScratch{above.data(), cand.data(), 8}, got.data());
-  EXPECT_EQ(got, (std::vector<uint32_t>{1, 3, 5, 7}));
+  EXPECT_EQ(checkedTopK(v, 4, cpu::topKScratchCap(4)), (std::vector<uint32_t>{1, 3, 5, 7}));
 }
 
 enum Distribution { kGauss, kUniform, kLaplace, kStudentT3, kEqual };
@@ -265,25 +310,26 @@ TYPED_TEST(TopKTyped, GaussianKNonFinite) {
   EXPECT_EQ(idx[0], SPCCL_PAD_INDEX);  // no finite value: the threshold is +inf
 }
 
-// Conservation of the kernels: sent values plus the committed residual equal acc exactly.
+// Conservation of the kernels: sent values plus the committed residual equal acc exactly,
+// with acc separate (a collective's recvbuff) or the residual itself (spcclCompress).
 TYPED_TEST(TopKTyped, ConservationIsExact) {
   using T = TypeParam;
   std::mt19937_64 rng(8);
   const size_t n = 20000, k = 200;
   const std::vector<T> g = shaped<T>(kNormal, n, rng), e0 = shaped<T>(kSmallIntegers, n, rng);
-  for (bool gaussian : {false, true}) {
-    std::vector<T> acc(n), val(k), e = e0, c(n);
-    std::vector<uint32_t> idx(k), above(k), cand(n);
+  for (int variant = 0; variant < 4; ++variant) {
+    const bool gaussian = variant & 1, inResidual = variant & 2;
+    std::vector<T> separate(n), val(k), e = e0, c(n);
+    T* acc = inResidual ? e.data() : separate.data();
+    std::vector<uint32_t> idx(k);
     if (gaussian) {
-      cpu::gaussianK(g.data(), e.data(), acc.data(), n, k, 0.01, idx.data(), val.data());
+      cpu::gaussianK(g.data(), e.data(), acc, n, k, 0.01, idx.data(), val.data());
     } else {
-      std::vector<uint32_t> hist(cpu::kRadixBins);
-      cpu::feedbackHistogram(g.data(), e.data(), acc.data(), n, hist.data());
-      cpu::topKFromHistogram(acc.data(), n, k, hist.data(), cpu::TopKScratch{above.data(), cand.data(), n},
-                             idx.data());
+      Scratch<T> s(cpu::topKScratchCap(k));
+      cpu::topKFeedback(g.data(), e.data(), acc, n, k, s.get(), idx.data());
       for (size_t j = 0; j < k; ++j) val[j] = acc[idx[j]];
     }
-    cpu::residualCommit(e.data(), acc.data(), n, idx.data(), k);
+    cpu::residualCommit(e.data(), acc, n, idx.data(), k);
     cpu::scatterAdd(idx.data(), val.data(), k, c.data());
     for (size_t i = 0; i < n; ++i) {
       const auto want = toAcc(fromAcc<T>(toAcc(g[i]) + toAcc(e0[i])));
