@@ -61,14 +61,24 @@ spcclResult_t resolveHierarchical(spcclConfig_t* c, const spcclComm* comm, const
   }
   const Topology* t = comm->topology.get();
   const bool spans = t && t->intra && t->hosts > 1 && t->localSize > 1;
+  // The inner state's residual is a slice of the outer one (hierarchicalSetup), which has no
+  // room for feedback a method keeps after its residual (1-bit's server residual).
+  const MethodOps* method = methodOps(c->method);
+  const bool extraFeedback = method && method->residualExtra;
   if (c->hierarchical == -1) {  // auto
-    c->hierarchical = spans && t->even && !comm->onDevice;
+    c->hierarchical = spans && t->even && !comm->onDevice && !extraFeedback;
     if (spans && !c->hierarchical)
       INFO(kSubsysInit, "%s : flat, not hierarchical: %s", api,
-           comm->onDevice ? "device buffers" : "hosts have different numbers of ranks");
+           comm->onDevice   ? "device buffers"
+           : extraFeedback ? "the method keeps feedback beyond its residual"
+                           : "hosts have different numbers of ranks");
     return spcclSuccess;
   }
   if (c->hierarchical == 0) return spcclSuccess;
+  SPCCL_REQUIRE(!extraFeedback, spcclInvalidUsage,
+                "%s : method %s keeps feedback beyond its residual (a server residual), which hierarchical mode "
+                "cannot shard; set hierarchical 0",
+                api, method->name);
   SPCCL_REQUIRE(!comm->onDevice, spcclInvalidUsage,
                 "%s : hierarchical mode runs on host buffers only (this comm has device buffers); set hierarchical 0",
                 api);

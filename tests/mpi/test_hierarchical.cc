@@ -183,5 +183,38 @@ TEST(HierarchicalMode, DefaultFollowsTheHostsAndRefusalsAreClear) {
   EXPECT_TRUE(allRanks(!HasFailure()));
 }
 
+// 1-bit keeps a server residual after its worker residual, which a shard of the outer
+// residual cannot hold: unset it runs flat (and exact), forced on it is refused.
+TEST(HierarchicalMode, OneBitRunsFlat) {
+  Hosts hosts;
+  findHosts(MPI_COMM_WORLD, &hosts);
+  const size_t n = 3001;
+  spcclConfig_t cfg = hierConfig(spcclMethodOneBit, SPCCL_CONFIG_UNDEF_INT);
+  spcclState_t st = nullptr, flat = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(nullptr);
+  spcclConfig_t resolved;
+  ASSERT_EQ(spcclStateGetConfig(st, &resolved), spcclSuccess);
+  EXPECT_EQ(resolved.hierarchical, 0);
+  cfg.hierarchical = 0;
+  ASSERT_EQ(spcclStateCreate(&flat, world().comm, &cfg, n, spcclFloat32), spcclSuccess);
+  const std::vector<float> g = inputs<float>(world().rank, 0, n);
+  std::vector<float> got(n), want(n);
+  ASSERT_EQ(spcclSparseAllReduce(g.data(), got.data(), n, spcclFloat32, spcclSum, st, world().comm, nullptr),
+            spcclSuccess) << spcclGetLastError(nullptr);
+  ASSERT_EQ(spcclSparseAllReduce(g.data(), want.data(), n, spcclFloat32, spcclSum, flat, world().comm, nullptr),
+            spcclSuccess);
+  EXPECT_EQ(got, want);
+  spcclStateDestroy(st);
+  spcclStateDestroy(flat);
+
+  cfg.hierarchical = 1;
+  st = nullptr;
+  EXPECT_EQ(spcclStateCreate(&st, world().comm, &cfg, n, spcclFloat32), spcclInvalidUsage);
+  EXPECT_NE(std::string(spcclGetLastError(nullptr)).find("server residual"), std::string::npos)
+      << spcclGetLastError(nullptr);
+  EXPECT_EQ(st, nullptr);
+  EXPECT_TRUE(allRanks(!HasFailure()));
+}
+
 }  // namespace
 }  // namespace spccl_test
