@@ -107,8 +107,16 @@ size_t listAtLeast(size_t n, Key low, Value value, const TopKScratch& s) {
       block[j] = magnitudeKey(value(i + j));
       hits += SignedKey(block[j]) >= SignedKey(low);
     }
-    if (hits)
+    if (!hits) continue;
+    if (m + kBlock > s.cap) {
       for (size_t j = 0; j < kBlock; ++j) list(i + j, block[j]);
+      continue;
+    }
+    for (size_t j = 0; j < kBlock; ++j) {  // without a branch to mispredict: m moves past a listed one only
+      s.pos[m] = (uint32_t)(i + j);
+      keys[m] = block[j];
+      m += block[j] >= low;
+    }
   }
   for (; i < n; ++i) list(i, magnitudeKey(value(i)));
   return m;
@@ -166,15 +174,15 @@ auto listedMembers(const TopKScratch& s, size_t m) {
   };
 }
 
-// A key that, for data without structure at the sample's stride, about 1.2k to 1.6k elements
-// reach: the key of rank k·samples/n + 2.5 standard deviations + 2 among samples taken at an
-// even stride (sorted into keys). Fewer than k, or more than the scratch holds, and the
-// caller falls back to the histogram; a bad guess costs time, never exactness.
+// A key that somewhat more than k elements reach, for data without structure at the sample's
+// stride: the key of rank k·samples/n + `sigmas` standard deviations + 2 among samples taken
+// at an even stride (sorted into keys). Fewer than k, or more than the scratch holds, and the
+// caller tries again or falls back to the histogram; a bad guess costs time, never exactness.
 template <typename Key, typename Value>
-Key sampledThreshold(size_t n, size_t k, size_t samples, Key* keys, Value value) {
+Key sampledThreshold(size_t n, size_t k, size_t samples, double sigmas, Key* keys, Value value) {
   for (size_t j = 0; j < samples; ++j) keys[j] = magnitudeKey(value((size_t)((uint64_t)j * n / samples)));
   const double expected = (double)k * (double)samples / (double)n;
-  const size_t rank = (size_t)(expected + 2.5 * sqrt(expected) + 2.0);
+  const size_t rank = (size_t)(expected + sigmas * sqrt(expected) + 2.0);
   if (rank >= samples) return 0;
   std::nth_element(keys, keys + rank, keys + samples, [](Key a, Key b) { return a > b; });
   return keys[rank];
@@ -221,21 +229,26 @@ void topKFromHistogram(const T* v, size_t n, size_t k, const uint32_t* hist, con
 // Exact top-k of acc = g + e (e null: acc = g, and acc may be g itself), acc written whole:
 // positions into out[0, k), ascending, lower position on ties. Requires 1 <= k <= n < 2^32.
 // One pass when a sampled threshold lists between k and s.cap elements (the usual case):
-// it forms acc and lists the candidates, and the exact select runs on the list. Otherwise a
-// histogram pass over acc and topKFromHistogram.
+// it forms acc and lists the candidates, and the exact select runs on the list. A threshold
+// that lists fewer than k, or more than fit, is moved once (one more listing pass); after
+// that, a histogram pass over acc and topKFromHistogram.
 template <typename T>
 void topKFeedback(const T* g, const T* e, T* acc, size_t n, size_t k, const TopKScratch& s, uint32_t* out) {
   using Key = typename MagnitudeKeyOf<T>::type;
   const size_t samples = std::min(detail::kMaxSamples, s.cap);
   if (k < n && n >= detail::kSampledMinCount && samples > 0 && samples * 8 <= n) {
+    Key* keys = static_cast<Key*>(s.keys);
     auto sample = [=](size_t i) { return feedbackValue(g, e, i); };
-    const Key low = detail::sampledThreshold(n, k, samples, static_cast<Key*>(s.keys), sample);
     auto formed = [=](size_t i) { return acc[i] = feedbackValue(g, e, i); };
     auto kept = [=](size_t i) { return acc[i]; };
-    const size_t m = acc == g && !e ? detail::listAtLeast<T>(n, low, kept, s) : detail::listAtLeast<T>(n, low, formed, s);
+    const Key low = detail::sampledThreshold(n, k, samples, 3.0, keys, sample);
+    size_t m = acc == g && !e ? detail::listAtLeast<T>(n, low, kept, s) : detail::listAtLeast<T>(n, low, formed, s);
+    if (m < k || m > s.cap) {  // once more, on the acc now formed: lower, or higher
+      const Key again = detail::sampledThreshold(n, k, samples, m < k ? 8.0 : 0.5, keys, kept);
+      if (m < k ? again < low : again > low) m = detail::listAtLeast<T>(n, again, kept, s);
+    }
     if (m >= k && m <= s.cap) {
       uint32_t hist[kRadixBins];
-      const Key* keys = static_cast<const Key*>(s.keys);
       detail::laneHistogram<Key>(m, hist, [keys](size_t j) { return keys[j]; });
       detail::refineAndEmit<Key>(detail::listedMembers<Key>(s, m), hist, k, out);
       return;
