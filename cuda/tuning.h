@@ -24,7 +24,7 @@ constexpr ElementwisePolicy elementwisePolicy() {
 }
 
 // Grid-stride passes of one element per thread and step over the whole tensor (g + e of a
-// dense-switched state, the decompress scaling).
+// dense-switched state, the decompress scaling, 1-bit's residual, unpack and mean).
 constexpr ElementwisePolicy streamPolicy() { return {256, 4, 8}; }
 
 // Grid-stride passes over k pairs or slots (residual clearing, scatter-add, padding): k is
@@ -40,6 +40,15 @@ struct ScatterListsPolicy {
 };
 
 constexpr ScatterListsPolicy scatterListsPolicy() { return {256, 16 * 1024, 4}; }
+
+// Warp-level passes (the 1-bit scale's summation tree: one warp per 32 sign words or per 32
+// partial sums). Memory bound as the element-wise passes; each warp has 32 loads in flight.
+struct WarpPolicy {
+  int threads;
+  int blocksPerSm;
+};
+
+constexpr WarpPolicy signFoldPolicy() { return {256, 8}; }
 
 // Radix select (exact top-k) and the threshold passes of Gaussian-k. digitBits decides the
 // number of histogram passes over the input: 11 bits gives 3 passes for 32-bit keys (fp32,

@@ -6,7 +6,8 @@
  * code, and the selection rules restated from docs/DESIGN.md. A wrong rounding or selection
  * in the library then shows up as #wrong, instead of being repeated by the reference.
  *
- * The multi-rank tests share topkByLevels and gtopkSet (tests/common/topk_reference.h).
+ * The multi-rank tests share topkByLevels and gtopkSet (tests/common/topk_reference.h), and
+ * the 1-bit tests signCompressChunk (tests/common/onebit_reference.h).
  */
 #ifndef SPCCL_PERF_REFERENCE_H_
 #define SPCCL_PERF_REFERENCE_H_
@@ -200,6 +201,38 @@ inline std::vector<uint32_t> gaussianK(const std::vector<double>& v, size_t k, d
     if (above(chosen, i)) out.push_back((uint32_t)i);
   out.resize(k, SPCCL_PAD_INDEX);
   return out;
+}
+
+// ---------------------------------------------------------------- 1-bit
+// The sum of the magnitudes of a chunk as DESIGN.md, 1-bit, adds them: 32 at a time folded by
+// halves (w[i] = w[i] + w[i + h] for h = 16, 8, 4, 2, 1), level by level until one value is
+// left, +0 past the end; every addition rounded into the accumulation type.
+inline double signFoldSum(std::vector<double> v, const Format& fmt) {
+  if (v.empty()) return 0;
+  do {
+    std::vector<double> next((v.size() + 31) / 32);
+    for (size_t g = 0; g < next.size(); ++g) {
+      double w[32] = {};
+      for (size_t i = 0; i < 32 && g * 32 + i < v.size(); ++i) w[i] = v[g * 32 + i];
+      for (size_t h = 16; h > 0; h /= 2)
+        for (size_t i = 0; i < h; ++i) w[i] = fmt.acc(w[i] + w[i + h]);
+      next[g] = w[0];
+    }
+    v.swap(next);
+  } while (v.size() > 1);
+  return v[0];
+}
+
+// The chunk x[b, e) compressed: c[i] = +s or -s (+ for x >= 0) on [b, e), where s, the
+// chunk's scale, is the mean magnitude rounded into storage. Returns s.
+inline double signCompressChunk(const std::vector<double>& x, size_t b, size_t e, const Format& fmt,
+                                std::vector<double>* c) {
+  if (e <= b) return 0;
+  std::vector<double> magnitudes;
+  for (size_t i = b; i < e; ++i) magnitudes.push_back(fabs(x[i]));
+  const double s = fmt.store(fmt.acc(signFoldSum(magnitudes, fmt) / fmt.acc((double)(e - b))));
+  for (size_t i = b; i < e; ++i) (*c)[i] = x[i] < 0 ? -s : s;
+  return s;
 }
 
 }  // namespace spccl_perf

@@ -106,23 +106,17 @@ void gtopkReference(const Context& ctx, std::vector<double>& expected) {
 }
 
 // 1-bit, first call after a reset (zero residuals): per rank and chunk of len = ceil(n/P),
-// the scale s = mean |g| (accumulated in the accumulation type in index order, rounded into
-// T) and the signs (+ for g >= 0); chunk j's mean m = (sum over ranks of +-s, rank order) *
-// (1/P for avg), rounded into T; the output is m's own scale times m's signs.
+// the scale s = mean |g| (summed in the accumulation type in the fold tree of DESIGN.md,
+// 1-bit, rounded into T) and the signs (+ for g >= 0); chunk j's mean m = (sum over ranks of
+// +-s, rank order) * (1/P for avg), rounded into T; the output is m's own scale times m's signs.
 void oneBitReference(const Context& ctx, std::vector<double>& expected) {
   const Format& fmt = ctx.format;
   const int P = ctx.nranks;
   const size_t n = ctx.count, len = (n + P - 1) / P;
-  auto signedScale = [&](const std::vector<double>& x, size_t b, size_t e, std::vector<double>* c) {
-    double sum = 0;
-    for (size_t i = b; i < e; ++i) sum = fmt.acc(sum + fabs(x[i]));
-    const double s = e > b ? fmt.store(fmt.acc(sum / fmt.acc((double)(e - b)))) : 0;
-    for (size_t i = b; i < e; ++i) (*c)[i] = x[i] < 0 ? -s : s;
-  };
   std::vector<std::vector<double>> worker(P, std::vector<double>(n));
   for (int r = 0; r < P; ++r) {
     const std::vector<double> g = rankInput(ctx, r);
-    for (size_t b = 0; b < n; b += len) signedScale(g, b, std::min(n, b + len), &worker[r]);
+    for (size_t b = 0; b < n; b += len) signCompressChunk(g, b, std::min(n, b + len), fmt, &worker[r]);
   }
   const double factor = ctx.opts->op == spcclAvg ? fmt.acc(1.0 / P) : 1;
   std::vector<double> mean(n);
@@ -131,7 +125,7 @@ void oneBitReference(const Context& ctx, std::vector<double>& expected) {
     for (int r = 0; r < P; ++r) sum = fmt.acc(sum + worker[r][i]);
     mean[i] = fmt.store(fmt.acc(sum * factor));
   }
-  for (size_t b = 0; b < n; b += len) signedScale(mean, b, std::min(n, b + len), &expected);
+  for (size_t b = 0; b < n; b += len) signCompressChunk(mean, b, std::min(n, b + len), fmt, &expected);
 }
 
 }  // namespace

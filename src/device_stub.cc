@@ -80,5 +80,23 @@ spcclResult_t scatterSortedLists(spcclDataType_t, const uint32_t*, const void*, 
   return noCuda("scatterSortedLists");
 }
 
+size_t signScratchBytes(const SignChunks&) { return 0; }
+spcclResult_t signCompress(spcclDataType_t, const void*, const void*, const SignChunks&, void*, void*, spcclStream_t) {
+  return noCuda("signCompress");
+}
+spcclResult_t signResidual(spcclDataType_t, const void*, const void*, const SignChunks&, const void*, void*,
+                           spcclStream_t) {
+  return noCuda("signResidual");
+}
+spcclResult_t signUnpack(spcclDataType_t, const SignChunks&, const void*, void*, spcclStream_t) {
+  return noCuda("signUnpack");
+}
+spcclResult_t signMean(spcclDataType_t, const void*, size_t, int, size_t, double, void*, spcclStream_t) {
+  return noCuda("signMean");
+}
+spcclResult_t scaleValues(spcclDataType_t, const void*, size_t, double, void*, spcclStream_t) {
+  return noCuda("scaleValues");
+}
+
 }  // namespace device
 }  // namespace spccl

@@ -48,6 +48,40 @@ spcclResult_t stateAllGather(const spcclState& st, const void* sendbuff, void* r
   return device::copyAsync(recvbuff, host, total, stream);
 }
 
+namespace {
+
+// P shifted exchanges, the own block included (a send to self), in one transport group, so
+// that NCCL runs them as one all-to-all and no ordering of the rounds can deadlock.
+spcclResult_t allToAll(Transport& t, int rank, int P, const char* send, char* recv, size_t bytes,
+                       spcclStream_t stream) {
+  SPCCLCHECK(t.groupStart());
+  spcclResult_t res = spcclSuccess;
+  for (int d = 0; d < P && res == spcclSuccess; ++d) {
+    const int to = (rank + d) % P, from = (rank - d + P) % P;
+    res = t.sendRecv(send + to * bytes, bytes, to, recv + from * bytes, bytes, from, stream);
+  }
+  const spcclResult_t ended = t.groupEnd();  // also after a failed round: the group must close
+  return res != spcclSuccess ? res : ended;
+}
+
+}  // namespace
+
+spcclResult_t stateAllToAll(const spcclState& st, const void* sendbuff, void* recvbuff, size_t bytes,
+                            spcclStream_t stream) {
+  Transport& t = *st.comm->transport;
+  const int rank = st.comm->rank, P = st.comm->nranks;
+  if (!stagedThroughHost(st))
+    return allToAll(t, rank, P, static_cast<const char*>(sendbuff), static_cast<char*>(recvbuff), bytes, stream);
+  const size_t total = bytes * (size_t)P;
+  char* hostSend = hostMirror(st, sendbuff, total, "stateAllToAll");
+  char* hostRecv = hostMirror(st, recvbuff, total, "stateAllToAll");
+  if (!hostSend || !hostRecv) return spcclInternalError;
+  SPCCLCHECK(device::copyAsync(hostSend, sendbuff, total, stream));
+  SPCCLCHECK(device::streamSync(stream));
+  SPCCLCHECK(allToAll(t, rank, P, hostSend, hostRecv, bytes, nullptr));
+  return device::copyAsync(recvbuff, hostRecv, total, stream);
+}
+
 spcclResult_t stagedDense(const spcclInfo& info, size_t sendBytes, size_t recvBytes,
                           spcclResult_t (*run)(const spcclInfo& info, const void* send, void* recv)) {
   void* host = nullptr;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "onebit_core.h"
 #include "select_core.h"
 #include "spccl.h"
 
@@ -120,6 +121,27 @@ spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, cons
 spcclResult_t scatterSortedLists(spcclDataType_t datatype, const uint32_t* indices, const void* values,
                                  size_t npairs, int nlists, size_t strideBytes, double scale, size_t n, void* out,
                                  uint32_t* badIndex, spcclStream_t stream);
+
+// ---------------------------------------------------------------- 1-bit (cuda/kernels/onebit_kernels.cuh)
+// The tensor cut as `c` says (onebit_core.h): chunk j of n elements, its message at
+// messages + j * c.messageBytes (8-byte aligned). The same bits as cpu/onebit_kernels.h.
+// Scratch signCompress needs for the scale's summation tree.
+size_t signScratchBytes(const SignChunks& c);
+// Every chunk of x = in + e (e may be null) into its message: signs and scale.
+spcclResult_t signCompress(spcclDataType_t datatype, const void* in, const void* e, const SignChunks& c,
+                           void* messages, void* scratch, spcclStream_t stream);
+// eOut = x - c, what the messages did not carry (eIn may be eOut, or null).
+spcclResult_t signResidual(spcclDataType_t datatype, const void* in, const void* eIn, const SignChunks& c,
+                           const void* messages, void* eOut, spcclStream_t stream);
+// out = c, the n values the messages stand for.
+spcclResult_t signUnpack(spcclDataType_t datatype, const SignChunks& c, const void* messages, void* out,
+                         spcclStream_t stream);
+// out[i] = factor * (the nmessages messages' values at i, added in message order), i < len.
+spcclResult_t signMean(spcclDataType_t datatype, const void* messages, size_t messageBytes, int nmessages,
+                       size_t len, double factor, void* out, spcclStream_t stream);
+// out = scale * in, n elements, rounded once (dtype_core.h's scaleRounded); in-place allowed.
+spcclResult_t scaleValues(spcclDataType_t datatype, const void* in, size_t n, double scale, void* out,
+                          spcclStream_t stream);
 
 }  // namespace device
 }  // namespace spccl

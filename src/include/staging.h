@@ -33,6 +33,9 @@ spcclResult_t stateAllReduce(const spcclState& st, const void* sendbuff, void* r
 // recvbuff receives nranks * bytes, rank r's sendbuff at offset r * bytes.
 spcclResult_t stateAllGather(const spcclState& st, const void* sendbuff, void* recvbuff, size_t bytes,
                              spcclStream_t stream);
+// Block r of sendbuff (bytes each) to rank r; recvbuff receives rank r's block at r * bytes.
+spcclResult_t stateAllToAll(const spcclState& st, const void* sendbuff, void* recvbuff, size_t bytes,
+                            spcclStream_t stream);
 // A dense pass-through collective of device buffers on a host transport: sendbuff copied
 // into pinned host memory, the host collective, the result copied back, then a wait. The
 // pinned memory is allocated for the call (there is no state to hold it), so this path is

@@ -49,6 +49,10 @@ class Transport {
   // Sends to one peer and receives from another (possibly the same) at once.
   virtual spcclResult_t sendRecv(const void* sendbuff, size_t sendbytes, int sendPeer, void* recvbuff,
                                  size_t recvbytes, int recvPeer, spcclStream_t stream) = 0;
+  // Brackets calls (sendRecv rounds) that the transport may launch as one operation, as NCCL
+  // groups do; host transports run each call as it comes.
+  virtual spcclResult_t groupStart() { return spcclSuccess; }
+  virtual spcclResult_t groupEnd() { return spcclSuccess; }
   virtual spcclResult_t barrier() = 0;
   // An error that happened after a call returned (NCCL's asynchronous errors), or spcclSuccess.
   virtual spcclResult_t asyncError() { return spcclSuccess; }

@@ -11,16 +11,16 @@
 // server chunks are allgathered; every rank unpacks them into recvbuff.
 // Wire per rank: (P-1) messages out in the all-to-all and (P-1) in the allgather, each
 // 8 + 4*ceil(len/32) bytes: about 2 * n/32 * 4 bytes, against 2 (P-1)/P * 4n dense fp32.
+// Device buffers run the same passes as CUDA kernels (device.h) with the same bits, through
+// the NCCL transport (one grouped send/receive all-to-all, one allgather), stream-ordered.
 // Invariants: c + e_w == g + e_w_old on every rank and c_s + e_s == m + e_s_old on the
 // chunk's owner, each up to the one rounding of the subtraction into T; both residuals
 // change only after the last exchange succeeded. The server residual (len elements) lives
 // after the count elements of the state's residual, so spcclStateReset clears it too.
-// Host buffers only for now: a device state is refused at creation.
-
-#include <algorithm>
 
 #include "checks.h"
 #include "cpu/onebit_kernels.h"
+#include "device.h"
 #include "dispatch.h"
 #include "feedback.h"
 #include "method.h"
@@ -30,28 +30,24 @@
 namespace spccl {
 namespace {
 
-size_t chunkLen(const spcclState& st) { return ceilDiv(st.count, (size_t)st.comm->nranks); }
-size_t chunkBegin(const spcclState& st, int j) { return std::min(st.count, (size_t)j * chunkLen(st)); }
-size_t chunkSize(const spcclState& st, int j) { return chunkBegin(st, j + 1) - chunkBegin(st, j); }
-
-// One compressed chunk on the wire: its scale (a value of T, as a double), then its signs.
-size_t messageBytes(const spcclState& st) { return alignUp(sizeof(double) + cpu::signWords(chunkLen(st)) * 4, 8); }
-struct Message {
-  double* scale;
-  uint32_t* words;
-};
-Message messageAt(const spcclState& st, char* messages, int j) {
-  char* m = messages + (size_t)j * messageBytes(st);
-  return {reinterpret_cast<double*>(m), reinterpret_cast<uint32_t*>(m + sizeof(double))};
+// The worker level cuts the tensor into P chunks, one message each.
+SignChunks workerChunks(const spcclState& st) { return signChunks(st.count, (uint32_t)st.comm->nranks); }
+// The server level on `rank`: its chunk as one chunk, in the exchange's message stride.
+SignChunks serverChunks(const spcclState& st, int rank) {
+  const SignChunks w = workerChunks(st);
+  const uint64_t len = chunkSize(w, rank);
+  return {len, len, 1, w.messageBytes};
 }
+size_t messageBytes(const spcclState& st) { return workerChunks(st).messageBytes; }
 
-// The workspace: this rank's P worker chunks, the P chunks received for its own chunk, the
-// P allgathered server chunks, and the chunk mean m.
+// The workspace: this rank's P worker messages, the P messages received for its own chunk,
+// the P allgathered server messages, the chunk mean m, and (device) the scale's scratch.
 struct Workspace {
   char* sent;
   char* received;
   char* gathered;
   void* mean;
+  void* scratch;
 };
 
 Workspace carve(const spcclState& st, WorkspaceCarver& c) {
@@ -60,21 +56,17 @@ Workspace carve(const spcclState& st, WorkspaceCarver& c) {
   ws.sent = static_cast<char*>(c.takeBytes(messages));
   ws.received = static_cast<char*>(c.takeBytes(messages));
   ws.gathered = static_cast<char*>(c.takeBytes(messages));
-  ws.mean = c.takeBytes(chunkLen(st) * st.elemSize);
+  ws.mean = c.takeBytes(workerChunks(st).chunkLen * st.elemSize);
+  ws.scratch = st.onDevice ? c.takeBytes(device::signScratchBytes(workerChunks(st))) : nullptr;
   return ws;
 }
 
 Workspace workspaceOf(const spcclState& st) { return carveAt(st, st.workspace.ptr, carve); }
 size_t workspaceBytes(const spcclState& st) { return carvedBytes(st, carve); }
 
-spcclResult_t setup(spcclState& st) {
-  SPCCL_REQUIRE(!st.onDevice, spcclInvalidUsage,
-                "spcclStateCreate : onebit runs on host buffers only in this version (use topk or randomblock on "
-                "device buffers)");
-  return spcclSuccess;
-}
+spcclResult_t setup(spcclState&) { return spcclSuccess; }
 
-size_t residualExtra(const spcclState& st) { return chunkLen(st); }
+size_t residualExtra(const spcclState& st) { return workerChunks(st).chunkLen; }
 size_t compressedCount(const spcclState& st) { return st.count; }
 
 void describe(const spcclState& st, spcclStateInfo_t* info) {
@@ -84,120 +76,98 @@ void describe(const spcclState& st, spcclStateInfo_t* info) {
 }
 
 // The server residual: after the count elements of the residual (null without feedback).
-template <typename T>
-T* serverResidual(const spcclState& st) {
-  return feedbackOn(st) ? static_cast<T*>(st.residual.ptr) + st.count : nullptr;
+void* serverResidual(const spcclState& st) {
+  return feedbackOn(st) ? static_cast<char*>(st.residual.ptr) + st.count * st.elemSize : nullptr;
 }
 
-// Worker level: every chunk of g + e_w compressed into `messages`.
-template <typename T>
-void compressChunks(const spcclState& st, const T* g, char* messages) {
-  const T* e = static_cast<const T*>(feedbackIn(st));
-  for (int j = 0; j < st.comm->nranks; ++j) {
-    const Message m = messageAt(st, messages, j);
-    const size_t b = chunkBegin(st, j);
-    *m.scale = cpu::signCompress(g + b, e ? e + b : nullptr, chunkSize(st, j), m.words);
-  }
+// ---- the passes, on the CPU (cpu/onebit_kernels.h) or the device (device.h): same bits.
+
+// Every chunk of x = in + e into its message.
+spcclResult_t compressPass(const spcclState& st, const void* in, const void* e, const SignChunks& c, void* messages,
+                           spcclStream_t stream) {
+  if (st.onDevice) return device::signCompress(st.datatype, in, e, c, messages, workspaceOf(st).scratch, stream);
+  return withType(st.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::signCompress(static_cast<const T*>(in), static_cast<const T*>(e), c, messages);
+    return spcclSuccess;
+  });
 }
 
-// Worker residual commit: e_w = (g + e_w) - c, chunk by chunk.
-template <typename T>
-void commitWorker(const spcclState& st, const T* g, char* messages) {
-  T* e = static_cast<T*>(feedbackOut(st));
-  if (!e) return;
-  for (int j = 0; j < st.comm->nranks; ++j) {
-    const Message m = messageAt(st, messages, j);
-    const size_t b = chunkBegin(st, j);
-    cpu::signResidual(g + b, e + b, chunkSize(st, j), *m.scale, m.words, e + b);
-  }
+// e = (in + e) - c: the residual commit of either level (nothing without feedback).
+spcclResult_t residualPass(const spcclState& st, const void* in, void* e, const SignChunks& c, const void* messages,
+                           spcclStream_t stream) {
+  if (!e) return spcclSuccess;
+  if (st.onDevice) return device::signResidual(st.datatype, in, e, c, messages, e, stream);
+  return withType(st.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::signResidual(static_cast<const T*>(in), static_cast<const T*>(e), c, messages, static_cast<T*>(e));
+    return spcclSuccess;
+  });
 }
 
-// Every rank's chunk `rank` into `received`, slot r from rank r: P-1 shifted exchanges.
-spcclResult_t allToAll(const spcclInfo& info, char* sent, char* received) {
-  const spcclState& st = *info.state;
-  const int P = info.comm->nranks, rank = info.comm->rank;
-  const size_t bytes = messageBytes(st);
-  memcpy(received + rank * bytes, sent + rank * bytes, bytes);
-  for (int d = 1; d < P; ++d) {
-    const int to = (rank + d) % P, from = (rank - d + P) % P;
-    SPCCLCHECK(info.comm->transport->sendRecv(sent + to * bytes, bytes, to, received + from * bytes, bytes, from,
-                                              info.stream));
-  }
-  return spcclSuccess;
+// out = c.
+spcclResult_t unpackPass(const spcclState& st, const SignChunks& c, const void* messages, void* out,
+                         spcclStream_t stream) {
+  if (st.onDevice) return device::signUnpack(st.datatype, c, messages, out, stream);
+  return withType(st.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::signUnpack(c, messages, static_cast<T*>(out));
+    return spcclSuccess;
+  });
 }
 
-// m = the sum over ranks of their chunk `rank` (times 1/P for avg), added in AccumOf<T> in
-// rank order and rounded once into T.
-template <typename T>
-void chunkMean(const spcclInfo& info, char* received, T* mean) {
-  using AccT = typename AccumOf<T>::type;
+// m = the sum over ranks of their chunk `rank` (times 1/P for avg), added in rank order and
+// rounded once into T.
+spcclResult_t meanPass(const spcclInfo& info, const void* received, void* mean) {
   const spcclState& st = *info.state;
   const int P = info.comm->nranks;
-  const AccT factor = info.op == spcclAvg ? (AccT)(1.0 / P) : (AccT)1;
-  for (size_t i = 0; i < chunkSize(st, info.comm->rank); ++i) {
-    AccT sum = 0;
-    for (int r = 0; r < P; ++r) {
-      const Message m = messageAt(st, received, r);
-      sum += cpu::signValue<T>(*m.scale, m.words, i);
-    }
-    mean[i] = fromAcc<T>(sum * factor);
-  }
-}
-
-template <typename T>
-spcclResult_t allReduceTyped(const spcclInfo& info) {
-  const spcclState& st = *info.state;
-  const int rank = info.comm->rank, P = info.comm->nranks;
-  const Workspace ws = workspaceOf(st);
-  const T* g = static_cast<const T*>(info.sendbuff);
-  T* mean = static_cast<T*>(ws.mean);
-  T* es = serverResidual<T>(st);
-  compressChunks(st, g, ws.sent);
-  SPCCLCHECK(allToAll(info, ws.sent, ws.received));
-  chunkMean(info, ws.received, mean);
-  const Message own = messageAt(st, ws.gathered, rank);
-  const size_t mine = chunkSize(st, rank);
-  *own.scale = cpu::signCompress(mean, es, mine, own.words);
-  SPCCLCHECK(stateAllGather(st, own.scale, ws.gathered, messageBytes(st), info.stream));
-  // Commit: nothing below can fail.
-  commitWorker(st, g, ws.sent);
-  if (es) cpu::signResidual(mean, es, mine, *own.scale, own.words, es);
-  T* out = static_cast<T*>(info.recvbuff);
-  for (int j = 0; j < P; ++j) {
-    const Message m = messageAt(st, ws.gathered, j);
-    cpu::signUnpack(*m.scale, m.words, chunkSize(st, j), out + chunkBegin(st, j));
-  }
-  return spcclSuccess;
+  const size_t len = chunkSize(workerChunks(st), info.comm->rank);
+  const double factor = info.op == spcclAvg ? 1.0 / P : 1.0;
+  if (st.onDevice) return device::signMean(st.datatype, received, messageBytes(st), P, len, factor, mean, info.stream);
+  return withType(st.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    using AccT = typename AccumOf<T>::type;
+    cpu::signMean(received, messageBytes(st), P, len, (AccT)factor, static_cast<T*>(mean));
+    return spcclSuccess;
+  });
 }
 
 spcclResult_t sparseAllReduce(const spcclInfo& info) {
-  return withType(info.state->datatype, [&](auto tag) { return allReduceTyped<decltype(tag)>(info); });
+  const spcclState& st = *info.state;
+  const int rank = info.comm->rank;
+  const Workspace ws = workspaceOf(st);
+  const SignChunks worker = workerChunks(st), server = serverChunks(st, rank);
+  void* own = signMessage(ws.gathered, worker.messageBytes, rank).scale;  // the server message, gathered in place
+  void* es = serverResidual(st);
+  SPCCLCHECK(compressPass(st, info.sendbuff, feedbackIn(st), worker, ws.sent, info.stream));
+  SPCCLCHECK(stateAllToAll(st, ws.sent, ws.received, worker.messageBytes, info.stream));
+  SPCCLCHECK(meanPass(info, ws.received, ws.mean));
+  SPCCLCHECK(compressPass(st, ws.mean, es, server, own, info.stream));
+  SPCCLCHECK(stateAllGather(st, own, ws.gathered, worker.messageBytes, info.stream));
+  // Commit: both residuals, then recvbuff (which may be sendbuff, read by the worker commit).
+  SPCCLCHECK(residualPass(st, info.sendbuff, feedbackOut(st), worker, ws.sent, info.stream));
+  SPCCLCHECK(residualPass(st, ws.mean, es, server, own, info.stream));
+  return unpackPass(st, worker, ws.gathered, info.recvbuff, info.stream);
 }
 
 // Without communication: this rank's worker-level contribution c, count values.
 spcclResult_t compress(const spcclInfo& info, void* values, uint32_t*, size_t* nvalues) {
   const spcclState& st = *info.state;
   const Workspace ws = workspaceOf(st);
-  SPCCLCHECK(withType(st.datatype, [&](auto tag) {
-    using T = decltype(tag);
-    const T* g = static_cast<const T*>(info.sendbuff);
-    compressChunks(st, g, ws.sent);
-    commitWorker(st, g, ws.sent);
-    for (int j = 0; j < st.comm->nranks; ++j) {
-      const Message m = messageAt(st, ws.sent, j);
-      cpu::signUnpack(*m.scale, m.words, chunkSize(st, j), static_cast<T*>(values) + chunkBegin(st, j));
-    }
-    return spcclSuccess;
-  }));
+  const SignChunks worker = workerChunks(st);
+  SPCCLCHECK(compressPass(st, info.sendbuff, feedbackIn(st), worker, ws.sent, info.stream));
+  SPCCLCHECK(residualPass(st, info.sendbuff, feedbackOut(st), worker, ws.sent, info.stream));
+  SPCCLCHECK(unpackPass(st, worker, ws.sent, values, info.stream));
   *nvalues = st.count;
   return spcclSuccess;
 }
 
 // recvbuff = scale * values: the contributions travel as plain values once compressed.
 spcclResult_t decompress(const spcclState& st, const void* values, const uint32_t*, size_t nvalues,
-                         unsigned long long, double scale, void* recvbuff, spcclStream_t) {
+                         unsigned long long, double scale, void* recvbuff, spcclStream_t stream) {
   SPCCL_REQUIRE(nvalues == st.count, spcclInvalidArgument,
                 "spcclDecompress : nvalues %zu is not the onebit payload size %zu", nvalues, st.count);
+  if (st.onDevice) return device::scaleValues(st.datatype, values, st.count, scale, recvbuff, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     using AccT = typename AccumOf<T>::type;

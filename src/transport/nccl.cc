@@ -97,6 +97,15 @@ class NcclTransport final : public Transport {
     NCCLCHECK(received);
     return spcclSuccess;
   }
+  // Nested inside, sendRecv's own group joins this one.
+  spcclResult_t groupStart() override {
+    NCCLCHECK(ncclGroupStart());
+    return spcclSuccess;
+  }
+  spcclResult_t groupEnd() override {
+    NCCLCHECK(ncclGroupEnd());
+    return spcclSuccess;
+  }
   spcclResult_t barrier() override {
     NCCLCHECK(ncclAllReduce(barrierBuf_, barrierBuf_, 1, ncclFloat32, ncclSum, comm_, barrierStream_));
     CUDACHECK(cudaStreamSynchronize(barrierStream_));

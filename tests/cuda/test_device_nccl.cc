@@ -4,7 +4,8 @@
 // spcclSparseAllReduce against the CPU kernels over several EF steps, CUDA graph capture and
 // replay (each replay must take the next step's blocks, as eager calls do), and bad input:
 // a host pointer, a misaligned pointer, a count that is not the state's. TOPK and GAUSSIANK
-// against the references of tests/common/topk_reference.h, eager and replayed from a graph.
+// against the references of tests/common/topk_reference.h, eager and replayed from a graph;
+// ONEBIT against the CPU kernels, eager and replayed.
 
 #include <nccl.h>
 
@@ -16,6 +17,7 @@
 
 #include "common/topk_reference.h"
 #include "cpu/block_kernels.h"
+#include "cpu/onebit_kernels.h"
 #include "device_test.h"
 #include "spccl.h"
 #include "spccl_nccl.h"
@@ -377,6 +379,76 @@ TEST_F(NcclComm, TopKFamilyMatchesCpu) {
     cudaGraphDestroy(graph);
     EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
   }
+}
+
+// The CPU model of 1-bit on one rank: worker level, the mean of the one message (sum and avg
+// alike), server level, both residuals, the unpack, with the CPU kernels.
+template <typename T>
+struct CpuOneBitRank {
+  size_t n;
+  std::vector<T> ew, es;
+  std::vector<T> step(const std::vector<T>& g) {
+    using AccT = typename AccumOf<T>::type;
+    const SignChunks c = signChunks(n, 1);
+    std::vector<char> sent(c.messageBytes), own(c.messageBytes);
+    std::vector<T> mean(n), out(n);
+    cpu::signCompress(g.data(), ew.data(), c, sent.data());
+    cpu::signMean(sent.data(), c.messageBytes, 1, n, (AccT)1, mean.data());
+    cpu::signCompress(mean.data(), es.data(), c, own.data());
+    cpu::signResidual(g.data(), ew.data(), c, sent.data(), ew.data());
+    cpu::signResidual(mean.data(), es.data(), c, own.data(), es.data());
+    cpu::signUnpack(c, own.data(), out.data());
+    return out;
+  }
+};
+
+// 1-bit through the NCCL transport (the grouped all-to-all and the allgather, here to the
+// rank itself) against the CPU model over EF steps, steps 3-5 replayed from a captured graph:
+// the output and the worker residual bit for bit, the server residual through the outputs.
+template <typename T>
+void oneBitMatchesCpu(spcclComm_t comm, cudaStream_t stream) {
+  const size_t n = 100003;
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = spcclMethodOneBit;
+  cfg.feedback = spcclFeedbackEF;
+  spcclState_t st = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, comm, &cfg, n, dataTypeOf<T>()), spcclSuccess) << spcclGetLastError(comm);
+  CpuOneBitRank<T> ref{n, std::vector<T>(n, fromAcc<T>(0.0f)), std::vector<T>(n, fromAcc<T>(0.0f))};
+  std::mt19937_64 rng(31);
+  DeviceArray<T> dg(n, stream), dout(n, stream);
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  for (int s = 0; s < 6; ++s) {
+    const std::vector<T> g = randomVector<T>(n, rng);
+    dg.upload(g);
+    if (s < 3) {
+      ASSERT_EQ(spcclSparseAllReduce(dg.get(), dout.get(), n, dataTypeOf<T>(), spcclAvg, st, comm, stream),
+                spcclSuccess) << spcclGetLastError(comm);
+    } else {
+      if (!exec) {
+        CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+        const spcclResult_t res = spcclSparseAllReduce(dg.get(), dout.get(), n, dataTypeOf<T>(), spcclAvg, st, comm,
+                                                       stream);
+        CUDA_ASSERT(cudaStreamEndCapture(stream, &graph));
+        ASSERT_EQ(res, spcclSuccess) << spcclGetLastError(comm);
+        CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+      }
+      CUDA_ASSERT(cudaGraphLaunch(exec, stream));
+    }
+    CUDA_ASSERT(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(sameBits(dout.download(), ref.step(g))) << "step " << s;
+    void* residual = nullptr;
+    ASSERT_EQ(spcclStateGetResidual(st, &residual), spcclSuccess);
+    EXPECT_TRUE(sameBits(copyToHost<T>(residual, n, stream), ref.ew)) << "worker residual, step " << s;
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+}
+
+TEST_F(NcclComm, OneBitMatchesCpu) {
+  oneBitMatchesCpu<float>(comm_, stream_);
+  oneBitMatchesCpu<bfloat16_t>(comm_, stream_);
 }
 
 // gTop-k's merge rounds need the host, which an NCCL comm must not wait for: a clear refusal.

@@ -6,7 +6,8 @@
 // same packed bits go through the same MPI reduction), for every type, pattern and op, and
 // over several EF steps. TOPK and GAUSSIANK too: the device selects the same k slots, the
 // same pairs go through the same MPI allgather, and the device scatter-add adds the rank
-// lists in the same order. Skips on every rank, with the reason, when there is no GPU.
+// lists in the same order. ONEBIT as well. Skips on every rank, with the reason, when there
+// is no GPU.
 
 #include <cuda_runtime.h>
 
@@ -98,6 +99,20 @@ INSTANTIATE_TEST_SUITE_P(All, DevicePairsMpiTest,
                          ::testing::Combine(::testing::ValuesIn(allTypes),
                                             ::testing::Values(spcclMethodTopK, spcclMethodGaussianK),
                                             ::testing::Values(spcclSum, spcclAvg)));
+
+// ONEBIT: the device compresses both levels with the CPU's bits (onebit_core.h), and the same
+// messages cross the staged all-to-all and allgather; the server residual shows in the
+// outputs of the later steps.
+class DeviceOneBitMpiTest : public ::testing::TestWithParam<std::tuple<spcclDataType_t, spcclRedOp_t>> {};
+
+TEST_P(DeviceOneBitMpiTest, StagedEqualsHost) {
+  SPCCL_REQUIRE_DEVICE();
+  const auto [datatype, op] = GetParam();
+  compareForType(datatype, methodConfig(spcclMethodOneBit), op);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, DeviceOneBitMpiTest,
+                         ::testing::Combine(::testing::ValuesIn(allTypes), ::testing::Values(spcclSum, spcclAvg)));
 
 // gTop-k stays on the host: a clear refusal.
 TEST(DeviceMpi, GTopKIsRefused) {

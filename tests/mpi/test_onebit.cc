@@ -11,6 +11,7 @@
 
 #include <vector>
 
+#include "common/onebit_reference.h"
 #include "gtest/gtest.h"
 #include "mpi_test.h"
 
@@ -18,21 +19,14 @@ using namespace spccl_test;
 
 namespace {
 
-// acc = x + e (float), then c = +-mean|acc| per chunk of len; returns c, leaves e = acc - c.
+// acc = x + e (float), then c = +-mean|acc| per chunk of len (the scale summed as DESIGN.md
+// says, tests/common/onebit_reference.h); returns c, leaves e = acc - c.
 std::vector<float> signCompressRule(const std::vector<float>& x, std::vector<float>* e, size_t len) {
   const size_t n = x.size();
-  std::vector<float> c(n);
-  for (size_t b = 0; b < n; b += len) {
-    const size_t end = std::min(n, b + len);
-    float sum = 0;
-    for (size_t i = b; i < end; ++i) sum += fabsf(x[i] + (*e)[i]);
-    const float s = sum / (float)(end - b);
-    for (size_t i = b; i < end; ++i) {
-      const float acc = x[i] + (*e)[i];
-      c[i] = acc < 0 ? -s : s;
-      (*e)[i] = acc - c[i];
-    }
-  }
+  std::vector<float> acc(n), c(n);
+  for (size_t i = 0; i < n; ++i) acc[i] = x[i] + (*e)[i];
+  for (size_t b = 0; b < n; b += len) referenceSignCompress(acc, b, std::min(n, b + len), spcclFloat32, &c);
+  for (size_t i = 0; i < n; ++i) (*e)[i] = acc[i] - c[i];
   return c;
 }
 
