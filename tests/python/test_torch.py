@@ -46,6 +46,32 @@ def test_ddp_hook_on_mpi_comm(comm, process_group):
     assert state.iter == steps and all(st.step == steps - start for st in state.states.values())
 
 
+def test_ddp_hook_runs_onebit_on_mpi_comm(comm, process_group):
+    # 1-bit has no process-group exchange; on spccl's comm the hook runs it by name, and each
+    # bucket's gradient is what a 1-bit state of the same config makes of the same gradients
+    # (both levels of error feedback included), step after step.
+    rank, start, steps = dist.get_rank(), 2, 5
+    sizes = sizes_for(torch.float32, 3)
+    net = ParamNet(sizes, torch.float32)
+    ddp = make_ddp(net)
+    cfg = spccl.Config(method="onebit", feedback="ef")
+    state = spccl_torch.SpcclHookState(cfg, comm)
+    ddp.register_comm_hook(state, spccl_torch.ddp_comm_hook)
+    references = [spccl.State(comm, cfg, n, torch.float32) for n in sizes]
+    for step in range(steps):
+        net.zero_grad()
+        xs = inputs(rank, step, sizes, torch.float32)
+        ddp(xs).backward()
+        if step < start:
+            continue
+        for i, w in enumerate(net.w):
+            want = references[i].sparse_allreduce(xs[i].clone(), op="avg")
+            assert torch.equal(w.grad, want), f"parameter {i}, step {step}"
+    assert all(st.config.method == "onebit" and st.step == steps - start for st in state.states.values())
+    for ref in references:
+        ref.close()
+
+
 def test_hook_state_rejects_bad_settings(comm):
     with pytest.raises(ValueError, match="at least 2"):
         spccl_torch.SpcclHookState(comm=comm, start_sparse_iter=1)

@@ -9,6 +9,7 @@ ranks, each on its own shard, with spccl_torch.DEF; all communication goes throu
     rb-ef        random block, density 1/64, EF   (mu = 0)
     rb-def       random block, density 1/64, DEF  (mu = 0.3)
     topk-none / topk-ef / gaussk-none / gaussk-ef   at density 1%   (when the library has them)
+    onebit-none / onebit-ef   1-bit: signs and one scale per chunk, worker and server EF (about 1/16 of dense fp32)
 
 Seeds are fixed (data split, initial weights, per-rank shuffles), so a run is repeatable.
 Accuracy is measured at x (the parameters between steps). Run with:
@@ -39,6 +40,8 @@ RUNS = {
     "topk-ef": dict(method="topk", feedback="ef", mu=0.0),
     "gaussk-none": dict(method="gaussiank", feedback="none", mu=0.0),
     "gaussk-ef": dict(method="gaussiank", feedback="ef", mu=0.0),
+    "onebit-none": dict(method="onebit", feedback="none", mu=0.0),
+    "onebit-ef": dict(method="onebit", feedback="ef", mu=0.0),
 }
 
 
