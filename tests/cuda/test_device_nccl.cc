@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -313,6 +314,41 @@ TEST(NcclNonblocking, SparseAllReduceWaitsForTheCollective) {
   while (r == ncclInProgress) ncclCommGetAsyncError(nccl, &r);
 }
 
+// One collective per step: eager for the first `eagerSteps` steps, then captured once into a
+// CUDA graph and replayed, so the replays must continue the eager run (the fixed-size
+// payloads need no host round trip). run() reports through gtest assertions.
+class EagerThenReplayed {
+ public:
+  EagerThenReplayed(spcclComm_t comm, cudaStream_t stream, int eagerSteps, std::function<spcclResult_t()> call)
+      : comm_(comm), stream_(stream), eagerSteps_(eagerSteps), call_(std::move(call)) {}
+  ~EagerThenReplayed() {
+    if (exec_) cudaGraphExecDestroy(exec_);
+    if (graph_) cudaGraphDestroy(graph_);
+  }
+  void run(int step) {
+    if (step < eagerSteps_) {
+      ASSERT_EQ(call_(), spcclSuccess) << spcclGetLastError(comm_);
+      return;
+    }
+    if (!exec_) {
+      CUDA_ASSERT(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+      const spcclResult_t res = call_();
+      CUDA_ASSERT(cudaStreamEndCapture(stream_, &graph_));
+      ASSERT_EQ(res, spcclSuccess) << spcclGetLastError(comm_);
+      CUDA_ASSERT(cudaGraphInstantiate(&exec_, graph_, 0));
+    }
+    CUDA_ASSERT(cudaGraphLaunch(exec_, stream_));
+  }
+
+ private:
+  spcclComm_t comm_;
+  cudaStream_t stream_;
+  int eagerSteps_;
+  std::function<spcclResult_t()> call_;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
 // The CPU model of one rank of TOPK or GAUSSIANK: acc = g + e, out = acc on the selected
 // slots (P = 1: sum and avg alike), e = acc with them cleared.
 struct CpuPairsRank {
@@ -349,25 +385,13 @@ TEST_F(NcclComm, TopKFamilyMatchesCpu) {
     CpuPairsRank ref{method, n, topkCount(n, density), density, std::vector<float>(n, 0.0f)};
     std::mt19937_64 rng(method);
     DeviceArray<float> dg(n, stream_), dout(n, stream_);
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
+    EagerThenReplayed steps(comm_, stream_, 3, [&] {
+      return spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclAvg, st, comm_, stream_);
+    });
     for (int s = 0; s < 6; ++s) {
       const std::vector<float> g = randomVector<float>(n, rng);
       dg.upload(g);
-      if (s < 3) {
-        ASSERT_EQ(spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclAvg, st, comm_, stream_),
-                  spcclSuccess) << spcclGetLastError(comm_);
-      } else {
-        if (!exec) {
-          CUDA_ASSERT(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
-          const spcclResult_t res =
-              spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclAvg, st, comm_, stream_);
-          CUDA_ASSERT(cudaStreamEndCapture(stream_, &graph));
-          ASSERT_EQ(res, spcclSuccess) << spcclGetLastError(comm_);
-          CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
-        }
-        CUDA_ASSERT(cudaGraphLaunch(exec, stream_));
-      }
+      ASSERT_NO_FATAL_FAILURE(steps.run(s));
       CUDA_ASSERT(cudaStreamSynchronize(stream_));
       EXPECT_TRUE(sameBits(dout.download(), ref.step(g))) << "method " << method << " step " << s;
       void* residual = nullptr;
@@ -375,8 +399,6 @@ TEST_F(NcclComm, TopKFamilyMatchesCpu) {
       EXPECT_TRUE(sameBits(copyToHost<float>(residual, n, stream_), ref.e))
           << "residual, method " << method << " step " << s;
     }
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
     EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
   }
 }
@@ -416,33 +438,19 @@ void oneBitMatchesCpu(spcclComm_t comm, cudaStream_t stream) {
   CpuOneBitRank<T> ref{n, std::vector<T>(n, fromAcc<T>(0.0f)), std::vector<T>(n, fromAcc<T>(0.0f))};
   std::mt19937_64 rng(31);
   DeviceArray<T> dg(n, stream), dout(n, stream);
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
+  EagerThenReplayed steps(comm, stream, 3, [&] {
+    return spcclSparseAllReduce(dg.get(), dout.get(), n, dataTypeOf<T>(), spcclAvg, st, comm, stream);
+  });
   for (int s = 0; s < 6; ++s) {
     const std::vector<T> g = randomVector<T>(n, rng);
     dg.upload(g);
-    if (s < 3) {
-      ASSERT_EQ(spcclSparseAllReduce(dg.get(), dout.get(), n, dataTypeOf<T>(), spcclAvg, st, comm, stream),
-                spcclSuccess) << spcclGetLastError(comm);
-    } else {
-      if (!exec) {
-        CUDA_ASSERT(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-        const spcclResult_t res = spcclSparseAllReduce(dg.get(), dout.get(), n, dataTypeOf<T>(), spcclAvg, st, comm,
-                                                       stream);
-        CUDA_ASSERT(cudaStreamEndCapture(stream, &graph));
-        ASSERT_EQ(res, spcclSuccess) << spcclGetLastError(comm);
-        CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
-      }
-      CUDA_ASSERT(cudaGraphLaunch(exec, stream));
-    }
+    ASSERT_NO_FATAL_FAILURE(steps.run(s));
     CUDA_ASSERT(cudaStreamSynchronize(stream));
     EXPECT_TRUE(sameBits(dout.download(), ref.step(g))) << "step " << s;
     void* residual = nullptr;
     ASSERT_EQ(spcclStateGetResidual(st, &residual), spcclSuccess);
     EXPECT_TRUE(sameBits(copyToHost<T>(residual, n, stream), ref.ew)) << "worker residual, step " << s;
   }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
   EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
 }
 
