@@ -44,10 +44,27 @@ def test_every_rank_ends_a_round_on_the_same_model(world, comm):
     assert (residual != 0).any()  # the unsent part of the deltas is kept
 
 
-def compressed_opt(model, comm, config=None):
+def compressed_opt(model, comm, config=None, **settings):
     config = config or spccl.Config(method="randomblock", density=0.25, block_size=4, feedback="ef", seed=7)
     return spccl_torch.LocalSGD(model.parameters(), lr=0.05, local_steps=4, variant="domo", mu=1.0, config=config,
-                                comm=comm)
+                                comm=comm, **settings)
+
+
+def test_residual_decay_scales_what_was_not_sent(world, comm):
+    """One round from the same start: the decayed residual is gamma times plain EF's (0.5:
+    exact in floating point), and the global models agree (the decay only touches e)."""
+    runs = []
+    for decay in (1.0, 0.5):
+        model = make_model(4)
+        opt = compressed_opt(model, comm, residual_decay=decay)
+        train(opt, model, world.rank, 4)
+        with opt.global_model():
+            x = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone()
+        runs.append((opt.spccl_state().residual.clone(), x))
+    (plain, x_plain), (decayed, x_decayed) = runs
+    assert plain.any()
+    assert torch.equal(decayed, 0.5 * plain)
+    assert torch.equal(x_decayed, x_plain)
 
 
 def test_resume_mid_round_equals_the_straight_run(world, comm):
@@ -92,6 +109,8 @@ def test_resume_under_another_config_is_refused_unless_reset(world, comm):
     (dict(momentum=1.0), "momentum"),
     (dict(fusion=1.5), "fusion"),
     (dict(mu=-1.0), "mu"),
+    (dict(residual_decay=1.5), "residual_decay"),
+    (dict(residual_decay=-0.1), "residual_decay"),
     (dict(lr=0.0), "lr"),
 ])
 def test_bad_settings_are_refused(comm, kwargs, message):

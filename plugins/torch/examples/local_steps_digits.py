@@ -10,10 +10,12 @@ number of local gradient steps with the same seeds; all communication goes throu
     fedavg-server   + server momentum (applied after the round)
     fedavg-local    + local momentum (reset every round)
     domo            both momenta, coordinated by momentum fusion
-    domo-rb         domo, the deltas sent as random blocks (density 1/64) with EF and DEF's
-                    look-ahead (each round starts at x - mu * e)
+    domo-rb         domo, the deltas sent as random blocks (density 1/64) with EF, DEF's
+                    look-ahead (each round starts at x - mu * e) and the residual shrunk by
+                    --residual-decay every round
     domo-rb16       domo-rb at density 1/16
-    domo-rb-ef      domo-rb with plain EF (mu = 0): not in the default list
+    domo-rb-ef      domo-rb with plain EF (mu = 0, no decay): not in the default list
+    domo-rb-nodecay domo-rb without the decay: not in the default list
 
 Every run follows one cosine learning-rate schedule over the steps (LambdaLR, stepped after
 every local step).
@@ -39,15 +41,16 @@ import spccl_torch
 from convergence_digits import fmt, load_data, make_model, write_json_open_figure
 
 RUNS = {  # name -> LocalSGD variant, local steps (None: --local-steps), spccl method, look-ahead mu (None: --mu),
-    # density (None: --density)
+    # density (None: --density), residual decay (None: --residual-decay; absent: 1)
     "sync-sgd": dict(variant="fedavg_server_momentum", local_steps=1, method="dense", mu=0.0),
     "fedavg": dict(variant="fedavg", local_steps=None, method="dense", mu=0.0),
     "fedavg-server": dict(variant="fedavg_server_momentum", local_steps=None, method="dense", mu=0.0),
     "fedavg-local": dict(variant="fedavg_local_momentum", local_steps=None, method="dense", mu=0.0),
     "domo": dict(variant="domo", local_steps=None, method="dense", mu=0.0),
-    "domo-rb": dict(variant="domo", local_steps=None, method="randomblock", mu=None),
-    "domo-rb16": dict(variant="domo", local_steps=None, method="randomblock", mu=None, density=1 / 16),
+    "domo-rb": dict(variant="domo", local_steps=None, method="randomblock", mu=None, decay=None),
+    "domo-rb16": dict(variant="domo", local_steps=None, method="randomblock", mu=None, density=1 / 16, decay=None),
     "domo-rb-ef": dict(variant="domo", local_steps=None, method="randomblock", mu=0.0),
+    "domo-rb-nodecay": dict(variant="domo", local_steps=None, method="randomblock", mu=None),
 }
 DEFAULT_RUNS = "sync-sgd,fedavg,fedavg-server,fedavg-local,domo,domo-rb,domo-rb16"
 
@@ -64,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--fusion", type=float, default=1.0, help="DOMO's momentum fusion coefficient")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--mu", type=float, default=1.0, help="look-ahead of domo-rb (DEF on the delta stream)")
+    p.add_argument("--residual-decay", type=float, default=0.93,
+                   help="residual decay of domo-rb and domo-rb16 (1: plain EF)")
     p.add_argument("--alpha", type=float, default=0.1, help="Dirichlet concentration of the split")
     p.add_argument("--density", type=float, default=1 / 64)
     p.add_argument("--block-size", type=int, default=16)
@@ -111,9 +116,11 @@ def train(spec, args, comm, data, shard):
                           seed=1000 + args.seed, dense_switch=False)
     local_steps = spec["local_steps"] or args.local_steps
     mu = args.mu if spec["mu"] is None else spec["mu"]
+    decay = args.residual_decay if "decay" in spec and spec["decay"] is None else spec.get("decay", 1.0)
     opt = spccl_torch.LocalSGD(model.parameters(), lr=args.lr, local_steps=local_steps, variant=spec["variant"],
                                momentum=args.momentum, server_momentum=args.server_momentum, fusion=args.fusion,
-                               weight_decay=args.weight_decay, mu=mu, config=config, comm=comm)
+                               weight_decay=args.weight_decay, mu=mu, residual_decay=decay, config=config,
+                               comm=comm)
     cosine = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / args.steps)))
     loss_fn = torch.nn.CrossEntropyLoss()
     draw = batches(shard, args.batch, args.seed * 1000 + comm.rank)
@@ -129,7 +136,7 @@ def train(spec, args, comm, data, shard):
             with opt.global_model():
                 curve.append(dict(step=step, rounds=opt.rounds, bytes=opt.bytes_sent,
                                   **evaluate(model, loss_fn, xte, yte)))
-    return curve, local_steps, mu
+    return curve, local_steps, mu, decay
 
 
 def evaluate(model, loss_fn, x, y):
@@ -152,10 +159,10 @@ def main(argv=None):
             raise SystemExit(f"unknown run {name!r}; known: {', '.join(RUNS)}")
         spec = RUNS[name]
         start = time.time()
-        curve, local_steps, mu = train(spec, args, comm, data, shard)
+        curve, local_steps, mu, decay = train(spec, args, comm, data, shard)
         results["runs"][name] = dict(curve=curve, final=curve[-1], seconds=time.time() - start, variant=spec["variant"],
                                      method=spec["method"], density=run_density(spec, args),
-                                     local_steps=local_steps, mu=mu,
+                                     local_steps=local_steps, mu=mu, residual_decay=decay,
                                      mean_acc=sum(c["test_acc"] for c in curve) / len(curve))
     if comm.rank == 0:
         report(results, args)
@@ -173,11 +180,12 @@ def report(results, args):
           f"{args.steps} steps of batch {args.batch}/rank, H {args.local_steps}, lr {args.lr}, momenta "
           f"{args.momentum}/{args.server_momentum}, fusion {args.fusion}, seed {args.seed}")
     print("main classes per rank:", results["classes_per_rank"])
-    print(f"{'run':<14} {'variant':<24} {'method':<12} {'H':>2} {'mu':>3} {'rounds':>6} {'test acc %':>10} "
+    print(f"{'run':<15} {'variant':<24} {'method':<12} {'H':>2} {'mu':>3} {'decay':>5} {'rounds':>6} {'test acc %':>10} "
           f"{'mean acc %':>10} {'MB sent/rank':>12} {'time s':>7}")
     for name, r in results["runs"].items():
         f = r["final"]
-        print(f"{name:<14} {r['variant']:<24} {r['method']:<12} {r['local_steps']:>2} {r['mu']:>3} {f['rounds']:>6} "
+        print(f"{name:<15} {r['variant']:<24} {r['method']:<12} {r['local_steps']:>2} {r['mu']:>3} "
+              f"{r['residual_decay']:>5} {f['rounds']:>6} "
               f"{fmt(f['test_acc']):>10} {fmt(r['mean_acc']):>10} {f['bytes'] / 1e6:>12.3f} {r['seconds']:>7.1f}")
     sys.stdout.flush()
     if not args.out:

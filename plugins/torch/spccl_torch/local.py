@@ -11,7 +11,7 @@ docs/local_steps.md derives the rules; per parameter group, flat, with x the glo
         y_h+1 = y_h - lr_h * (m + alpha * beta_s * u)     momentum fusion: u's share, early
     end of round (S = sum of the round's lr_h):
         D_k = y_0 - y_H - S * alpha * beta_s * u          the model delta, fused share out
-        D   = mean_over_ranks(C(D_k + e_k)),  e_k <- D_k + e_k - C(D_k + e_k)
+        D   = mean_over_ranks(C(D_k + e_k)),  e_k <- gamma * (D_k + e_k - C(D_k + e_k))
         u   = beta_s * u + D / S                          server momentum (gradient units)
         x   = x - server_lr * S * u
 
@@ -21,6 +21,9 @@ Variants switch the buffers on and off (the settings of a switched-off buffer ar
     fedavg_local_momentum   beta_s = 0            (local momentum, reset every round)
     fedavg_server_momentum  beta_l = 0, alpha = 0 (server momentum, applied after the round)
     domo                    both, fused by alpha  (alpha = 0: both, not fused)
+
+gamma (`residual_decay`, 1: plain EF) shrinks what was not sent every round: with mu = 1 it
+pulls each rank's model back towards the global one (docs/local_steps.md, "Density 1/64").
 
 local_steps = 1 with fedavg_server_momentum is synchronous momentum SGD on the averaged
 gradient. Usage: the ordinary torch loop; every step() is a local step, and the H-th one is
@@ -54,7 +57,7 @@ VARIANTS = {  # variant -> (local momentum, server momentum, fusion)
 
 
 def _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion, server_lr, weight_decay, mu,
-                    config):
+                    residual_decay, config):
     if variant not in VARIANTS:
         raise ValueError(f"LocalSGD: variant {variant!r} is not one of {', '.join(VARIANTS)}")
     if lr <= 0 or server_lr <= 0:
@@ -71,20 +74,25 @@ def _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion,
         raise ValueError(f"LocalSGD: weight_decay is {weight_decay}; it must be >= 0")
     if mu < 0:
         raise ValueError(f"LocalSGD: mu is {mu}; it must be >= 0 (0: plain EF on the deltas)")
+    if not 0.0 <= residual_decay <= 1.0:
+        raise ValueError(f"LocalSGD: residual_decay is {residual_decay}; it must be in [0, 1] (1: plain EF, "
+                         "0: what is not sent is dropped)")
     if config is not None and not isinstance(config, spccl.Config):
         raise TypeError(f"LocalSGD: config must be a spccl.Config, not {type(config).__name__}")
 
 
 class LocalSGD(torch.optim.Optimizer):
     def __init__(self, params, lr, local_steps=8, variant="domo", momentum=0.9, server_momentum=0.9, fusion=1.0,
-                 server_lr=1.0, weight_decay=0.0, mu=0.0, config=None, comm=None, process_group=None):
+                 server_lr=1.0, weight_decay=0.0, mu=0.0, residual_decay=1.0, config=None, comm=None,
+                 process_group=None):
         _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion, server_lr, weight_decay, mu,
-                        config)
+                        residual_decay, config)
         if comm is not None and not isinstance(comm, spccl.Comm):
             raise TypeError(f"LocalSGD: comm must be a spccl.Comm or None, not {type(comm).__name__}")
         local, server, fused = VARIANTS[variant]
         defaults = dict(lr=lr, momentum=momentum if local else 0.0, server_momentum=server_momentum if server else 0.0,
-                        fusion=fusion if fused else 0.0, server_lr=server_lr, weight_decay=weight_decay, mu=mu)
+                        fusion=fusion if fused else 0.0, server_lr=server_lr, weight_decay=weight_decay, mu=mu,
+                        residual_decay=residual_decay)
         super().__init__(params, defaults)
         self.variant, self.local_steps = variant, local_steps
         self.comm, self.process_group = comm, process_group
@@ -238,6 +246,9 @@ class _Group:
         if fused != 0:
             delta.sub_(self.u, alpha=self.lr_sum * fused)
         average(self.state, delta, comm, process_group)  # mean C(D_k + e_k); e_k keeps the rest
+        decay = group.get("residual_decay", 1.0)  # absent from checkpoints older than the setting
+        if decay != 1.0:
+            self.state.residual.mul_(decay)
         self.u.mul_(group["server_momentum"]).add_(delta, alpha=1.0 / self.lr_sum)
         self.x.sub_(self.u, alpha=group["server_lr"] * self.lr_sum)
         if group["mu"] != 0:
