@@ -176,13 +176,15 @@ auto listedMembers(const TopKScratch& s, size_t m) {
 
 // A key that somewhat more than k elements reach, for data without structure at the sample's
 // stride: the key of rank k·samples/n + `sigmas` standard deviations + 2 among samples taken
-// at an even stride (sorted into keys). Fewer than k, or more than the scratch holds, and the
-// caller tries again or falls back to the histogram; a bad guess costs time, never exactness.
+// at an even stride (sorted into keys), but aiming no higher than halfway from k to `cap`
+// (a small sample's margin would overshoot). Fewer than k, or more than cap, and the caller
+// tries again or falls back to the histogram; a bad guess costs time, never exactness.
 template <typename Key, typename Value>
-Key sampledThreshold(size_t n, size_t k, size_t samples, double sigmas, Key* keys, Value value) {
+Key sampledThreshold(size_t n, size_t k, size_t cap, size_t samples, double sigmas, Key* keys, Value value) {
   for (size_t j = 0; j < samples; ++j) keys[j] = magnitudeKey(value((size_t)((uint64_t)j * n / samples)));
-  const double expected = (double)k * (double)samples / (double)n;
-  const size_t rank = (size_t)(expected + sigmas * sqrt(expected) + 2.0);
+  const double perElement = (double)samples / (double)n, expected = (double)k * perElement;
+  const double halfway = 0.5 * (double)(k + cap) * perElement;
+  const size_t rank = (size_t)std::min(expected + sigmas * sqrt(expected) + 2.0, halfway);
   if (rank >= samples) return 0;
   std::nth_element(keys, keys + rank, keys + samples, [](Key a, Key b) { return a > b; });
   return keys[rank];
@@ -241,10 +243,10 @@ void topKFeedback(const T* g, const T* e, T* acc, size_t n, size_t k, const TopK
     auto sample = [=](size_t i) { return feedbackValue(g, e, i); };
     auto formed = [=](size_t i) { return acc[i] = feedbackValue(g, e, i); };
     auto kept = [=](size_t i) { return acc[i]; };
-    const Key low = detail::sampledThreshold(n, k, samples, 3.0, keys, sample);
+    const Key low = detail::sampledThreshold(n, k, s.cap, samples, 3.0, keys, sample);
     size_t m = acc == g && !e ? detail::listAtLeast<T>(n, low, kept, s) : detail::listAtLeast<T>(n, low, formed, s);
     if (m < k || m > s.cap) {  // once more, on the acc now formed: lower, or higher
-      const Key again = detail::sampledThreshold(n, k, samples, m < k ? 8.0 : 0.5, keys, kept);
+      const Key again = detail::sampledThreshold(n, k, s.cap, samples, m < k ? 8.0 : 0.5, keys, kept);
       if (m < k ? again < low : again > low) m = detail::listAtLeast<T>(n, again, kept, s);
     }
     if (m >= k && m <= s.cap) {
