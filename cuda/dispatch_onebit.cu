@@ -23,10 +23,8 @@ namespace {
 constexpr cuda::WarpPolicy kWarpPolicy = cuda::signFoldPolicy();
 constexpr cuda::ElementwisePolicy kStream = cuda::streamPolicy();
 
-uint64_t ceilDiv64(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
-
 // Partials per chunk after the pack pass (level 2 of the tree); one for an empty chunk (+0).
-uint64_t groupsOf(uint64_t chunkLen) { return chunkLen ? ceilDiv64(chunkLen, cuda::kGroupElems) : 1; }
+uint64_t groupsOf(uint64_t chunkLen) { return chunkLen ? ceilDiv(chunkLen, cuda::kGroupElems) : 1; }
 
 // The scratch: two arrays of partials, the first for the pack pass's output and every
 // second fold, the second for the others; 8 bytes per partial whatever AccT is.
@@ -42,7 +40,7 @@ Partials partialsOf(void* scratch, const SignChunks& c) {
 
 // Grid for `units` warp-sized work units.
 spcclResult_t warpGrid(uint64_t units, unsigned* grid) {
-  return cuda::gridSize(ceilDiv64(units, kWarpPolicy.threads / cuda::kWarp), kWarpPolicy.blocksPerSm, grid);
+  return cuda::gridSize(ceilDiv(units, kWarpPolicy.threads / cuda::kWarp), kWarpPolicy.blocksPerSm, grid);
 }
 
 // An element-wise pass over n elements (kStream blocks): the type switch, the grid and the
@@ -63,7 +61,7 @@ spcclResult_t perElement(spcclDataType_t datatype, uint64_t n, Launch launch) {
 
 size_t signScratchBytes(const SignChunks& c) {
   const uint64_t groups = groupsOf(c.chunkLen);
-  return (size_t)c.nchunks * (groups + ceilDiv64(groups, kSignFold)) * sizeof(double);
+  return (size_t)c.nchunks * (groups + ceilDiv(groups, kSignFold)) * sizeof(double);
 }
 
 spcclResult_t signCompress(spcclDataType_t datatype, const void* in, const void* e, const SignChunks& c,
@@ -82,13 +80,13 @@ spcclResult_t signCompress(spcclDataType_t datatype, const void* in, const void*
     cuda::signPackKernel<T, threads><<<grid, threads, 0, toCuda(stream)>>>(
         static_cast<const T*>(in), static_cast<const T*>(e), c, count, messages, level);
     CUDACHECK(cudaGetLastError());
-    for (; count > 1; count = ceilDiv64(count, kSignFold)) {
-      SPCCLCHECK(warpGrid(c.nchunks * ceilDiv64(count, kSignFold), &grid));
+    for (; count > 1; count = ceilDiv(count, kSignFold)) {
+      SPCCLCHECK(warpGrid(c.nchunks * ceilDiv(count, kSignFold), &grid));
       cuda::signFoldKernel<AccT, threads><<<grid, threads, 0, toCuda(stream)>>>(level, count, c.nchunks, next);
       CUDACHECK(cudaGetLastError());
       std::swap(level, next);
     }
-    SPCCLCHECK(cuda::gridSize(ceilDiv64(c.nchunks, threads), kWarpPolicy.blocksPerSm, &grid));
+    SPCCLCHECK(cuda::gridSize(ceilDiv(c.nchunks, threads), kWarpPolicy.blocksPerSm, &grid));
     cuda::signScaleKernel<T><<<grid, threads, 0, toCuda(stream)>>>(level, c, messages);
     CUDACHECK(cudaGetLastError());
     return spcclSuccess;

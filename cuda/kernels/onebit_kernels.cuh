@@ -97,7 +97,7 @@ template <typename AccT, int Threads>
 __global__ void __launch_bounds__(Threads)
     signFoldKernel(const AccT* __restrict__ in, uint64_t countIn, uint32_t nchunks, AccT* __restrict__ out) {
   const unsigned lane = threadIdx.x % kWarp;
-  const uint64_t countOut = (countIn + kSignFold - 1) / kSignFold;
+  const uint64_t countOut = ceilDiv(countIn, kSignFold);
   const uint64_t units = (uint64_t)nchunks * countOut;
   for (uint64_t u = globalWarp<Threads>(); u < units; u += gridWarps<Threads>()) {  // warp-uniform
     const uint64_t j = u / countOut, k = u - j * countOut;

@@ -36,7 +36,7 @@ namespace spccl {
 // Values one fold adds: one word of signs, one warp.
 constexpr unsigned kSignFold = 32;
 
-SPCCL_HD size_t signWords(size_t len) { return (len + kSignFold - 1) / kSignFold; }
+SPCCL_HD size_t signWords(size_t len) { return ceilDiv(len, kSignFold); }
 SPCCL_HD bool signBit(const uint32_t* words, size_t i) { return (words[i / kSignFold] >> (i % kSignFold)) & 1u; }
 SPCCL_HD size_t signMessageBytes(size_t chunkLen) { return (sizeof(double) + 4 * signWords(chunkLen) + 7) / 8 * 8; }
 
@@ -50,7 +50,7 @@ struct SignChunks {
 };
 
 SPCCL_HD SignChunks signChunks(uint64_t n, uint32_t nchunks) {
-  const uint64_t len = nchunks ? (n + nchunks - 1) / nchunks : 0;
+  const uint64_t len = nchunks ? ceilDiv(n, nchunks) : 0;
   return {n, len, nchunks, signMessageBytes(len)};
 }
 SPCCL_HD uint64_t chunkBegin(const SignChunks& c, uint64_t j) {
