@@ -133,26 +133,26 @@ void refineAndEmit(Members members, const uint32_t* hist, size_t k, uint32_t* ou
   Key prefix = radixBucket(hist, &need);
   size_t bucketCount = hist[prefix];
   int shift = topDigitShift<Key>();
-  // When the bucket's keys are all equal (constant or few-valued data) the k-th key is known.
-  Key lo = ~Key(0), hi = 0;
-  members([&](uint32_t, Key key) {
-    if ((key >> shift) != prefix) return;
-    lo = key < lo ? key : lo;
-    hi = key > hi ? key : hi;
-  });
-  if (lo == hi) {
-    prefix = hi;
-    shift = 0;
-  }
   uint32_t hist2[kRadixBins];
   while (shift > 0 && need < bucketCount) {
     const int bits = shift < kRadixBits ? shift : kRadixBits;
     const int next = shift - bits;
     const Key mask = (Key(1) << bits) - 1;
     memset(hist2, 0, sizeof(hist2));
+    // The bucket's smallest and largest keys too: when they are equal (constant or
+    // few-valued data) the k-th key is known.
+    Key lo = ~Key(0), hi = 0;
     members([&](uint32_t, Key key) {
-      if ((key >> shift) == prefix) hist2[(key >> next) & mask]++;
+      if ((key >> shift) != prefix) return;
+      hist2[(key >> next) & mask]++;
+      lo = key < lo ? key : lo;
+      hi = key > hi ? key : hi;
     });
+    if (lo == hi) {
+      prefix = hi;
+      shift = 0;
+      break;
+    }
     const uint32_t b = radixBucket(hist2, &need);
     bucketCount = hist2[b];
     prefix = (prefix << bits) | b;
