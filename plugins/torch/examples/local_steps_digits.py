@@ -116,7 +116,9 @@ def train(spec, args, comm, data, shard):
                           seed=1000 + args.seed, dense_switch=False)
     local_steps = spec["local_steps"] or args.local_steps
     mu = args.mu if spec["mu"] is None else spec["mu"]
-    decay = args.residual_decay if "decay" in spec and spec["decay"] is None else spec.get("decay", 1.0)
+    decay = spec.get("decay", 1.0)
+    if decay is None:
+        decay = args.residual_decay
     opt = spccl_torch.LocalSGD(model.parameters(), lr=args.lr, local_steps=local_steps, variant=spec["variant"],
                                momentum=args.momentum, server_momentum=args.server_momentum, fusion=args.fusion,
                                weight_decay=args.weight_decay, mu=mu, residual_decay=decay, config=config,
