@@ -192,16 +192,23 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
 spcclResult_t spcclStateDestroy(spcclState_t state);
 /* residual = 0, step = 0. */
 spcclResult_t spcclStateReset(spcclState_t state);
-/* The residual (count elements of the state's datatype), in the same memory kind as the
- * buffers; valid until the state is destroyed (with config.pipeline: until the next call). */
+/* The state's feedback memory: spcclStateGetResidualCount elements of the state's datatype,
+ * in the same memory kind as the buffers; valid until the state is destroyed (with
+ * config.pipeline: until the next call). Its first count elements are the worker residual,
+ * position for position with the tensor; 1-bit keeps its server residual (the feedback of
+ * this rank's chunk, ceil(count/nranks) elements) after them. A checkpoint saves all of it. */
 spcclResult_t spcclStateGetResidual(spcclState_t state, void** residual);
+/* Elements of the feedback memory spcclStateGetResidual points to and spcclStateSetResidual
+ * restores: count, plus ceil(count/nranks) for 1-bit. */
+spcclResult_t spcclStateGetResidualCount(spcclState_t state, size_t* count);
 /* The step the next spcclSparseAllReduce / spcclCompress will use. */
 spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step);
 /* Restoring a checkpoint: the step the next call uses (every rank must restore the same
- * one), and the residual, copied from `residual` (count elements of datatype, which must be
- * the state's, in the same memory kind as the state's buffers; on a device state the copy is
- * ordered on `stream` and complete when the call returns). A state with feedback none keeps
- * no residual and refuses one (spcclInvalidUsage). On failure the state is unchanged. Local. */
+ * one), and the whole feedback memory, copied from `residual` (count must be
+ * spcclStateGetResidualCount's and datatype the state's; the same memory kind as the state's
+ * buffers; on a device state the copy is ordered on `stream` and complete when the call
+ * returns). A state with feedback none keeps no residual and refuses one
+ * (spcclInvalidUsage). On failure the state is unchanged. Local. */
 spcclResult_t spcclStateSetStep(spcclState_t state, unsigned long long step);
 spcclResult_t spcclStateSetResidual(spcclState_t state, const void* residual, size_t count, spcclDataType_t datatype,
                                     spcclStream_t stream);

@@ -101,6 +101,7 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   st->method = method;
   spcclResult_t res;
   if (resolved.hierarchical) {  // the method runs on a shard, in an inner state (hierarchy.cc)
+    st->residualCount = count;
     SPCCLCHECKGOTO(bufferAlloc(&st->residual, kHostMemory, count * elem, api), res, fail);
     SPCCLCHECKGOTO(hierarchicalSetup(st.get(), api), res, fail);
   } else {
@@ -108,11 +109,11 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
     const MemoryKind kind = st->onDevice ? kDeviceMemory : kHostMemory;
     const size_t workspace = method->workspaceBytes(*st);
     if (st->onDevice) SPCCLCHECKGOTO(device::stateSyncCreate(&st->deviceSync, api), res, fail);
-    const size_t extra = method->residualExtra ? method->residualExtra(*st) : 0;
-    SPCCLCHECKGOTO(bufferAlloc(&st->residual, kind, (count + extra) * elem, api), res, fail);
+    st->residualCount = count + (method->residualExtra ? method->residualExtra(*st) : 0);
+    SPCCLCHECKGOTO(bufferAlloc(&st->residual, kind, st->residualCount * elem, api), res, fail);
     SPCCLCHECKGOTO(bufferAlloc(&st->workspace, kind, workspace, api), res, fail);
     if (method->spareResidual && method->spareResidual(*st))
-      SPCCLCHECKGOTO(bufferAlloc(&st->residualNext, kind, count * elem, api), res, fail);
+      SPCCLCHECKGOTO(bufferAlloc(&st->residualNext, kind, st->residualCount * elem, api), res, fail);
     if (st->onDevice)
       SPCCLCHECKGOTO(bufferAlloc(&st->deviceStep, kDeviceMemory, sizeof(unsigned long long), api), res, fail);
     if (st->onDevice && !comm->transport->deviceBuffers())
@@ -166,6 +167,13 @@ spcclResult_t spcclStateGetResidual(spcclState_t state, void** residual) {
   return spcclSuccess;
 }
 
+spcclResult_t spcclStateGetResidualCount(spcclState_t state, size_t* count) {
+  SPCCLCHECK(stateCheck(state, "spcclStateGetResidualCount"));
+  SPCCLCHECK(ptrCheck(count, "spcclStateGetResidualCount", "count"));
+  *count = state->residualCount;
+  return spcclSuccess;
+}
+
 spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step) {
   SPCCLCHECK(stateCheck(state, "spcclStateGetStep"));
   SPCCLCHECK(ptrCheck(step, "spcclStateGetStep", "step"));
@@ -188,8 +196,11 @@ spcclResult_t spcclStateSetResidual(spcclState_t state, const void* residual, si
                                     spcclStream_t stream) {
   const char* api = "spcclStateSetResidual";
   SPCCLCHECK(stateCheck(state, api));
-  SPCCL_REQUIRE(count == state->count, spcclInvalidUsage, "%s : count %zu differs from the state's count %zu", api,
-                count, state->count);
+  // The whole feedback memory or nothing: a restore of the worker residual alone would leave
+  // 1-bit's server residual as it was, and a run resumed from it would not be the saved one.
+  SPCCL_REQUIRE(count == state->residualCount, spcclInvalidUsage,
+                "%s : count %zu differs from the state's feedback memory, %zu elements (spcclStateGetResidualCount)",
+                api, count, state->residualCount);
   SPCCL_REQUIRE(datatype == state->datatype, spcclInvalidUsage, "%s : datatype %s differs from the state's datatype %s",
                 api, dataTypeName(datatype), dataTypeName(state->datatype));
   SPCCL_REQUIRE(state->config.feedback == spcclFeedbackEF, spcclInvalidUsage,

@@ -44,7 +44,7 @@ struct MethodOps {
   // Optional: whether the state double-buffers its residual (config.pipeline overlap).
   bool (*spareResidual)(const spcclState& st);
   // Optional: elements of feedback the method keeps after the count elements of the residual
-  // (1-bit's server residual); zeroed with it, invisible to spcclStateGetResidual's callers.
+  // (1-bit's server residual): part of the state's feedback memory (state.h, residualCount).
   size_t (*residualExtra)(const spcclState& st);
 };
 

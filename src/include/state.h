@@ -42,7 +42,12 @@ struct spcclState {
   const spccl::MethodOps* method = nullptr;
   unsigned long long step = 0;
 
-  spccl::Buffer residual;   // count elements; all zero while feedback is NONE
+  // The feedback memory: residualCount elements, the count of the tensor's worker residual
+  // and then whatever feedback the method keeps beyond it (1-bit's server residual). This one
+  // extent is what spcclStateGetResidual shows, spcclStateSetResidual restores and
+  // spcclStateReset zeroes; all zero while feedback is NONE.
+  spccl::Buffer residual;
+  size_t residualCount = 0;
   // config.pipeline with EF: the next residual is written here while the reduction is in
   // flight, and swapped with `residual` only when the call succeeds.
   spccl::Buffer residualNext;

@@ -100,6 +100,58 @@ TEST(OneBit, ServerResidualCarriesWhatTheServerDidNotSend) {
   spcclStateDestroy(worker);
 }
 
+// A checkpoint of the whole feedback memory (worker and server residual, exactly
+// spcclStateGetResidualCount elements) resumes bit for bit: a restored state's outputs
+// equal the uninterrupted state's, in every type.
+TEST(OneBit, RestoredRunIsBitForBit) {
+  const World& w = world();
+  const size_t n = 3000, len = (n + w.nranks - 1) / w.nranks;
+  const spcclConfig_t cfg = oneBitConfig();
+  for (spcclDataType_t type : allTypes) {
+    const size_t elem = type == spcclFloat64 ? 8 : type == spcclFloat32 ? 4 : 2;
+    spcclState_t straight, resumed;
+    ASSERT_EQ(spcclStateCreate(&straight, w.comm, &cfg, n, type), spcclSuccess);
+    ASSERT_EQ(spcclStateCreate(&resumed, w.comm, &cfg, n, type), spcclSuccess);
+    size_t feedback = 0;
+    ASSERT_EQ(spcclStateGetResidualCount(straight, &feedback), spcclSuccess);
+    ASSERT_EQ(feedback, n + len);
+    std::vector<char> g(n * elem), out(n * elem), again(n * elem);
+    auto gradient = [&](unsigned long long step) {
+      const std::vector<float> v = inputs<float>(w.rank, step, n);
+      for (size_t i = 0; i < n; ++i) {
+        const float x = v[i] * (1.0f + 0.37f * (float)(step % 3));  // scales that do not cancel
+        if (type == spcclFloat32) reinterpret_cast<float*>(g.data())[i] = x;
+        else if (type == spcclFloat64) reinterpret_cast<double*>(g.data())[i] = x;
+        else if (type == spcclFloat16) reinterpret_cast<spccl::half_t*>(g.data())[i] = spccl::fromAcc<spccl::half_t>(x);
+        else reinterpret_cast<spccl::bfloat16_t*>(g.data())[i] = spccl::fromAcc<spccl::bfloat16_t>(x);
+      }
+    };
+    for (unsigned long long step = 0; step < 3; ++step) {
+      gradient(step);
+      ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, type, spcclAvg, straight, w.comm, nullptr), spcclSuccess);
+    }
+    // The checkpoint: a copy of the feedback memory and the step, restored into a fresh state.
+    void* memory = nullptr;
+    ASSERT_EQ(spcclStateGetResidual(straight, &memory), spcclSuccess);
+    const std::vector<char> saved(static_cast<char*>(memory), static_cast<char*>(memory) + feedback * elem);
+    EXPECT_EQ(spcclStateSetResidual(resumed, saved.data(), n, type, nullptr), spcclInvalidUsage)
+        << "a restore of the worker residual alone must be refused";
+    ASSERT_EQ(spcclStateSetResidual(resumed, saved.data(), feedback, type, nullptr), spcclSuccess);
+    ASSERT_EQ(spcclStateSetStep(resumed, 3), spcclSuccess);
+    size_t differ = 0;
+    for (unsigned long long step = 3; step < 8; ++step) {
+      gradient(step);
+      ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, type, spcclAvg, straight, w.comm, nullptr), spcclSuccess);
+      ASSERT_EQ(spcclSparseAllReduce(g.data(), again.data(), n, type, spcclAvg, resumed, w.comm, nullptr), spcclSuccess);
+      differ += memcmp(out.data(), again.data(), out.size()) != 0;
+    }
+    EXPECT_EQ(differ, 0u) << "datatype " << (int)type;
+    EXPECT_TRUE(sameResidual(straight, resumed, feedback * elem)) << "datatype " << (int)type;
+    spcclStateDestroy(straight);
+    spcclStateDestroy(resumed);
+  }
+}
+
 // Feedback NONE keeps no residual at either level: every call is the first call.
 TEST(OneBit, NoFeedbackDropsBothResiduals) {
   const World& w = world();

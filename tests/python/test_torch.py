@@ -149,3 +149,27 @@ def test_def_rejects_bad_use(comm):
     bad = spccl_torch.DEF(model.parameters(), lr=0.1, config=spccl.Config(density=2.0), comm=comm)
     with pytest.raises(spccl.SpcclError, match="density 2 is outside"):
         bad.lookahead()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_onebit_checkpoint_resumes_bit_for_bit(world, comm, dtype):
+    # The checkpoint holds the state's whole feedback memory (1-bit's server residual after
+    # the worker residual), so a state restored from it continues exactly as the saved one.
+    from spccl_torch import checkpoint
+
+    n, cfg = 3000, spccl.Config(method="onebit", feedback="ef")
+    straight, resumed = spccl.State(comm, cfg, n, dtype), spccl.State(comm, cfg, n, dtype)
+    grads = [torch.from_numpy(np.random.default_rng(100 * world.rank + s).standard_normal(n)).to(dtype)
+             for s in range(8)]
+    for s in range(3):
+        straight.sparse_allreduce(grads[s].clone())
+    saved = checkpoint.snapshot(straight)
+    assert saved["residual"].numel() == straight.residual_count == n + -(-n // world.size)
+    assert torch.count_nonzero(saved["residual"][n:]) > 0  # the server part is in it
+    checkpoint.restore(resumed, saved, "test")
+    for s in range(3, 8):
+        a, b = straight.sparse_allreduce(grads[s].clone()), resumed.sparse_allreduce(grads[s].clone())
+        assert torch.equal(a.view(torch.int16 if dtype != torch.float32 else torch.int32),
+                           b.view(torch.int16 if dtype != torch.float32 else torch.int32)), f"step {s}"
+    with pytest.raises(spccl.SpcclError):
+        resumed.restore(0, saved["residual"][:n].clone())  # the worker part alone is refused

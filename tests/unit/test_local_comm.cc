@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -129,6 +131,33 @@ TEST_F(LocalComm, RestoredStateContinuesIdentically) {
   }
 }
 
+// The feedback memory is one extent for every method: what GetResidual shows, SetResidual
+// restores and Reset zeroes. 1-bit's holds its server residual (ceil(64/4) = 16 elements)
+// after the worker residual; a restore reads exactly that many elements, never more.
+TEST_F(LocalComm, FeedbackMemoryIsOneExtent) {
+  for (spcclMethod_t method : {spcclMethodDense, spcclMethodRandomBlock, spcclMethodTopK, spcclMethodGaussianK,
+                               spcclMethodGTopK, spcclMethodOneBit}) {
+    spcclState_t st = makeState(method, 64);
+    const size_t want = method == spcclMethodOneBit ? 64 + 16 : 64;
+    size_t count = 0;
+    ASSERT_EQ(spcclStateGetResidualCount(st, &count), spcclSuccess);
+    ASSERT_EQ(count, want) << spcclMethodName(method);
+    // Exactly `want` elements on the heap: ASan reports a restore that reads past them.
+    std::unique_ptr<float[]> saved(new float[want]);
+    for (size_t i = 0; i < want; ++i) saved[i] = (float)i + 0.5f;
+    if (want != 64) EXPECT_EQ(spcclStateSetResidual(st, saved.get(), 64, spcclFloat32, nullptr), spcclInvalidUsage);
+    ASSERT_EQ(spcclStateSetResidual(st, saved.get(), want, spcclFloat32, nullptr), spcclSuccess);
+    void* res = nullptr;
+    ASSERT_EQ(spcclStateGetResidual(st, &res), spcclSuccess);
+    EXPECT_EQ(memcmp(res, saved.get(), want * sizeof(float)), 0) << spcclMethodName(method);
+    ASSERT_EQ(spcclStateReset(st), spcclSuccess);
+    for (size_t i = 0; i < want; ++i) ASSERT_EQ(static_cast<const float*>(res)[i], 0.0f) << spcclMethodName(method);
+  }
+  size_t count = 0;
+  EXPECT_EQ(spcclStateGetResidualCount(nullptr, &count), spcclInvalidArgument);
+  EXPECT_EQ(spcclStateGetResidualCount(states_[0], nullptr), spcclInvalidArgument);
+}
+
 TEST_F(LocalComm, RestoreRejectsBadInputAndChangesNothing) {
   spcclState_t st = makeState(spcclMethodRandomBlock, 64);
   std::vector<float> r(64, 3.0f);
@@ -138,7 +167,7 @@ TEST_F(LocalComm, RestoreRejectsBadInputAndChangesNothing) {
   EXPECT_EQ(spcclStateSetResidual(st, nullptr, 64, spcclFloat32, nullptr), spcclInvalidArgument);
   EXPECT_TRUE(lastErrorMentions("spcclStateSetResidual : residual argument is NULL"));
   EXPECT_EQ(spcclStateSetResidual(st, r.data(), 63, spcclFloat32, nullptr), spcclInvalidUsage);
-  EXPECT_TRUE(lastErrorMentions("count 63 differs from the state's count 64"));
+  EXPECT_TRUE(lastErrorMentions("count 63 differs from the state's feedback memory, 64 elements"));
   EXPECT_EQ(spcclStateSetResidual(st, wrongType.data(), 64, spcclFloat64, nullptr), spcclInvalidUsage);
   EXPECT_TRUE(lastErrorMentions("datatype double differs"));
   EXPECT_EQ(spcclStateSetResidual(st, reinterpret_cast<const char*>(r.data()) + 1, 64, spcclFloat32, nullptr),

@@ -344,20 +344,31 @@ class State:
         return Config.from_c(c)
 
     @property
+    def residual_count(self):
+        """Elements of the feedback memory: count, plus 1-bit's server residual."""
+        n = ctypes.c_size_t()
+        _check(_L.spcclStateGetResidualCount(self.handle, ctypes.byref(n)))
+        return n.value
+
+    @property
     def residual(self):
-        """The error-feedback residual as a view (no copy): a torch tensor for a state made
-        with a torch dtype, else a NumPy array. Valid until the state is closed, or with
-        config.pipeline (a double-buffered residual) until the next call on the state: read
-        this property again after each call rather than keeping the view."""
+        """The state's whole feedback memory as a view (no copy), residual_count elements: a
+        torch tensor for a state made with a torch dtype, else a NumPy array. Its first `count`
+        elements are the worker residual, position for position with the tensor; 1-bit keeps
+        its server residual after them. restore() takes exactly this, so a checkpoint of it
+        resumes bit for bit. Valid until the state is closed, or with config.pipeline (a
+        double-buffered residual) until the next call on the state: read this property again
+        after each call rather than keeping the view."""
         ptr = ctypes.c_void_p()
         _check(_L.spcclStateGetResidual(self.handle, ctypes.byref(ptr)))
+        n = self.residual_count
         if self.device is not None and getattr(self.device, "type", None) == "cuda":
-            return _cuda_view(ptr.value, self.count, self.dtype, self.device)
+            return _cuda_view(ptr.value, n, self.dtype, self.device)
         words = _NP_VIEW[self.datatype]
-        if self.count == 0:
+        if n == 0:
             arr = np.zeros(0, dtype=words)
         else:
-            raw = (ctypes.c_byte * (self.count * np.dtype(words).itemsize)).from_address(ptr.value)
+            raw = (ctypes.c_byte * (n * np.dtype(words).itemsize)).from_address(ptr.value)
             arr = np.frombuffer(raw, dtype=words)
         if not _is_torch_dtype(self.dtype):
             return arr
@@ -370,8 +381,8 @@ class State:
 
     def restore(self, step, residual=None):
         """Restores a checkpoint: the step the next call uses and, with feedback EF, the
-        residual (copied from `residual`, which must have the state's size and dtype and live
-        where its buffers live). Nothing changes when it raises."""
+        feedback memory (copied from `residual`, which must have residual_count elements of
+        the state's dtype and live where its buffers live). Nothing changes when it raises."""
         if residual is not None:
             r = _Buffer(residual, "residual")
             _check(_L.spcclStateSetResidual(self.handle, r.ptr, r.count, r.datatype, r.stream))

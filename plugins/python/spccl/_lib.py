@@ -43,6 +43,7 @@ _PROTOTYPES = {
     "spcclStateDestroy": (c_int, [c_void_p]),
     "spcclStateReset": (c_int, [c_void_p]),
     "spcclStateGetResidual": (c_int, [c_void_p, P(c_void_p)]),
+    "spcclStateGetResidualCount": (c_int, [c_void_p, P(c_size_t)]),
     "spcclStateGetStep": (c_int, [c_void_p, P(c_ull)]),
     "spcclStateSetStep": (c_int, [c_void_p, c_ull]),
     "spcclStateSetResidual": (c_int, [c_void_p, c_void_p, c_size_t, c_int, c_void_p]),

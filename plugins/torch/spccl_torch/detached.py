@@ -100,7 +100,7 @@ class DEF(torch.optim.Optimizer):
             g = self._group(i, group)
             torch.cat([p.detach().reshape(-1) for p in group["params"]], out=g["x"])
             if group["mu"] != 0:
-                self._scatter(g["x"] - group["mu"] * g["state"].residual, group["params"])
+                self._scatter(g["x"] - group["mu"] * g["state"].residual[:g["state"].count], group["params"])
         self._at_lookahead = True
 
     def spccl_state(self, group=0):
@@ -109,7 +109,8 @@ class DEF(torch.optim.Optimizer):
 
     def residual(self, group=0):
         """The group's residual e (a view of spccl's memory), flat in parameter order."""
-        return self.spccl_state(group).residual
+        state = self.spccl_state(group)
+        return state.residual[:state.count]
 
     def step(self, closure=None):
         """One DEF step; collective over the comm. Returns the closure's loss (or None)."""

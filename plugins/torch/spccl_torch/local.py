@@ -248,11 +248,11 @@ class _Group:
         average(self.state, delta, comm, process_group)  # mean C(D_k + e_k); e_k keeps the rest
         decay = group.get("residual_decay", 1.0)  # absent from checkpoints older than the setting
         if decay != 1.0:
-            self.state.residual.mul_(decay)
+            self.state.residual[:self.state.count].mul_(decay)
         self.u.mul_(group["server_momentum"]).add_(delta, alpha=1.0 / self.lr_sum)
         self.x.sub_(self.u, alpha=group["server_lr"] * self.lr_sum)
         if group["mu"] != 0:
-            self.load(self.x - group["mu"] * self.state.residual)
+            self.load(self.x - group["mu"] * self.state.residual[:self.state.count])
         else:
             self.load(self.x)
         return _ring_bytes(self.state)
