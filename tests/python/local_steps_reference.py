@@ -28,32 +28,45 @@ def train(opt, model, rank, steps, lrs=None, first=0):
         opt.step()
 
 
-def reference_rounds(rank, mean, steps, H, lrs, beta_l, beta_s, alpha, wd):
+def reference_rounds(rank, mean, steps, H, lrs, beta_l, beta_s, alpha, wd, carried=False, nesterov=False,
+                     eta_s=1.0, inner=None):
     """The rules of docs/local_steps.md written out on their own for rank `rank`, with the
-    launcher's own dense average `mean` (a float64 NumPy array -> its mean over the ranks)."""
+    launcher's own dense average `mean` (a float64 NumPy array -> its mean over the ranks).
+    carried: the local momentum is not reset at round start (FedAvgSLM); nesterov: the outer
+    step looks ahead along u (DiLoCo); inner: a function params -> torch optimizer that takes
+    the local steps instead of momentum SGD (lrs then set its lr)."""
     model = make_model(0)
     flat = lambda: torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()  # noqa: E731
     x, u = flat(), torch.zeros_like(flat())
+    opt = inner(model.parameters()) if inner is not None else None
+    m = [torch.zeros_like(p) for p in model.parameters()]
     for r in range(steps // H):
-        m = [torch.zeros_like(p) for p in model.parameters()]
+        if not carried:
+            m = [torch.zeros_like(p) for p in model.parameters()]
         y0, S = flat(), 0.0
         for h in range(H):
             s = r * H + h
             xb, yb = rank_batch(rank, s)
             model.zero_grad()
             torch.nn.functional.mse_loss(model(xb), yb).backward()
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lrs[s]
+                opt.step()
             with torch.no_grad():
                 offset = 0
                 for p, mp in zip(model.parameters(), m):
-                    mp.mul_(beta_l).add_(p.grad + wd * p)
+                    if opt is None:
+                        mp.mul_(beta_l).add_(p.grad + wd * p)
+                        p.sub_(lrs[s] * mp)
                     push = u[offset:offset + p.numel()].view_as(p).to(p.dtype)
-                    p.sub_(lrs[s] * (mp + alpha * beta_s * push))
+                    p.sub_(lrs[s] * alpha * beta_s * push)
                     offset += p.numel()
             S += lrs[s]
         delta = (y0 - flat() - alpha * beta_s * S * u).numpy()
         D = torch.from_numpy(mean(delta))
         u = beta_s * u + D / S
-        x = x - S * u
+        x = x - eta_s * (D + S * beta_s * u) if nesterov else x - eta_s * S * u
         with torch.no_grad():
             offset = 0
             for p in model.parameters():

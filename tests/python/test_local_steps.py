@@ -14,21 +14,52 @@ import spccl_torch  # noqa: E402
 from local_steps_reference import make_model, reference_rounds, train  # noqa: E402
 
 
-@pytest.mark.parametrize("variant", ["fedavg", "fedavg_local_momentum", "fedavg_server_momentum", "domo"])
-def test_rounds_follow_the_documented_rules(world, comm, variant):
+def flat(model):
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
+
+
+@pytest.mark.parametrize("outer", ["momentum", "nesterov"])
+@pytest.mark.parametrize("variant", ["fedavg", "fedavg_local_momentum", "fedavg_server_momentum", "fedavg_slm",
+                                     "domo"])
+def test_rounds_follow_the_documented_rules(world, comm, variant, outer):
     H, steps, wd = 3, 12, 0.01
     lrs = [0.1 * (1 - s / 20) for s in range(steps)]  # a schedule: lr changes inside rounds
+    v = spccl_torch.local.VARIANTS[variant]
+    fusion = 0.6 if outer == "momentum" else 0.0  # Nesterov refuses fusion (test_bad_settings_are_refused)
     model = make_model(0)
     opt = spccl_torch.LocalSGD(model.parameters(), lr=0.1, local_steps=H, variant=variant, momentum=0.8,
-                               server_momentum=0.7, fusion=0.6, weight_decay=wd, config=spccl.Config(method="dense"),
-                               comm=comm)
+                               server_momentum=0.7, fusion=fusion, server_lr=0.9, weight_decay=wd,
+                               config=spccl.Config(method="dense"), comm=comm, outer=outer)
     train(opt, model, world.rank, steps, lrs)
-    local, server, fused = spccl_torch.local.VARIANTS[variant]
     mean = lambda a: allsum(world, a) / world.size  # noqa: E731
-    expected = reference_rounds(world.rank, mean, steps, H, lrs, 0.8 * local, 0.7 * server, 0.6 * fused, wd)
-    got = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
+    expected = reference_rounds(world.rank, mean, steps, H, lrs, 0.8 * v.local, 0.7 * v.server, fusion * v.fused, wd,
+                                carried=v.carried, nesterov=outer == "nesterov", eta_s=0.9)
+    got = flat(model)
     assert opt.rounds == steps // H
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5), (got - expected).abs().max()
+
+
+def adamw(params):
+    return torch.optim.AdamW(params, lr=0.01, weight_decay=0.1)
+
+
+def test_diloco_inner_adamw_nesterov_outer_follows_the_rules(world, comm):
+    """DiLoCo: AdamW inside the round (its state carried across rounds, its lr scheduled),
+    the Nesterov outer step with an outer learning rate on the averaged delta."""
+    H, steps = 4, 12
+    lrs = [0.01 * (1 - s / 20) for s in range(steps)]
+    model = make_model(0)
+    inner = adamw(model.parameters())
+    opt = spccl_torch.LocalSGD(model.parameters(), inner=inner, local_steps=H, variant="fedavg_server_momentum",
+                               outer="nesterov", server_lr=0.7, server_momentum=0.9, comm=comm)
+    for s in range(steps):  # the inner optimizer's lr is what a scheduler would set
+        inner.param_groups[0]["lr"] = lrs[s]
+        train(opt, model, world.rank, 1, first=s)
+    mean = lambda a: allsum(world, a) / world.size  # noqa: E731
+    expected = reference_rounds(world.rank, mean, steps, H, lrs, 0.0, 0.9, 0.0, 0.0, nesterov=True, eta_s=0.7,
+                                inner=adamw)
+    assert opt.rounds == steps // H
+    assert torch.allclose(flat(model), expected, rtol=1e-4, atol=1e-5), (flat(model) - expected).abs().max()
 
 
 def test_every_rank_ends_a_round_on_the_same_model(world, comm):
@@ -46,8 +77,13 @@ def test_every_rank_ends_a_round_on_the_same_model(world, comm):
 
 def compressed_opt(model, comm, config=None, **settings):
     config = config or spccl.Config(method="randomblock", density=0.25, block_size=4, feedback="ef", seed=7)
-    return spccl_torch.LocalSGD(model.parameters(), lr=0.05, local_steps=4, variant="domo", mu=1.0, config=config,
-                                comm=comm, **settings)
+    settings = dict(lr=0.05, variant="domo") | settings
+    return spccl_torch.LocalSGD(model.parameters(), local_steps=4, mu=1.0, config=config, comm=comm, **settings)
+
+
+def diloco_opt(model, comm):
+    return compressed_opt(model, comm, lr=None, inner=adamw(model.parameters()), variant="fedavg_server_momentum",
+                          outer="nesterov", server_lr=0.7, residual_decay=0.9)
 
 
 def test_residual_decay_scales_what_was_not_sent(world, comm):
@@ -67,21 +103,23 @@ def test_residual_decay_scales_what_was_not_sent(world, comm):
     assert torch.equal(x_decayed, x_plain)
 
 
-def test_resume_mid_round_equals_the_straight_run(world, comm):
+@pytest.mark.parametrize("make_opt", [compressed_opt, diloco_opt], ids=["domo", "diloco"])
+def test_resume_mid_round_equals_the_straight_run(world, comm, make_opt):
     """10 steps (2.5 rounds of 4), save model and optimizer, load both into fresh ones (new
-    spccl states), 10 more: bit for bit the 20 straight steps, residual included."""
+    spccl states, a new inner optimizer), 10 more: bit for bit the 20 straight steps,
+    residual included."""
     straight = make_model(2)
-    straight_opt = compressed_opt(straight, comm)
+    straight_opt = make_opt(straight, comm)
     train(straight_opt, straight, world.rank, 20)
     model = make_model(2)
-    opt = compressed_opt(model, comm)
+    opt = make_opt(model, comm)
     train(opt, model, world.rank, 10)
     buffer = io.BytesIO()
     torch.save(dict(model=model.state_dict(), opt=opt.state_dict()), buffer)
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=False)
     resumed = make_model(3)  # other weights: everything must come from the checkpoint
-    opt2 = compressed_opt(resumed, comm)
+    opt2 = make_opt(resumed, comm)
     resumed.load_state_dict(saved["model"])
     opt2.load_state_dict(saved["opt"])
     train(opt2, resumed, world.rank, 10, first=10)
@@ -112,8 +150,21 @@ def test_resume_under_another_config_is_refused_unless_reset(world, comm):
     (dict(residual_decay=1.5), "residual_decay"),
     (dict(residual_decay=-0.1), "residual_decay"),
     (dict(lr=0.0), "lr"),
+    (dict(lr=None), "lr is required"),
+    (dict(outer="adam"), "outer"),
+    (dict(variant="domo", outer="nesterov"), "fusion"),
+    (dict(lr=None, inner="adamw"), "inner must be"),
 ])
 def test_bad_settings_are_refused(comm, kwargs, message):
     settings = dict(lr=0.1) | kwargs
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         spccl_torch.LocalSGD(make_model(0).parameters(), comm=comm, **settings)
+
+
+def test_inner_optimizer_over_other_parameters_is_refused(comm):
+    model = make_model(0)
+    inner = adamw(list(model.parameters())[:2])
+    with pytest.raises(ValueError, match="same parameters"):
+        spccl_torch.LocalSGD(model.parameters(), inner=inner, comm=comm)
+    with pytest.raises(ValueError, match="lr is the built-in"):
+        spccl_torch.LocalSGD(model.parameters(), lr=0.1, inner=adamw(model.parameters()), comm=comm)

@@ -28,7 +28,7 @@ def flat(model):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
 
 
-@pytest.mark.parametrize("variant", ["fedavg_server_momentum", "domo"])
+@pytest.mark.parametrize("variant", ["fedavg_server_momentum", "fedavg_slm", "domo"])
 def test_rounds_follow_the_documented_rules(world, variant):
     _, rank = world
     H, steps = 3, 9
@@ -37,8 +37,23 @@ def test_rounds_follow_the_documented_rules(world, variant):
     opt = spccl_torch.LocalSGD(model.parameters(), lr=0.1, local_steps=H, variant=variant, momentum=0.8,
                                server_momentum=0.7, fusion=0.6)
     train(opt, model, rank, steps)
-    local, server, fused = spccl_torch.local.VARIANTS[variant]
-    expected = reference_rounds(rank, mean_over_ranks, steps, H, lrs, 0.8 * local, 0.7, 0.6 * fused, 0.0)
+    v = spccl_torch.local.VARIANTS[variant]
+    expected = reference_rounds(rank, mean_over_ranks, steps, H, lrs, 0.8 * v.local, 0.7, 0.6 * v.fused, 0.0,
+                                carried=v.carried)
+    torch.testing.assert_close(flat(model), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_diloco_rounds_follow_the_documented_rules(world):
+    """AdamW inside the round, Nesterov outer step (outer lr 0.7), over the process group."""
+    _, rank = world
+    H, steps = 4, 8
+    adamw = lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.1)  # noqa: E731
+    model = make_model(0)
+    opt = spccl_torch.LocalSGD(model.parameters(), inner=adamw(model.parameters()), local_steps=H,
+                               variant="fedavg_server_momentum", outer="nesterov", server_lr=0.7)
+    train(opt, model, rank, steps)
+    expected = reference_rounds(rank, mean_over_ranks, steps, H, [0.01] * steps, 0.0, 0.9, 0.0, 0.0, nesterov=True,
+                                eta_s=0.7, inner=adamw)
     torch.testing.assert_close(flat(model), expected, rtol=1e-4, atol=1e-5)
 
 

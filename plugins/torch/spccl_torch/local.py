@@ -1,26 +1,39 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Local steps with double momentum (DOMO; Xu & Huang, AAAI 2021) as a torch optimizer.
+"""Local steps as a torch optimizer: FedAvg, its momentum variants, DOMO (double momentum;
+Xu & Huang, AAAI 2021) and DiLoCo (any inner optimizer, Nesterov outer step).
 
 Every rank takes H local steps, then the ranks average the round's model delta through spccl
 (dense, or compressed with error feedback: the residual e belongs to the delta stream).
 docs/local_steps.md derives the rules; per parameter group, flat, with x the global model:
 
-    round start (m reset to 0):  y_0 = x - mu * e         DEF's look-ahead (mu = 0: plain EF)
-    local step h:
+    round start (m reset to 0 unless carried):  y_0 = x - mu * e   DEF's look-ahead (mu = 0: plain EF)
+    local step h (an `inner` optimizer replaces the first two lines by its own step):
         m     = beta_l * m + grad f_k(y_h) + wd * y_h
-        y_h+1 = y_h - lr_h * (m + alpha * beta_s * u)     momentum fusion: u's share, early
+        y_h+1 = y_h - lr_h * m
+        y_h+1 = y_h+1 - lr_h * alpha * beta_s * u         momentum fusion: u's share, early
     end of round (S = sum of the round's lr_h):
         D_k = y_0 - y_H - S * alpha * beta_s * u          the model delta, fused share out
         D   = mean_over_ranks(C(D_k + e_k)),  e_k <- gamma * (D_k + e_k - C(D_k + e_k))
         u   = beta_s * u + D / S                          server momentum (gradient units)
-        x   = x - server_lr * S * u
+        x   = x - server_lr * S * u                       outer="momentum"
+        x   = x - server_lr * (D + S * beta_s * u)        outer="nesterov" (DiLoCo's outer step)
 
 Variants switch the buffers on and off (the settings of a switched-off buffer are ignored):
 
     fedavg                  beta_l = 0, beta_s = 0
     fedavg_local_momentum   beta_s = 0            (local momentum, reset every round)
     fedavg_server_momentum  beta_l = 0, alpha = 0 (server momentum, applied after the round)
+    fedavg_slm              alpha = 0             (both, local momentum carried across rounds)
     domo                    both, fused by alpha  (alpha = 0: both, not fused)
+
+DiLoCo is fedavg_server_momentum with outer="nesterov", server_lr its outer learning rate,
+and inner=torch.optim.AdamW(...) over the same parameters (its state is carried across
+rounds; lr_h is read from its groups, so a scheduler attached to it drives S):
+
+    inner = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    opt = spccl_torch.LocalSGD(model.parameters(), inner=inner, local_steps=32,
+                               variant="fedavg_server_momentum", outer="nesterov",
+                               server_lr=0.7, server_momentum=0.9)
 
 gamma (`residual_decay`, 1: plain EF) shrinks what was not sent every round: with mu = 1 it
 pulls each rank's model back towards the global one (docs/local_steps.md, "Density 1/64").
@@ -39,6 +52,7 @@ state_dict() / load_state_dict() save and restore this rank's buffers with its r
 
 The parameters hold the rank's local model y; between rounds with mu = 0 that is the global
 x. To evaluate x at any time: `with opt.global_model(): ...`."""
+import collections
 import contextlib
 
 import torch
@@ -48,19 +62,31 @@ import spccl
 from . import checkpoint
 from .exchange import LocalComms, average, check_method, world
 
-VARIANTS = {  # variant -> (local momentum, server momentum, fusion)
-    "fedavg": (False, False, False),
-    "fedavg_local_momentum": (True, False, False),
-    "fedavg_server_momentum": (False, True, False),
-    "domo": (True, True, True),
+Variant = collections.namedtuple("Variant", "local server fused carried")
+VARIANTS = {  # which buffers a variant keeps; carried: the local momentum is not reset at round start
+    "fedavg": Variant(False, False, False, False),
+    "fedavg_local_momentum": Variant(True, False, False, False),
+    "fedavg_server_momentum": Variant(False, True, False, False),
+    "fedavg_slm": Variant(True, True, False, True),
+    "domo": Variant(True, True, True, False),
 }
+OUTER_STEPS = ("momentum", "nesterov")
 
 
 def _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion, server_lr, weight_decay, mu,
-                    residual_decay, config):
+                    residual_decay, config, outer, inner):
     if variant not in VARIANTS:
         raise ValueError(f"LocalSGD: variant {variant!r} is not one of {', '.join(VARIANTS)}")
-    if lr <= 0 or server_lr <= 0:
+    if outer not in OUTER_STEPS:
+        raise ValueError(f"LocalSGD: outer is {outer!r}; it must be one of {', '.join(OUTER_STEPS)}")
+    if outer == "nesterov" and VARIANTS[variant].fused and fusion != 0:
+        raise ValueError(f"LocalSGD: outer='nesterov' with momentum fusion {fusion}: the fused share is taken out "
+                         "assuming the momentum outer step; pass fusion=0 or outer='momentum'")
+    if inner is None and lr is None:
+        raise ValueError("LocalSGD: lr is required without an inner optimizer")
+    if inner is not None and lr is not None:
+        raise ValueError("LocalSGD: lr is the built-in local step's; with an inner optimizer set lr on it instead")
+    if (lr is not None and lr <= 0) or server_lr <= 0:
         raise ValueError(f"LocalSGD: lr {lr} and server_lr {server_lr} must be positive")
     if not isinstance(local_steps, int) or local_steps < 1:
         raise ValueError(f"LocalSGD: local_steps is {local_steps!r}; it must be an integer >= 1")
@@ -82,19 +108,24 @@ def _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion,
 
 
 class LocalSGD(torch.optim.Optimizer):
-    def __init__(self, params, lr, local_steps=8, variant="domo", momentum=0.9, server_momentum=0.9, fusion=1.0,
+    def __init__(self, params, lr=None, local_steps=8, variant="domo", momentum=0.9, server_momentum=0.9, fusion=1.0,
                  server_lr=1.0, weight_decay=0.0, mu=0.0, residual_decay=1.0, config=None, comm=None,
-                 process_group=None):
+                 process_group=None, outer="momentum", inner=None):
         _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion, server_lr, weight_decay, mu,
-                        residual_decay, config)
+                        residual_decay, config, outer, inner)
         if comm is not None and not isinstance(comm, spccl.Comm):
             raise TypeError(f"LocalSGD: comm must be a spccl.Comm or None, not {type(comm).__name__}")
-        local, server, fused = VARIANTS[variant]
-        defaults = dict(lr=lr, momentum=momentum if local else 0.0, server_momentum=server_momentum if server else 0.0,
-                        fusion=fusion if fused else 0.0, server_lr=server_lr, weight_decay=weight_decay, mu=mu,
-                        residual_decay=residual_decay)
+        v = VARIANTS[variant]
+        builtin = inner is None  # an inner optimizer brings its own momentum and weight decay
+        defaults = dict(lr=lr, momentum=momentum if v.local and builtin else 0.0,
+                        server_momentum=server_momentum if v.server else 0.0, fusion=fusion if v.fused else 0.0,
+                        server_lr=server_lr, weight_decay=weight_decay if builtin else 0.0, mu=mu,
+                        residual_decay=residual_decay, outer=outer)
         super().__init__(params, defaults)
-        self.variant, self.local_steps = variant, local_steps
+        self.inner = inner
+        if inner is not None:
+            _check_inner(inner, self.param_groups)
+        self.variant, self.local_steps, self.carried = variant, local_steps, v.carried
         self.comm, self.process_group = comm, process_group
         self.config = config if config is not None else spccl.Config(method="dense")
         if comm is None:
@@ -133,8 +164,14 @@ class LocalSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for i, group in enumerate(self.param_groups):
-            self._group(i).local_step(group, first=self.local_step == 0)
+        groups = [self._group(i) for i in range(len(self.param_groups))]
+        if self.local_step == 0:
+            for g in groups:
+                g.start_round(reset_momentum=not self.carried)
+        if self.inner is not None:
+            self.inner.step()
+        for g, group, lr in zip(groups, self.param_groups, self._local_lrs()):
+            g.local_step(group, lr, builtin=self.inner is None)
         self.local_step += 1
         if self.local_step == self.local_steps:
             for i, group in enumerate(self.param_groups):
@@ -142,6 +179,10 @@ class LocalSGD(torch.optim.Optimizer):
             self.local_step = 0
             self.rounds += 1
         return loss
+
+    def _local_lrs(self):
+        """Each group's lr_h: the inner optimizer's (a scheduler may drive it) or LocalSGD's own."""
+        return [group["lr"] for group in (self.inner or self).param_groups]
 
     @contextlib.contextmanager
     def global_model(self):
@@ -163,17 +204,20 @@ class LocalSGD(torch.optim.Optimizer):
     def _tag(self):
         size, rank = world(self.comm, self.process_group)
         return checkpoint.tag("LocalSGD", size, rank, self.config, variant=self.variant, local_steps=self.local_steps,
-                              path="mpi" if self.comm is not None else "process_group")
+                              path="mpi" if self.comm is not None else "process_group",
+                              inner=type(self.inner).__name__ if self.inner is not None else None)
 
     def state_dict(self):
         """torch.optim's state_dict plus, under "spccl", this rank's buffers (global model,
-        round start, both momenta, spccl residual and step) and round position, tagged with
-        world size, rank, method and config. Save one per rank, with the model's parameters."""
+        round start, both momenta, spccl residual and step), the inner optimizer's state_dict
+        and the round position, tagged with world size, rank, method and config. Save one per
+        rank, with the model's parameters."""
         groups = {i: g.snapshot() for i, g in self._flat.items()}
         groups.update({i: saved for i, saved in self._pending.items() if i not in groups})
         out = super().state_dict()
         out["spccl"] = dict(tag=self._tag(), groups=groups, local_step=self.local_step, rounds=self.rounds,
-                            bytes_sent=self.bytes_sent)
+                            bytes_sent=self.bytes_sent,
+                            inner=self.inner.state_dict() if self.inner is not None else None)
         return out
 
     def load_state_dict(self, state_dict, reset=False):
@@ -185,6 +229,8 @@ class LocalSGD(torch.optim.Optimizer):
         if not reset:
             checkpoint.check_tag(saved["tag"], self._tag(), "LocalSGD.load_state_dict")
         super().load_state_dict(state_dict)
+        if self.inner is not None and saved.get("inner") is not None:
+            self.inner.load_state_dict(saved["inner"])
         for g in self._flat.values():
             g.state.close()
         self._flat = {}
@@ -218,21 +264,27 @@ class _Group:
         for p, v in zip(self.params, self._views(flat)):
             p.copy_(v)
 
-    def local_step(self, group, first):
-        if first:  # round start: the parameters hold y0; the local momentum starts afresh
-            self.flat_params(out=self.y0)
+    def start_round(self, reset_momentum):
+        """The parameters hold y0; the local momentum starts afresh unless the variant carries it."""
+        self.flat_params(out=self.y0)
+        if reset_momentum:
             self.m.zero_()
-            self.lr_sum = 0.0
-        lr, beta_l, wd = group["lr"], group["momentum"], group["weight_decay"]
+        self.lr_sum = 0.0
+
+    def local_step(self, group, lr, builtin):
+        """One local step at learning rate lr: the built-in momentum step (unless an inner
+        optimizer already took its own), then the fused share of the server momentum."""
+        beta_l, wd = group["momentum"], group["weight_decay"]
         fused = group["fusion"] * group["server_momentum"]
         for p, m, u in zip(self.params, self._m_views, self._u_views):
-            if p.grad is not None:
-                m.mul_(beta_l).add_(p.grad)
-            else:
-                m.mul_(beta_l)
-            if wd != 0:
-                m.add_(p, alpha=wd)
-            p.sub_(m, alpha=lr)
+            if builtin:
+                if p.grad is not None:
+                    m.mul_(beta_l).add_(p.grad)
+                else:
+                    m.mul_(beta_l)
+                if wd != 0:
+                    m.add_(p, alpha=wd)
+                p.sub_(m, alpha=lr)
             if fused != 0:
                 p.sub_(u, alpha=lr * fused)
         self.lr_sum += lr
@@ -249,8 +301,12 @@ class _Group:
         decay = group.get("residual_decay", 1.0)  # absent from checkpoints older than the setting
         if decay != 1.0:
             self.state.residual[:self.state.count].mul_(decay)
-        self.u.mul_(group["server_momentum"]).add_(delta, alpha=1.0 / self.lr_sum)
-        self.x.sub_(self.u, alpha=group["server_lr"] * self.lr_sum)
+        beta_s, eta_s = group["server_momentum"], group["server_lr"]
+        self.u.mul_(beta_s).add_(delta, alpha=1.0 / self.lr_sum)
+        if group.get("outer", "momentum") == "nesterov":  # absent from checkpoints older than the setting
+            self.x.sub_(delta, alpha=eta_s).sub_(self.u, alpha=eta_s * self.lr_sum * beta_s)
+        else:
+            self.x.sub_(self.u, alpha=eta_s * self.lr_sum)
         if group["mu"] != 0:
             self.load(self.x - group["mu"] * self.state.residual[:self.state.count])
         else:
@@ -267,6 +323,17 @@ class _Group:
         for name in ("x", "y0", "m", "u"):
             getattr(self, name).copy_(saved[name])
         self.lr_sum = saved["lr_sum"]
+
+
+def _check_inner(inner, groups):
+    """The inner optimizer steps the same parameters, in the same groups, as LocalSGD."""
+    if not isinstance(inner, torch.optim.Optimizer):
+        raise TypeError(f"LocalSGD: inner must be a torch.optim.Optimizer, not {type(inner).__name__}")
+    ours = [[id(p) for p in g["params"]] for g in groups]
+    theirs = [[id(p) for p in g["params"]] for g in inner.param_groups]
+    if ours != theirs:
+        raise ValueError("LocalSGD: the inner optimizer must hold the same parameters in the same groups as "
+                         f"LocalSGD ({[len(g) for g in theirs]} against {[len(g) for g in ours]} per group)")
 
 
 def _ring_bytes(state):
