@@ -180,9 +180,11 @@ spcclResult_t residualCommit(spcclDataType_t datatype, void* e, const void* acc,
                              size_t npairs, spcclStream_t stream) {
   return withType(datatype, [&](auto tag) {
     using T = decltype(tag);
-    CUDACHECK(cudaMemcpyAsync(e, acc, n * sizeof(T), cudaMemcpyDeviceToDevice, toCuda(stream)));
-    if (npairs == 0) return spcclSuccess;
     unsigned grid = 0;
+    SPCCLCHECK(cuda::gridFor(n, kStream, &grid));
+    cuda::keptCopyKernel<T><<<grid, kStream.threads, 0, toCuda(stream)>>>(static_cast<T*>(e), static_cast<const T*>(acc), n);
+    CUDACHECK(cudaGetLastError());
+    if (npairs == 0) return spcclSuccess;
     SPCCLCHECK(cuda::gridFor(npairs, kPairs, &grid));
     cuda::scatterClearKernel<T><<<grid, kPairs.threads, 0, toCuda(stream)>>>(static_cast<T*>(e), n, indices, npairs);
     CUDACHECK(cudaGetLastError());

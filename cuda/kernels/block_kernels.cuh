@@ -128,8 +128,8 @@ __global__ void __launch_bounds__(Threads)
       if (slot < sel.nselected) {  // chosen: sent, so nothing stays behind
         if (out) out[i] = scaleRounded(packed[slot * blockSize + j], scale);
         if (e) e[i] = T();
-      } else {  // kept: the whole of acc stays in the residual
-        if (g && e) e[i] = addRounded(g[i], e[i]);
+      } else {  // kept: the whole of acc stays in the residual, when finite
+        if (g && e) e[i] = keptSum(g[i], e[i]);
         if (out) out[i] = T();
       }
     }

@@ -21,7 +21,7 @@
  *   both          tileCountKernel, cub::DeviceScan, compactKernel: a stable compaction of the
  *                 selected positions into k slots in index order; padKernel fills unused
  *                 slots with SPCCL_PAD_INDEX and 0
- *   pairs         scatterClearKernel clears the sent slots of e = acc; scatterListsKernel
+ *   pairs         keptCopyKernel + scatterClearKernel: e = acc (finite), sent slots cleared; scatterListsKernel
  *                 adds the gathered (ascending) lists of every rank, in rank order as on the
  *                 CPU, in one launch; scatterAddKernel + scaleKernel take a caller's list
  *
@@ -226,8 +226,8 @@ __global__ void __launch_bounds__(Threads)
     c[j] = 0;
   }
   for (size_t i = blockIdx.x * (size_t)Threads + threadIdx.x; i < n; i += (size_t)gridDim.x * Threads) {
-    const AccT a = fabs(toAcc(acc[i]));
-    for (int j = 0; j < kGaussianCandidates; ++j) c[j] += a > t[j];
+    const AccT a = toAcc(acc[i]);
+    for (int j = 0; j < kGaussianCandidates; ++j) c[j] += aboveThreshold(a, t[j]);
   }
   typedef cub::BlockReduce<unsigned long long, Threads> Reduce;
   __shared__ typename Reduce::TempStorage temp;
@@ -264,14 +264,14 @@ struct TopKClass {
   static __device__ __forceinline__ TopKClass from(const SelectState& s) { return {s.prefix, s.remaining}; }
 };
 
-// Gaussian-k: |v| > t in AccT (NaN never passes), as cpu::compactAbove.
+// Gaussian-k: |v| > t in AccT, NaN included (aboveThreshold), as cpu::compactAbove.
 struct ThresholdClass {
   double t;
   unsigned long long needEq;
   template <typename T>
   __device__ __forceinline__ void classify(T v, unsigned* gt, unsigned* eq) const {
     using AccT = typename AccumOf<T>::type;
-    *gt = fabs(toAcc(v)) > (AccT)t;
+    *gt = aboveThreshold(toAcc(v), (AccT)t);
     *eq = 0;
   }
   static __device__ __forceinline__ ThresholdClass from(const SelectState& s) { return {s.threshold, 0}; }
@@ -378,6 +378,13 @@ template <typename T>
 __global__ void feedbackSumKernel(const T* __restrict__ g, const T* __restrict__ e, T* __restrict__ acc, size_t n) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
     acc[i] = feedbackValue(g, e, i);
+}
+
+// e = acc where finite, 0 elsewhere (dtype_core.h, keptResidual); acc may be e.
+template <typename T>
+__global__ void keptCopyKernel(T* e, const T* acc, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    e[i] = keptResidual(acc[i]);
 }
 
 template <typename T>

@@ -79,13 +79,13 @@ struct CommitArgs {
   T* out;
 };
 
-// eOut = g + eIn: the residual of elements that were not sent.
+// eOut = g + eIn, kept when finite: the residual of elements that were not sent.
 template <typename T>
 inline void accumulate(T* eOut, const T* g, const T* eIn, size_t len) {
-  for (size_t i = 0; i < len; ++i) eOut[i] = addRounded(g[i], eIn[i]);
+  for (size_t i = 0; i < len; ++i) eOut[i] = keptSum(g[i], eIn[i]);
 }
 
-// Elements [begin, end) were not chosen: residual keeps g + e, out is zero.
+// Elements [begin, end) were not chosen: residual keeps g + e (when finite), out is zero.
 template <typename T>
 inline void commitRun(const CommitArgs<T>& a, size_t begin, size_t end) {
   if (begin >= end) return;
@@ -93,7 +93,7 @@ inline void commitRun(const CommitArgs<T>& a, size_t begin, size_t end) {
   if (a.g && a.eIn) {
     if (a.out == a.g) {  // in-place: read g before zeroing it
       for (size_t i = begin; i < end; ++i) {
-        a.eOut[i] = addRounded(a.g[i], a.eIn[i]);
+        a.eOut[i] = keptSum(a.g[i], a.eIn[i]);
         a.out[i] = T();
       }
       return;

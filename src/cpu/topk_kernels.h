@@ -306,11 +306,11 @@ inline double gaussianKFirstThreshold(const Moments& m, double density) {
   return gaussianThreshold(mean, var > 0 ? sqrt(var) : 0.0, density);
 }
 
-// Elements with |v| > t (NaN never is).
+// Elements with |v| > t, NaN included (aboveThreshold).
 template <typename T>
 size_t countAbove(const T* v, size_t n, typename AccumOf<T>::type t) {
   size_t count = 0;
-  for (size_t i = 0; i < n; ++i) count += fabs(toAcc(v[i])) > t;
+  for (size_t i = 0; i < n; ++i) count += aboveThreshold(toAcc(v[i]), t);
   return count;
 }
 
@@ -320,7 +320,7 @@ template <typename T>
 size_t compactAbove(const T* v, size_t n, typename AccumOf<T>::type t, size_t k, uint32_t* idx, T* val) {
   size_t o = 0;
   for (size_t i = 0; i < n && o < k; ++i) {
-    if (fabs(toAcc(v[i])) > t) {
+    if (aboveThreshold(toAcc(v[i]), t)) {
       idx[o] = (uint32_t)i;
       val[o++] = v[i];
     }
@@ -365,11 +365,12 @@ void scale(T* v, size_t n, typename AccumOf<T>::type s) {
   for (size_t i = 0; i < n; ++i) v[i] = fromAcc<T>(toAcc(v[i]) * s);
 }
 
-// e = acc with the sent positions cleared: c + e_new == acc exactly, coordinate by coordinate.
+// e = acc with the sent positions cleared: c + e_new == acc exactly, coordinate by coordinate,
+// except where acc is not finite: the residual keeps 0 there (keptResidual).
 // acc may be e itself (spcclCompress forms acc in the residual).
 template <typename T>
 void residualCommit(T* e, const T* acc, size_t n, const uint32_t* idx, size_t npairs) {
-  if (e != acc) memcpy(static_cast<void*>(e), acc, n * sizeof(T));
+  for (size_t i = 0; i < n; ++i) e[i] = keptResidual(acc[i]);
   for (size_t j = 0; j < npairs; ++j)
     if (idx[j] != SPCCL_PAD_INDEX) e[idx[j]] = T();
 }

@@ -8,6 +8,7 @@
 #ifndef SPCCL_DTYPE_CORE_H_
 #define SPCCL_DTYPE_CORE_H_
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -85,6 +86,20 @@ template <typename T> SPCCL_HD T addRounded(T a, T b) { return fromAcc<T>(toAcc(
 template <typename T> SPCCL_HD T feedbackValue(const T* g, const T* e, size_t i) {
   return e ? addRounded(g[i], e[i]) : g[i];
 }
+// The non-finite policy every method obeys (DESIGN.md, Error feedback): a NaN or Inf of
+// acc = g + e, or a value the rounding into T overflowed, is sent at most in the call where it
+// appears (when the method selects it) and is never kept: a residual holds finite values
+// only, 0 in the place of any other. Every residual write goes through keptResidual.
+template <typename T> SPCCL_HD bool isFiniteValue(T v) { return isfinite(toAcc(v)); }
+template <typename T> SPCCL_HD T keptResidual(T v) { return isFiniteValue(v) ? v : T(); }
+// T's largest finite value, widened.
+template <typename T> SPCCL_HD double largestFinite();
+template <> SPCCL_HD double largestFinite<float>() { return 3.40282346638528859812e+38; }
+template <> SPCCL_HD double largestFinite<double>() { return 1.79769313486231570815e+308; }
+template <> SPCCL_HD double largestFinite<half_t>() { return 65504.0; }
+template <> SPCCL_HD double largestFinite<bfloat16_t>() { return 3.38953138925153547590e+38; }
+// The residual of an element that was not sent: acc = g + e, kept when finite.
+template <typename T> SPCCL_HD T keptSum(T g, T e) { return keptResidual(addRounded(g, e)); }
 // scale * v in the accumulation type, rounded once (avg and decompress scaling).
 template <typename T> SPCCL_HD T scaleRounded(T v, typename AccumOf<T>::type scale) {
   return fromAcc<T>(toAcc(v) * scale);

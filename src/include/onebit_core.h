@@ -17,6 +17,11 @@
  *
  * The value a position stands for is c = +s or -s, exactly a value of T.
  *
+ * Non-finite values (dtype_core.h's policy): a NaN or Inf of x adds +0 to S, so the scale is
+ * always finite (a sum that overflows AccT gives the largest finite scale of T), and its
+ * residual is 0, so it is never sent and never kept; its sign bit is set as for any other x.
+ * A scale that is not finite can only come from a corrupt peer (the host path refuses it).
+ *
  * A message (one compressed chunk, as it crosses the network): the scale as a double at
  * offset 0, then the sign words, padded to a multiple of 8 bytes; messages of one exchange
  * are messageBytes apart.
@@ -77,21 +82,27 @@ SPCCL_HD SignMessageView signMessage(const void* messages, uint64_t messageBytes
   return {reinterpret_cast<const double*>(m), reinterpret_cast<const uint32_t*>(m + sizeof(double))};
 }
 
-// |x| as the scale adds it: the sign bit cleared (+0 for -0, NaN stays NaN).
-SPCCL_HD float signMagnitude(float x) { return fabsf(x); }
-SPCCL_HD double signMagnitude(double x) { return fabs(x); }
+// |x| as the scale adds it: the sign bit cleared (+0 for -0); +0 for NaN and Inf.
+SPCCL_HD float signMagnitude(float x) { return isfinite(x) ? fabsf(x) : 0.0f; }
+SPCCL_HD double signMagnitude(double x) { return isfinite(x) ? fabs(x) : 0.0; }
 // The sign bit of x: set for x >= 0 and for NaN.
 template <typename AccT>
 SPCCL_HD uint32_t signPositive(AccT x) {
   return !(x < 0) ? 1u : 0u;
 }
 
-// The scale of a chunk of len values whose magnitudes add up to sum: a value of T, widened.
+// The scale of a chunk of len values whose magnitudes add up to sum: a finite value of T,
+// widened. Finite magnitudes whose sum overflowed AccT give T's largest finite value.
 template <typename T>
 SPCCL_HD double signScale(typename AccumOf<T>::type sum, uint64_t len) {
   using AccT = typename AccumOf<T>::type;
-  return len ? (double)toAcc(fromAcc<T>(sum / (AccT)len)) : 0.0;
+  if (!len) return 0.0;
+  const T s = fromAcc<T>(sum / (AccT)len);
+  return isFiniteValue(s) ? (double)toAcc(s) : largestFinite<T>();
 }
+
+// Whether a received message's scale is one a sender can produce: finite and not negative.
+SPCCL_HD bool signScaleValid(double scale) { return isfinite(scale) && scale >= 0; }
 
 // The value c of position i of a message: +scale or -scale.
 template <typename AccT>
@@ -105,11 +116,12 @@ SPCCL_HD typename AccumOf<T>::type signInput(const T* in, const T* e, uint64_t i
   return toAcc(feedbackValue(in, e, i));
 }
 
-// e = x - c at position i of a chunk (in, eIn: the chunk's inputs; i counted in the chunk).
+// e = x - c at position i of a chunk (in, eIn: the chunk's inputs; i counted in the chunk),
+// kept when finite.
 template <typename T>
 SPCCL_HD T signResidualAt(const T* in, const T* eIn, const SignMessageView& m, uint64_t i) {
   using AccT = typename AccumOf<T>::type;
-  return fromAcc<T>(signInput(in, eIn, i) - signValue<AccT>(m, i));
+  return keptResidual(fromAcc<T>(signInput(in, eIn, i) - signValue<AccT>(m, i)));
 }
 
 // factor times the sum, in message order, of the nmessages messages' values at position i,

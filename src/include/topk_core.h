@@ -84,6 +84,14 @@ SPCCL_HD double inverseNormalCdf(double p) {
          (((((b1 * r + b2) * r + b3) * r + b4) * r + b5) * r + 1);
 }
 
+// Gaussian-k's selection test, in AccT: |v| above the threshold t, and NaN too, so that a NaN
+// passes once (as in exact top-k, where it ranks above +Inf) instead of staying behind; the
+// residual keeps no non-finite value either way (dtype_core.h, keptResidual).
+template <typename AccT>
+SPCCL_HD bool aboveThreshold(AccT v, AccT t) {
+  return !(fabs(v) <= t);
+}
+
 // t = |μ| + σ·Φ⁻¹(1 − density/2): for normal data, the fraction `density` of |acc| lies above.
 SPCCL_HD double gaussianThreshold(double mean, double stddev, double density) {
   return fabs(mean) + stddev * inverseNormalCdf(1.0 - density / 2.0);

@@ -132,6 +132,22 @@ spcclResult_t meanPass(const spcclInfo& info, const void* received, void* mean) 
   });
 }
 
+// Received messages hold scales a sender makes (finite, >= 0): a peer's NaN scale would turn
+// every rank's chunk, and the server residual of its owner, into NaN. Host messages only
+// (device messages are not read on the host; there a NaN mean is dropped by the server's
+// compression, which keeps no non-finite residual).
+spcclResult_t scalesCheck(const spcclInfo& info, const void* messages, const char* which) {
+  const spcclState& st = *info.state;
+  if (st.onDevice) return spcclSuccess;
+  for (int r = 0; r < info.comm->nranks; ++r) {
+    const double scale = *signMessage(messages, messageBytes(st), r).scale;
+    SPCCL_REQUIRE(signScaleValid(scale), spcclRemoteError,
+                  "%s : rank %d sent a %s message with scale %g, which no sender makes (its payload is corrupt)",
+                  info.opName, r, which, scale);
+  }
+  return spcclSuccess;
+}
+
 spcclResult_t sparseAllReduce(const spcclInfo& info) {
   const spcclState& st = *info.state;
   const int rank = info.comm->rank;
@@ -141,9 +157,11 @@ spcclResult_t sparseAllReduce(const spcclInfo& info) {
   void* es = serverResidual(st);
   SPCCLCHECK(compressPass(st, info.sendbuff, feedbackIn(st), worker, ws.sent, info.stream));
   SPCCLCHECK(stateAllToAll(st, ws.sent, ws.received, worker.messageBytes, info.stream));
+  SPCCLCHECK(scalesCheck(info, ws.received, "worker"));
   SPCCLCHECK(meanPass(info, ws.received, ws.mean));
   SPCCLCHECK(compressPass(st, ws.mean, es, server, own, info.stream));
   SPCCLCHECK(stateAllGather(st, own, ws.gathered, worker.messageBytes, info.stream));
+  SPCCLCHECK(scalesCheck(info, ws.gathered, "server"));
   // Commit: both residuals, then recvbuff (which may be sendbuff, read by the worker commit).
   SPCCLCHECK(residualPass(st, info.sendbuff, feedbackOut(st), worker, ws.sent, info.stream));
   SPCCLCHECK(residualPass(st, ws.mean, es, server, own, info.stream));

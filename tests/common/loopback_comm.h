@@ -13,7 +13,7 @@
 
 namespace spccl_fuzz {
 
-class LoopbackTransport final : public spccl::Transport {
+class LoopbackTransport : public spccl::Transport {
  public:
   const char* name() const override { return "loopback"; }
   bool deviceBuffers() const override { return false; }

@@ -308,6 +308,58 @@ TEST(Timeout, AbandonedOperationNeverWritesTheCallersBuffers) {
 
 // Two threads on one comm: the second call is refused while the first is in flight, instead
 // of the two interleaving their MPI traffic (which ended the job).
+// The non-finite policy across ranks: one NaN, one Inf and an fp16 Sum that overflows on
+// one rank at step 0, then finite data: later outputs are finite on every rank and no rank's
+// feedback memory keeps a non-finite value (1-bit: worker and server residual, and no
+// NaN scale reaches a peer).
+TEST(NonFiniteAcrossRanks, OneBadStepDoesNotPoisonLaterSteps) {
+  const World& w = world();
+  const size_t n = 1500;
+  for (int method : {spcclMethodRandomBlock, spcclMethodTopK, spcclMethodGaussianK, spcclMethodOneBit}) {
+    for (spcclDataType_t type : {spcclFloat32, spcclFloat16}) {
+      spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+      cfg.method = method;
+      cfg.density = 0.05;
+      cfg.blockSize = 16;
+      cfg.feedback = spcclFeedbackEF;
+      spcclState_t st;
+      ASSERT_EQ(spcclStateCreate(&st, w.comm, &cfg, n, type), spcclSuccess);
+      size_t feedback = 0;
+      spcclStateGetResidualCount(st, &feedback);
+      size_t badOut = 0, badFeedback = 0;
+      for (unsigned long long step = 0; step < 20; ++step) {
+        std::vector<float> g = inputs<float>(w.rank, step, n);
+        if (step == 0 && w.rank == 0) {
+          g[3] = NAN;
+          g[700] = INFINITY;
+          for (size_t i = 900; i < 1000; ++i) g[i] = 60000.0f;  // fp16: the sum over ranks overflows
+        }
+        std::vector<char> in(n * 4), out(n * 4);
+        for (size_t i = 0; i < n; ++i) {
+          if (type == spcclFloat32) reinterpret_cast<float*>(in.data())[i] = g[i];
+          else reinterpret_cast<spccl::half_t*>(in.data())[i] = spccl::fromAcc<spccl::half_t>(g[i]);
+        }
+        ASSERT_EQ(spcclSparseAllReduce(in.data(), out.data(), n, type, spcclSum, st, w.comm, nullptr), spcclSuccess);
+        void* e = nullptr;
+        spcclStateGetResidual(st, &e);
+        for (size_t i = 0; i < feedback; ++i) {
+          const float v = type == spcclFloat32 ? static_cast<float*>(e)[i]
+                                               : spccl::toAcc(static_cast<spccl::half_t*>(e)[i]);
+          badFeedback += !std::isfinite(v);
+        }
+        for (size_t i = 0; step > 0 && i < n; ++i) {
+          const float v = type == spcclFloat32 ? reinterpret_cast<float*>(out.data())[i]
+                                               : spccl::toAcc(reinterpret_cast<spccl::half_t*>(out.data())[i]);
+          badOut += !std::isfinite(v);
+        }
+      }
+      EXPECT_EQ(badFeedback, 0u) << "method " << method << " type " << (int)type;
+      EXPECT_EQ(badOut, 0u) << "method " << method << " type " << (int)type;
+      spcclStateDestroy(st);
+    }
+  }
+}
+
 TEST(Threads, SecondThreadOnABusyCommIsRefused) {
   if (world().nranks < 2) GTEST_SKIP() << "needs two ranks or more";
   spcclComm_t comm;
