@@ -10,16 +10,24 @@ import numpy as np
 import pytest
 
 
+def under_ci():
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_unless_ci(reason):
+    """pytest.skip, except under CI (CI=true): there scripts/setup.sh was meant to install
+    every dependency, so what would be skipped fails instead."""
+    if under_ci():
+        pytest.fail(f"{reason} [CI=true: a missing dependency is a failure, not a skip]", pytrace=False)
+    pytest.skip(reason)
+
+
 def require(module, reason):
-    """pytest.importorskip, except under CI (CI=true): there scripts/setup.sh was meant to
-    install every dependency, so a missing one fails the test instead of skipping it."""
-    if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
-        return pytest.importorskip(module, reason=reason)
+    """The module, imported; when it is missing, skip_unless_ci."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        pytest.fail(f"{reason} [CI=true: a dependency that failed to install is a failure, not a skip: {e}]",
-                    pytrace=False)
+        skip_unless_ci(f"{reason} ({e})")
 
 
 MPI = require("mpi4py.MPI", reason="mpi4py is not installed (apt-get install python3-mpi4py)")

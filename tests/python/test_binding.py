@@ -161,27 +161,201 @@ def test_config_integers_are_range_checked():
 
 
 def test_argument_checks_hold_on_random_arguments(comm):
-    """Random sizes and dtypes for every buffer argument (the same on every rank, so the
-    collective calls stay matched): each call succeeds or raises, and never writes past the
-    end of a buffer (a guard zone after each one keeps its sentinel)."""
+    """Random sizes, dtypes and layouts for every buffer argument (the same on every rank, so
+    the collective calls stay matched), judged by the documented rules, written out here:
+    every well-formed call succeeds and advances the step as documented; every other raises
+    and leaves the state alone; none writes past the end of a buffer (a guard zone after each
+    one keeps its sentinel)."""
     rng = np.random.default_rng(2026)  # identical on every rank
     st = spccl.State(comm, spccl.Config(**CFG), 64, np.float32)
     n = st.compressed_count()
     dtypes = [np.float16, np.float32, np.float64, np.int32]
+    flaws = [None, None, None, "read-only", "byte-swapped", "strided"]
 
-    def guarded(size, dtype):
-        whole = np.full(size + 16, 7, dtype)
-        return whole[:size], whole[size:]
+    def guarded(size, dtype, flaw):
+        """(the buffer, its guard zone, whether spccl may read it, whether it may write it)."""
+        dt = np.dtype(dtype).newbyteorder(">") if flaw == "byte-swapped" else np.dtype(dtype)
+        stride = 2 if flaw == "strided" else 1
+        whole = np.full(stride * size + 16, 7, dt)
+        buf, guard = whole[:stride * size:stride], whole[stride * size:]
+        if flaw == "read-only":
+            buf.flags.writeable = False
+        readable = flaw not in ("byte-swapped", "strided") or size <= 1  # one element is contiguous
+        readable = readable and (flaw != "byte-swapped" or dt.isnative)
+        return buf, guard, readable, readable and flaw != "read-only"
 
-    for _ in range(60):
-        sizes = [int(rng.choice([0, 1, n - 1, n, 63, 64, 65, 1000])) for _ in range(3)]
-        types = [dtypes[int(rng.integers(len(dtypes)))] for _ in range(3)]
-        (a, ga), (b, gb), (c, gc) = (guarded(s, t) for s, t in zip(sizes, types))
-        calls = [lambda: st.sparse_allreduce(a, b), lambda: st.compress(a, b),
-                 lambda: st.decompress(b, 0, c), lambda: comm.allreduce(a, b)]
-        try:
-            calls[int(rng.integers(len(calls)))]()
-        except (TypeError, ValueError, spccl.SpcclError):
-            pass
-        for g in (ga, gb, gc):
-            assert (g == 7).all(), f"a call wrote past a buffer: sizes {sizes}, dtypes {types}"
+    def is_(buf, dtype, size):
+        return buf.dtype == np.dtype(dtype) and buf.size == size
+
+    # call -> (the call, is it well formed, does it advance the step)
+    def calls(a, b, c):
+        (a, _, a_read, _), (b, _, b_read, b_write), (c, _, _, c_write) = a, b, c
+        f32 = np.float32
+        return [
+            (lambda: st.sparse_allreduce(a, b), a_read and b_write and is_(a, f32, 64) and is_(b, f32, 64), True),
+            (lambda: st.compress(a, b), a_read and b_write and is_(a, f32, 64) and b.dtype == f32 and b.size >= n,
+             True),
+            (lambda: st.decompress(b, 0, c), b_read and c_write and is_(b, f32, n) and is_(c, f32, 64), False),
+            (lambda: comm.allreduce(a, b), a_read and b_write and a.dtype == b.dtype and a.dtype != np.int32
+             and a.size == b.size, False),
+        ]
+
+    def draw(size, dtype):
+        """Mostly the size and dtype the call wants, sometimes another; mostly plain memory."""
+        if rng.random() < 0.15:
+            size = int(rng.choice([0, 1, n - 1, n, 63, 64, 65, 1000]))
+        if rng.random() < 0.15:
+            dtype = dtypes[int(rng.integers(len(dtypes)))]
+        flaw = flaws[int(rng.integers(len(flaws)))] if rng.random() < 0.2 else None
+        return size, dtype, flaw
+
+    outcomes = {True: 0, False: 0}
+    for _ in range(200):
+        pick = int(rng.integers(4))
+        k, dt = int(rng.choice([0, 1, 64, 1000])), dtypes[int(rng.integers(3))]  # allreduce: any float size
+        wanted = [[(64, np.float32), (64, np.float32), (64, np.float32)],
+                  [(64, np.float32), (n, np.float32), (64, np.float32)],
+                  [(64, np.float32), (n, np.float32), (64, np.float32)],
+                  [(k, dt), (k, dt), (64, np.float32)]][pick]
+        sizes, types, layout = zip(*(draw(size, dtype) for size, dtype in wanted))
+        bufs = [guarded(s, t, f) for s, t, f in zip(sizes, types, layout)]
+        call, well_formed, advances = calls(*bufs)[pick]
+        before = st.step
+        what = f"sizes {sizes}, dtypes {[t.__name__ for t in types]}, layouts {layout}"
+        if well_formed:
+            call()
+        else:
+            with pytest.raises((TypeError, ValueError, spccl.SpcclError)):
+                call()
+        assert st.step == before + (well_formed and advances), what
+        for _, guard, _, _ in bufs:
+            assert (guard == 7).all(), f"a call wrote past a buffer: {what}"
+        outcomes[well_formed] += 1
+    assert min(outcomes.values()) >= 20, outcomes  # both kinds were tried often
+
+
+def test_compress_refuses_read_only_outputs(comm):
+    """spcclCompress writes values and indices: a read-only array (here a view of an immutable
+    bytes object) is refused, and the bytes stay what they were."""
+    st = spccl.State(comm, spccl.Config(method="topk", density=0.25), 64, np.float32)
+    n = st.compressed_count()
+    frozen = bytes(4 * n)
+    indices = np.frombuffer(frozen, dtype=np.int32)
+    with pytest.raises(ValueError, match="indices is read-only"):
+        st.compress(np.arange(64, dtype=np.float32), np.zeros(n, np.float32), indices)
+    values = np.zeros(n, np.float32)
+    values.flags.writeable = False
+    with pytest.raises(ValueError, match="values is read-only"):
+        st.compress(np.arange(64, dtype=np.float32), values, np.zeros(n, np.int32))
+    assert frozen == bytes(4 * n) and st.step == 0 and not st.residual.any()
+
+
+def test_residual_view_keeps_its_state_alive(comm):
+    """A residual view keeps the state's memory: after its State is collected, or closed, the
+    view still shows its own residual, and writing through it changes no other state."""
+    cfg = spccl.Config(method="randomblock", density=0.25, block_size=4, feedback="ef")
+    for end in ("collect", "close"):
+        st = spccl.State(comm, cfg, 256, np.float32)
+        st.restore(0, np.arange(256, dtype=np.float32))
+        view = st.residual
+        if end == "close":
+            st.close()
+            with pytest.raises(spccl.SpcclError, match="used after close"):
+                st.residual
+        del st
+        newer = [spccl.State(comm, cfg, 256, np.float32) for _ in range(4)]  # reuse freed memory if any
+        np.testing.assert_array_equal(view, np.arange(256, dtype=np.float32))
+        view[:] = -1
+        assert all(not s.residual.any() for s in newer), f"{end}: a stale view wrote into a newer state"
+        del view
+
+
+def test_integer_arguments_are_range_checked(comm):
+    """ctypes would wrap these silently (2**32 + 2 ranks are 2, step -1 is 2**64 - 1, 3.9 is
+    3); every one is refused, and nothing reaches the library."""
+    with pytest.raises(ValueError, match=r"Comm.local size 4294967298 is outside \[-2147483648, 2147483647\]"):
+        spccl.Comm.local(2**32 + 2, 1)
+    with pytest.raises(ValueError, match="Comm.local rank 4294967296 is outside"):
+        spccl.Comm.local(2, 2**32)
+    with pytest.raises(TypeError, match="Comm.local rank must be an integer, not bool"):
+        spccl.Comm.local(2, True)
+    with pytest.raises(ValueError, match="State count 18446744073709551626 is outside"):
+        spccl.State(comm, spccl.Config(**CFG), 2**64 + 10, np.float32)
+    with pytest.raises(TypeError, match="State count must be an integer, not float"):
+        spccl.State(comm, spccl.Config(**CFG), 10.0, np.float32)
+    st = spccl.State(comm, spccl.Config(**CFG), 64, np.float32)
+    g = np.ones(64, np.float32)
+    with pytest.raises(ValueError, match="op 4294967300 is outside"):
+        st.sparse_allreduce(g, op=2**32 + 4)
+    with pytest.raises(ValueError, match="op 4294967300 is outside"):
+        comm.allreduce(g, op=2**32 + 4)
+    for step in (-1, 2**64 + 5):
+        with pytest.raises(ValueError, match=f"restore step {step} is outside"):
+            st.restore(step)
+        with pytest.raises(ValueError, match=f"block_selection step {step} is outside"):
+            st.block_selection(step)
+    with pytest.raises(TypeError, match="restore step must be an integer, not float"):
+        st.restore(3.9)
+    with pytest.raises(TypeError, match="block_selection step must be an integer, not float"):
+        st.block_selection(1.0)
+    with pytest.raises(TypeError, match="scale must be a number"):
+        st.decompress(np.zeros(st.compressed_count(), np.float32), 0, np.zeros(64, np.float32), scale="half")
+    assert st.step == 0 and not st.residual.any() and (g == 1).all()
+    assert len(st.block_selection(2**64 - 1)) > 0  # the edges of the range are fine
+    st.restore(2**64 - 1)
+    assert st.step == 2**64 - 1
+
+
+def test_buffers_must_be_plain_native_memory(comm):
+    """What spccl reads must be the numbers the object shows: big-endian arrays, unaligned
+    arrays and torch's lazy negated views are refused, not misread."""
+    st = spccl.State(comm, spccl.Config(**CFG), 64, np.float32)
+    swapped = np.ones(64, dtype=">f4")
+    with pytest.raises(ValueError, match="sendbuf has byte order >f4"):
+        st.sparse_allreduce(swapped, np.zeros(64, np.float32))
+    with pytest.raises(ValueError, match="residual has byte order >f4"):
+        st.restore(1, swapped)
+    unaligned = np.frombuffer(bytearray(4 * 64 + 1), dtype=np.uint8)[1:].view(np.float32)
+    with pytest.raises(ValueError, match="values is not aligned"):
+        st.compress(np.ones(64, np.float32), unaligned)
+    assert st.step == 0 and not st.residual.any()
+    torch = require("torch", reason="torch is not installed")
+    negated = torch.ones(64)._neg_view()
+    with pytest.raises(ValueError, match="sendbuf is a lazy negated view"):
+        st.sparse_allreduce(negated, torch.zeros(64))
+    with pytest.raises(ValueError, match="residual is a lazy negated view"):
+        st.restore(1, negated)
+    assert st.step == 0 and not st.residual.any()
+    st.restore(1, negated.resolve_neg())  # materialised: read as the -1 it shows
+    assert (st.residual == -1).all()
+
+
+def test_bfloat16_numpy_state_restores_its_own_residual(comm):
+    """NumPy has no bfloat16: a bf16 state's NumPy residual is int16 words, and restore takes
+    them back (and refuses words that are NaN or Inf)."""
+    st = spccl.State(comm, spccl.Config(**CFG), 8, "bfloat16")
+    words = np.array([0x3F80, 0xBF80, 0x4000, 0, 0x3F00, 0xC040, 0x0001, 0x7F7F], dtype=np.uint16).view(np.int16)
+    st.restore(2, words)  # 1, -1, 2, 0, 0.5, -3, a subnormal, the largest finite
+    saved = st.residual.copy()
+    np.testing.assert_array_equal(saved, words)
+    st.reset()
+    st.restore(3, saved)
+    np.testing.assert_array_equal(st.residual, words)
+    for bad in (0x7FC0, 0x7F80, 0xFF80):  # NaN, +Inf, -Inf
+        poisoned = saved.copy()
+        poisoned[4] = np.uint16(bad).view(np.int16)
+        with pytest.raises(ValueError, match="residual holds NaN or Inf"):
+            st.restore(9, poisoned)
+    assert st.step == 3
+    np.testing.assert_array_equal(st.residual, words)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_restore_refuses_a_non_finite_residual(comm, bad):
+    st = spccl.State(comm, spccl.Config(**CFG), 16, np.float64)
+    st.restore(4, np.full(16, 0.5))
+    poisoned = np.full(16, 0.25)
+    poisoned[7] = bad
+    with pytest.raises(ValueError, match="residual holds NaN or Inf"):
+        st.restore(5, poisoned)
+    assert st.step == 4 and (st.residual == 0.5).all()

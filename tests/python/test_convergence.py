@@ -9,7 +9,7 @@ import os
 import sys
 
 import pytest
-from conftest import require
+from conftest import require, skip_unless_ci
 
 torch = require("torch", reason="torch is not installed (apt-get install python3-torch)")
 require("sklearn", reason="scikit-learn is not installed (apt-get install python3-sklearn)")
@@ -31,8 +31,20 @@ def results(world, tmp_path_factory):
 def acc(results, name):
     run = results["runs"][name]
     if "skipped" in run:
-        pytest.skip(f"{name}: {run['skipped']}")
+        skip_unless_ci(f"{name}: {run['skipped']}")
     return run["final"]["test_acc"]
+
+
+def test_a_skipped_run_fails_under_ci(monkeypatch):
+    """A run the reproduction skipped (a missing dependency) is a skip here, and a failure
+    under CI=true like every other missing dependency."""
+    skipped = {"runs": {"onebit-ef": {"skipped": "no MPI"}}}
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="onebit-ef: no MPI"):
+        acc(skipped, "onebit-ef")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="onebit-ef: no MPI"):
+        acc(skipped, "onebit-ef")
 
 
 def test_def_within_2_points_of_dense(results):

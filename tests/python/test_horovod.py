@@ -2,7 +2,9 @@
 """spccl_horovod with real Horovod (built by scripts/setup.sh into .venv) under mpirun."""
 import copy
 import io
+import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +14,9 @@ torch = require("torch", reason="torch is not installed (apt-get install python3
 hvd = require("horovod.torch", reason="Horovod is not installed: scripts/setup.sh builds it into .venv "
                                                   "(see .venv/horovod-build.log when that failed)")
 import spccl_horovod  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "torch"))
+from checkpoint_cases import damaged  # noqa: E402
 
 BLOCK = 4
 
@@ -161,3 +166,14 @@ def test_checkpoint_under_another_config_or_world_is_refused_unless_reset(world)
     compress_once(comp, g)
     assert clone.states["w"].step == comp.states["w"].step == 2
     assert torch.equal(clone.states["w"].residual, comp.states["w"].residual)
+
+
+def test_damaged_checkpoint_is_refused_and_changes_nothing(world):
+    g = torch.tensor(np.random.default_rng(90 + world.rank).normal(size=40), dtype=torch.float32)
+    comp = spccl_horovod.RandomBlockCompressor(density=0.3, block_size=BLOCK, block_pattern="scattered", seed=23)
+    compress_once(comp, g)
+    saved, residual = comp.state_dict(), comp.states["w"].residual.clone()
+    for message, bad in damaged(saved, (), ("tensors", "w")):
+        with pytest.raises(ValueError, match=message):
+            comp.load_state_dict(bad)
+    assert comp.states["w"].step == 1 and torch.equal(comp.states["w"].residual, residual)

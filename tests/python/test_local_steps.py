@@ -3,6 +3,8 @@
 docs/local_steps.md written out independently (torch for the local steps, mpi4py for the
 average), the compressed delta stream, and refused settings."""
 import io
+import os
+import sys
 
 import pytest
 from conftest import allsum, require
@@ -12,6 +14,9 @@ import spccl  # noqa: E402
 import spccl_torch  # noqa: E402
 
 from local_steps_reference import make_model, reference_rounds, train  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "torch"))
+from checkpoint_cases import damaged  # noqa: E402
 
 
 def flat(model):
@@ -141,6 +146,9 @@ def test_resume_under_another_config_is_refused_unless_reset(world, comm):
     assert other.spccl_state().step == 0 and not other.spccl_state().residual.any()
 
 
+NAN, INF = float("nan"), float("inf")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(variant="scaffold"), "variant"),
     (dict(local_steps=0), "local_steps"),
@@ -154,6 +162,15 @@ def test_resume_under_another_config_is_refused_unless_reset(world, comm):
     (dict(outer="adam"), "outer"),
     (dict(variant="domo", outer="nesterov"), "fusion"),
     (dict(lr=None, inner="adamw"), "inner must be"),
+    # NaN fails every `x <= 0` test and Inf passes most: both are refused by name.
+    (dict(lr=NAN), "lr is nan"),
+    (dict(lr=INF), "lr is inf"),
+    (dict(server_lr=NAN), "server_lr is nan"),
+    (dict(mu=NAN), "mu is nan"),
+    (dict(weight_decay=NAN), "weight_decay is nan"),
+    (dict(momentum=NAN), "momentum is nan"),
+    (dict(fusion=NAN), "fusion is nan"),
+    (dict(residual_decay=NAN), "residual_decay is nan"),
 ])
 def test_bad_settings_are_refused(comm, kwargs, message):
     settings = dict(lr=0.1) | kwargs
@@ -168,3 +185,22 @@ def test_inner_optimizer_over_other_parameters_is_refused(comm):
         spccl_torch.LocalSGD(model.parameters(), inner=inner, comm=comm)
     with pytest.raises(ValueError, match="lr is the built-in"):
         spccl_torch.LocalSGD(model.parameters(), lr=0.1, inner=adamw(model.parameters()), comm=comm)
+
+
+@pytest.mark.parametrize("local_steps", [True, 2.0, "8"])
+def test_local_steps_must_be_an_integer(comm, local_steps):
+    with pytest.raises(TypeError, match="local_steps must be an integer"):
+        spccl_torch.LocalSGD(make_model(0).parameters(), lr=0.1, local_steps=local_steps, comm=comm)
+
+
+def test_damaged_checkpoint_is_refused_and_changes_nothing(world, comm):
+    model = make_model(2)
+    opt = compressed_opt(model, comm)
+    train(opt, model, world.rank, 4)
+    saved = opt.state_dict()
+    fresh = compressed_opt(make_model(2), comm)
+    for message, bad in damaged(saved, ("spccl",), ("spccl", "groups", 0, "spccl"), optional=("inner",)):
+        with pytest.raises(ValueError, match=message):
+            fresh.load_state_dict(bad)
+    assert (fresh.rounds, fresh.local_step, fresh.spccl_state().step) == (0, 0, 0)
+    assert not fresh.spccl_state().residual.any()

@@ -75,6 +75,9 @@ def test_ddp_hook_runs_onebit_on_mpi_comm(comm, process_group):
 def test_hook_state_rejects_bad_settings(comm):
     with pytest.raises(ValueError, match="at least 2"):
         spccl_torch.SpcclHookState(comm=comm, start_sparse_iter=1)
+    for not_an_integer in (float("nan"), 2.5, True):
+        with pytest.raises(TypeError, match="start_sparse_iter must be an integer"):
+            spccl_torch.SpcclHookState(comm=comm, start_sparse_iter=not_an_integer)
     with pytest.raises(TypeError, match="spccl.Config"):
         spccl_torch.SpcclHookState(config={"density": 0.1}, comm=comm)
 
@@ -142,6 +145,11 @@ def test_def_rejects_bad_use(comm):
         spccl_torch.DEF(model.parameters(), lr=-1, comm=comm)
     with pytest.raises(ValueError, match="mu is -0.1"):
         spccl_torch.DEF(model.parameters(), lr=0.1, mu=-0.1, comm=comm)
+    nan, inf = float("nan"), float("inf")
+    for bad, message in ((dict(lr=nan), "lr is nan"), (dict(lr=inf), "lr is inf"), (dict(mu=nan), "mu is nan"),
+                         (dict(weight_decay=nan), "weight_decay is nan"), (dict(momentum=nan), "momentum is nan")):
+        with pytest.raises(ValueError, match=message):
+            spccl_torch.DEF(model.parameters(), **(dict(lr=0.1) | bad), comm=comm)
     opt = spccl_torch.DEF(model.parameters(), lr=0.1, mu=0.3, comm=comm)
     model(torch.ones(2, 3)).sum().backward()
     with pytest.raises(RuntimeError, match="lookahead"):

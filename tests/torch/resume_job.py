@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """One training job for the resume test, run by torchrun (gloo, CPU):
 
-    resume_job.py STEPS OUT [--save CKPT] [--load CKPT]
+    resume_job.py STEPS OUT [--save CKPT] [--load CKPT] [--bucket-cap-mb MB]
 
 trains a small MLP with the spccl DDP hook (random block, EF) and an SGD optimizer for STEPS
 steps, or with --load continues from a checkpoint; --save writes one checkpoint per rank; OUT
@@ -29,12 +29,13 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--save")
     parser.add_argument("--load")
+    parser.add_argument("--bucket-cap-mb", type=float, default=0.05)
     args = parser.parse_args()
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(32, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 4))
-    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=0.05)
+    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=args.bucket_cap_mb)
     state = spccl_torch.SpcclHookState(spccl.Config(method="randomblock", density=1 / 8, block_size=32))
     ddp.register_comm_hook(state, spccl_torch.ddp_comm_hook)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)

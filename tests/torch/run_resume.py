@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Checkpoint and resume, nothing lost: 10 steps, save, fresh processes, load, 10 more
 steps must equal 20 straight steps bit for bit (parameters, every bucket's residual and
-step, on every rank). Runs resume_job.py under torchrun three times:
+step, on every rank). A resume into a DDP with another bucket_cap_mb, whose buckets hold
+other parameters than the saved residuals belong to, must stop with a ValueError saying
+so. Runs resume_job.py under torchrun four times:
 
     run_resume.py TORCHRUN [NPROC]"""
 import os
@@ -14,9 +16,13 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def torchrun(torchrun_cmd, nproc, *args):
+def torchrun(torchrun_cmd, nproc, *args, check=True):
     cmd = [torchrun_cmd, "--standalone", f"--nproc-per-node={nproc}", os.path.join(HERE, "resume_job.py"), *args]
-    subprocess.run(cmd, check=True, timeout=300)
+    run = subprocess.run(cmd, timeout=300, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if check and run.returncode != 0:
+        sys.stdout.write(run.stdout)
+        run.check_returncode()
+    return run
 
 
 def main():
@@ -38,6 +44,10 @@ def main():
             for i in a["residuals"]:
                 assert torch.equal(a["residuals"][i], b["residuals"][i]), f"rank {rank}: bucket {i} residual differs"
                 assert torch.count_nonzero(a["residuals"][i]) > 0
+        # One bucket instead of the saved two: refused before a residual meets other parameters.
+        other = torchrun(torchrun_cmd, nproc, "10", resumed, "--load", ckpt, "--bucket-cap-mb", "1", check=False)
+        refusal = "ValueError: SpcclHookState: bucket 0 now holds other parameters than its residual was made for"
+        assert other.returncode != 0 and refusal in other.stdout and "bucket_cap_mb" in other.stdout, other.stdout
         if nproc > 1:  # each rank keeps its own residuals
             r0 = torch.load(os.path.join(straight, "rank0.pt"))["residuals"]
             r1 = torch.load(os.path.join(straight, "rank1.pt"))["residuals"]

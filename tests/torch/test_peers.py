@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import spccl
 import spccl_torch
+from checkpoint_cases import damaged
 
 
 def mlp():
@@ -179,3 +180,30 @@ def _saved(obj):
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
+
+
+def test_damaged_checkpoints_are_refused_and_change_nothing():
+    # A truncated dict, a step outside [0, 2**64) or of the wrong type, a NaN residual: each a
+    # ValueError saying what is wrong (checkpoint_cases.py), raised before anything changes.
+    x, y = data(4 * dist.get_world_size())
+    ddp = DistributedDataParallel(mlp(), bucket_cap_mb=0.001)
+    state = spccl_torch.SpcclHookState(spccl.Config(method="randomblock", density=0.25, block_size=8))
+    ddp.register_comm_hook(state, spccl_torch.ddp_comm_hook)
+    opt = spccl_torch.DEF(mlp().parameters(), lr=0.1, config=spccl.Config(method="topk", density=0.2))
+    for _ in range(4):
+        ddp.zero_grad()
+        F.mse_loss(ddp(local_part(x)), local_part(y)).backward()
+        opt.step(lambda: (opt.zero_grad(), opt.param_groups[0]["params"][0].sum().backward()))
+    hook_saved, def_saved = state.state_dict(), opt.state_dict()
+    before = {i: (st.step, st.residual.clone()) for i, st in state.states.items()}
+    def_before = (opt.spccl_state().step, opt.residual().clone())
+    bucket = next(iter(hook_saved["buckets"]))
+    cases = [(state, c) for c in damaged(hook_saved, (), ("buckets", bucket))]
+    cases += [(opt, c) for c in damaged(def_saved, ("spccl",), ("spccl", "groups", 0, "spccl"))]
+    for owner, (message, bad) in cases:
+        with pytest.raises(ValueError, match=message):
+            owner.load_state_dict(bad)
+    assert len(cases) > 15 and not state.pending and state.iter == 4
+    for i, st in state.states.items():
+        assert st.step == before[i][0] and torch.equal(st.residual, before[i][1])
+    assert opt.spccl_state().step == def_before[0] and torch.equal(opt.residual(), def_before[1])

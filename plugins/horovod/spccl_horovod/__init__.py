@@ -90,12 +90,15 @@ class RandomBlockCompressor:
         """Restores what state_dict() saved on this rank; each tensor's residual and step come
         back when it is next compressed. A checkpoint saved under another world size, rank or
         config raises ValueError, unless reset=True: compression then starts afresh."""
+        what = "RandomBlockCompressor.load_state_dict"
+        tag, tensors = checkpoint.require(state_dict, ("tag", "tensors"), what)
         if not reset:
-            checkpoint.check_tag(state_dict["tag"], self._tag(), "RandomBlockCompressor.load_state_dict")
+            checkpoint.check_tag(tag, self._tag(), what)
+            checkpoint.check_snapshots(tensors, what)
         for st in self.states.values():
             st.close()
         self.states = {}
-        self.pending = {} if reset else dict(state_dict["tensors"])
+        self.pending = {} if reset else dict(tensors)
 
     def __getstate__(self):
         # As PowerSGDState: no comm (nor Horovod) in the pickle, the residuals as CPU tensors.

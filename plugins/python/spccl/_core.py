@@ -7,7 +7,7 @@ import weakref
 
 import numpy as np
 
-from . import _lib
+from . import _checks, _lib
 
 try:
     import torch
@@ -37,6 +37,10 @@ OPS = {"sum": 0, "avg": 4}
 # spcclDataType_t by dtype name (torch and NumPy spell them alike).
 DATATYPES = {"float16": 6, "float32": 7, "float64": 8, "bfloat16": 9}
 _NP_VIEW = {6: np.float16, 7: np.float32, 8: np.float64, 9: np.int16}  # bf16: raw 16-bit words
+# NumPy has no bfloat16: a bf16 state's NumPy residual is int16 words, so NumPy int16 and
+# uint16 arrays are taken as bfloat16 words wherever a bf16 buffer is expected.
+_NP_BF16_WORDS = ("int16", "uint16")
+_INDEX_TYPES = {"int32": "indices", "uint32": "indices"}  # uint32 bits; torch spells them int32
 
 
 class SpcclError(RuntimeError):
@@ -64,13 +68,14 @@ def version():
 
 
 def _enum(value, table, what):
+    """A name from `table`, or the C enumerator itself (range-checked as a C int)."""
     if value is None:
         return None
     if isinstance(value, str):
         if value.lower() not in table:
             raise ValueError(f"spccl: unknown {what} {value!r}; expected one of {sorted(table)}")
         return table[value.lower()]
-    return int(value)
+    return _checks.integer(value, f"spccl: {what}", _checks.C_INT)
 
 
 def _name(value, table):
@@ -112,17 +117,24 @@ class Config:
         must not be reachable by accident."""
         s = _lib.ConfigStruct(ctypes.sizeof(_lib.ConfigStruct), _lib.CONFIG_MAGIC, version())
         c_int = (_lib.UNDEF_INT + 1, 2**31 - 1)
-        s.method = _c_field(_enum(self.method, METHODS, "method"), "Config.method", c_int, _lib.UNDEF_INT)
-        s.density = _lib.UNDEF_DOUBLE if self.density is None else _real(self.density, "density")
-        s.blockSize = _c_field(self.block_size, "Config.block_size", c_int, _lib.UNDEF_INT)
-        s.blockPattern = _c_field(_enum(self.block_pattern, PATTERNS, "block pattern"), "Config.block_pattern", c_int,
-                                  _lib.UNDEF_INT)
-        s.feedback = _c_field(_enum(self.feedback, FEEDBACKS, "feedback"), "Config.feedback", c_int, _lib.UNDEF_INT)
-        s.seed = _c_field(self.seed, "Config.seed", (0, _lib.UNDEF_U64 - 1), _lib.UNDEF_U64)
-        s.tensorKey = _c_field(self.tensor_key, "Config.tensor_key", (0, 2**64 - 1), 0)
-        s.denseSwitch = _c_field(self.dense_switch, "Config.dense_switch", (0, 1), _lib.UNDEF_INT)
-        s.pipeline = _c_field(self.pipeline, "Config.pipeline", (0, 1), _lib.UNDEF_INT)
-        s.hierarchical = _c_field(self.hierarchical, "Config.hierarchical", (0, 1), _lib.UNDEF_INT)
+
+        def field(value, name, check, unset):
+            return unset if value is None else check(value, f"spccl: Config.{name}")
+
+        def integer(bounds):
+            return lambda value, name: _checks.integer(value, name, bounds)
+
+        s.method = field(_enum(self.method, METHODS, "method"), "method", integer(c_int), _lib.UNDEF_INT)
+        s.density = field(self.density, "density", _checks.real, _lib.UNDEF_DOUBLE)
+        s.blockSize = field(self.block_size, "block_size", integer(c_int), _lib.UNDEF_INT)
+        s.blockPattern = field(_enum(self.block_pattern, PATTERNS, "block pattern"), "block_pattern", integer(c_int),
+                               _lib.UNDEF_INT)
+        s.feedback = field(_enum(self.feedback, FEEDBACKS, "feedback"), "feedback", integer(c_int), _lib.UNDEF_INT)
+        s.seed = field(self.seed, "seed", integer((0, _lib.UNDEF_U64 - 1)), _lib.UNDEF_U64)
+        s.tensorKey = field(self.tensor_key, "tensor_key", integer(_checks.U64), 0)
+        s.denseSwitch = field(self.dense_switch, "dense_switch", _checks.flag, _lib.UNDEF_INT)
+        s.pipeline = field(self.pipeline, "pipeline", _checks.flag, _lib.UNDEF_INT)
+        s.hierarchical = field(self.hierarchical, "hierarchical", _checks.flag, _lib.UNDEF_INT)
         return s
 
     @classmethod
@@ -136,68 +148,79 @@ class Config:
         return "Config(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if getattr(self, f) is not None) + ")"
 
 
-def _c_field(value, name, bounds, unset=None):
-    """value as an integer within bounds (inclusive), or `unset` when None; `name` says what
-    it is in the error ("Config.seed")."""
-    if value is None:
-        return unset
-    if isinstance(value, float) or not hasattr(value, "__index__"):
-        raise TypeError(f"spccl: {name} must be an integer, not {type(value).__name__}")
-    value = value.__index__()
-    lo, hi = bounds
-    if not lo <= value <= hi:
-        raise ValueError(f"spccl: {name} {value} is outside [{lo}, {hi}]")
-    return value
-
-
-def _real(value, name):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"spccl: Config.{name} must be a number, not {type(value).__name__}") from None
-
-
 class _Buffer:
-    """(pointer, element count, spcclDataType_t, device, stream) of a tensor or array."""
+    """(pointer, element count, spcclDataType_t, device, stream) of a tensor or array, after
+    the one check every buffer argument gets: the C library is given a bare pointer, so what
+    it reads must be the plain little-endian elements the Python object shows, laid out
+    contiguously, and what it writes must be memory the object lets it write."""
 
-    __slots__ = ("ptr", "count", "datatype", "device", "stream", "what")
+    __slots__ = ("obj", "ptr", "count", "datatype", "dtype", "device", "stream", "what")
 
-    def __init__(self, x, what, writable=False):
+    def __init__(self, x, what, writable=False, datatypes=DATATYPES):
+        self.what, self.obj = what, x
         if torch is not None and isinstance(x, torch.Tensor):
-            if not x.is_contiguous():
-                raise ValueError(f"spccl: {what} must be contiguous (call .contiguous() first)")
-            if writable and x.requires_grad:  # spccl writes behind autograd's back
-                raise ValueError(f"spccl: {what} requires grad; spccl writes into it in place, which autograd "
-                                 "cannot track (pass a gradient or tensor.detach())")
-            dtype = str(x.dtype).replace("torch.", "")
+            _check_tensor_layout(x, what, writable)
+            self.dtype = str(x.dtype).replace("torch.", "")
             self.device = x.device
             self.stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else None
             self.ptr, self.count = x.data_ptr(), x.numel()
         elif isinstance(x, np.ndarray):
-            if not x.flags.c_contiguous:
-                raise ValueError(f"spccl: {what} must be C-contiguous (np.ascontiguousarray)")
-            if writable and not x.flags.writeable:
-                raise ValueError(f"spccl: {what} is read-only")
-            dtype = x.dtype.name
+            _check_array_layout(x, what, writable)
+            self.dtype = x.dtype.name
             self.device, self.stream = None, None
             self.ptr, self.count = x.ctypes.data, x.size
         else:
             raise TypeError(f"spccl: {what} must be a torch.Tensor or numpy.ndarray, not {type(x).__name__}")
-        if dtype not in DATATYPES:
-            raise TypeError(f"spccl: {what} has dtype {dtype}; spccl reduces {', '.join(DATATYPES)}")
-        self.datatype = DATATYPES[dtype]
-        self.what = what
+        name = "bfloat16" if self.device is None and self.dtype in _NP_BF16_WORDS else self.dtype
+        if name not in datatypes:
+            raise TypeError(f"spccl: {what} has dtype {self.dtype}; expected one of {', '.join(datatypes)}")
+        self.datatype = datatypes[name]
 
     def expect(self, count, datatype, at_least=False):
-        """The one size-and-dtype check of every buffer argument: the C library is given a
-        pointer only, so a short buffer would be read or written past its end."""
+        """The one size-and-dtype check of every buffer argument: a short buffer would be
+        read or written past its end."""
         if self.datatype != datatype:
-            raise TypeError(f"spccl: {self.what} has dtype {_name(self.datatype, DATATYPES)}, expected "
-                            f"{_name(datatype, DATATYPES)}")
+            raise TypeError(f"spccl: {self.what} has dtype {self.dtype}, expected {_name(datatype, DATATYPES)}")
         if self.count < count if at_least else self.count != count:
             need = f"at least {count}" if at_least else str(count)
             raise ValueError(f"spccl: {self.what} holds {self.count} elements, expected {need}")
         return self
+
+    def all_finite(self):
+        """No NaN or Inf among the elements (bf16 NumPy words: exponent bits not all ones)."""
+        x = self.obj
+        if isinstance(x, np.ndarray):
+            if self.datatype == DATATYPES["bfloat16"] and x.dtype.name in _NP_BF16_WORDS:
+                return not np.any((x.view(np.uint16) & 0x7F80) == 0x7F80)
+            return bool(np.isfinite(x).all())
+        return bool(torch.isfinite(x).all())
+
+
+def _check_tensor_layout(x, what, writable):
+    if x.layout != torch.strided:
+        raise ValueError(f"spccl: {what} is a {x.layout} tensor; spccl reads dense (strided) memory")
+    if not x.is_contiguous():
+        raise ValueError(f"spccl: {what} must be contiguous (call .contiguous() first)")
+    # Lazy views: the memory holds other numbers than the tensor shows (torch applies the
+    # negation or conjugation when it reads); spccl would read and write the raw memory.
+    if x.is_neg() or x.is_conj():
+        raise ValueError(f"spccl: {what} is a lazy {'negated' if x.is_neg() else 'conjugated'} view; materialise "
+                         "it first (.resolve_neg() / .resolve_conj())")
+    if writable and x.requires_grad:  # spccl writes behind autograd's back
+        raise ValueError(f"spccl: {what} requires grad; spccl writes into it in place, which autograd "
+                         "cannot track (pass a gradient or tensor.detach())")
+
+
+def _check_array_layout(x, what, writable):
+    if not x.flags.c_contiguous:
+        raise ValueError(f"spccl: {what} must be C-contiguous (np.ascontiguousarray)")
+    if not x.dtype.isnative:
+        raise ValueError(f"spccl: {what} has byte order {x.dtype.str}; spccl reads native-order numbers "
+                         "(x.astype(x.dtype.newbyteorder('=')))")
+    if not x.flags.aligned:
+        raise ValueError(f"spccl: {what} is not aligned to its element size (np.require(x, requirements='A'))")
+    if writable and not x.flags.writeable:
+        raise ValueError(f"spccl: {what} is read-only; spccl writes into it")
 
 
 def _datatype(dtype):
@@ -213,15 +236,16 @@ def _datatype(dtype):
 
 
 # Everything still open when Python exits is closed before mpi4py finalizes MPI (its
-# finalizer runs after atexit handlers): states first, then comms.
-_live_states = weakref.WeakSet()
+# finalizer runs after atexit handlers): states first (residual views left at exit show
+# freed memory), then comms.
+_live_states = weakref.WeakSet()  # of _StateMemory
 _live_comms = weakref.WeakSet()
 
 
 @atexit.register
 def _close_all():
     for s in list(_live_states):
-        s.close()
+        s.destroy()
     for c in list(_live_comms):
         c.close()
 
@@ -254,7 +278,9 @@ class Comm:
         if device is not None and torch is not None and torch.device(device).type == "cuda":
             index = torch.device(device).index
             index = torch.cuda.current_device() if index is None else index
-        _check(_L.spcclCommInitLocal(ctypes.byref(comm._handle), int(size), int(rank), index))
+        size = _checks.integer(size, "spccl: Comm.local size", _checks.C_INT)
+        rank = _checks.integer(rank, "spccl: Comm.local rank", _checks.C_INT)
+        _check(_L.spcclCommInitLocal(ctypes.byref(comm._handle), size, rank, index))
         comm._opened()
         return comm
 
@@ -298,6 +324,39 @@ def _mpi_finalized():
     return MPI.Is_finalized()
 
 
+class _StateMemory:
+    """Owns one C state. The State holds it, and so does every residual view (through the
+    object the view was made from), so the memory a view shows is freed only once the State
+    is closed or collected and the last view is gone: a view never shows freed memory, nor
+    another state's."""
+
+    def __init__(self, comm):
+        self.handle = ctypes.c_void_p()
+        self.comm = comm  # the C state uses its comm until destroyed
+        self.views = 0  # live objects that residual views are made from
+
+    def lend(self, base):
+        """Ties `base` (what a view is made from) to this memory, which then outlives it."""
+        base._spccl_memory = self
+        self.views += 1
+        weakref.finalize(base, self._view_gone)
+        return base
+
+    def _view_gone(self):
+        self.views -= 1
+
+    def destroy(self):
+        if self.handle:
+            _check(_L.spcclStateDestroy(self.handle))
+            self.handle = ctypes.c_void_p()
+
+    def __del__(self):
+        try:
+            self.destroy()
+        except Exception:
+            pass
+
+
 class State:
     """Per-tensor compression state: the error-feedback residual and the step counter.
     `device` is where the tensors it compresses live (the residual is allocated by the
@@ -308,14 +367,17 @@ class State:
             raise TypeError(f"spccl.State: comm must be a spccl.Comm, not {type(comm).__name__}")
         if not isinstance(config, Config):
             raise TypeError(f"spccl.State: config must be a spccl.Config, not {type(config).__name__}")
-        self.comm, self.count, self.datatype = comm, int(count), _datatype(dtype)
+        self.comm, self.datatype = comm, _datatype(dtype)
+        self.count = _checks.integer(count, "spccl: State count", _checks.SIZE_T)
         self.dtype = dtype
         self.device = device if device is not None else (torch.device("cpu") if _is_torch_dtype(dtype) else None)
-        self._handle = ctypes.c_void_p()
+        self._memory = None
+        memory = _StateMemory(comm)
         c = config.to_c()
-        _check(_L.spcclStateCreate(ctypes.byref(self._handle), comm.handle, ctypes.byref(c), self.count,
+        _check(_L.spcclStateCreate(ctypes.byref(memory.handle), comm.handle, ctypes.byref(c), self.count,
                                    self.datatype))
-        _live_states.add(self)
+        self._memory = memory
+        _live_states.add(memory)
 
     @classmethod
     def like(cls, comm, config, tensor):
@@ -326,9 +388,9 @@ class State:
 
     @property
     def handle(self):
-        if not self._handle:
+        if self._memory is None or not self._memory.handle:
             raise SpcclError(5, "spccl.State : used after close()")
-        return self._handle
+        return self._memory.handle
 
     @property
     def step(self):
@@ -353,23 +415,24 @@ class State:
     @property
     def residual(self):
         """The state's whole feedback memory as a view (no copy), residual_count elements: a
-        torch tensor for a state made with a torch dtype, else a NumPy array. Its first `count`
-        elements are the worker residual, position for position with the tensor; 1-bit keeps
-        its server residual after them. restore() takes exactly this, so a checkpoint of it
-        resumes bit for bit. Valid until the state is closed, or with config.pipeline (a
-        double-buffered residual) until the next call on the state: read this property again
-        after each call rather than keeping the view."""
+        torch tensor for a state made with a torch dtype, else a NumPy array (int16 words for
+        bfloat16). Its first `count` elements are the worker residual, position for position
+        with the tensor; 1-bit keeps its server residual after them. restore() takes exactly
+        this, so a checkpoint of it resumes bit for bit. The view keeps the state's memory
+        alive. With config.pipeline (a double-buffered residual) it shows the residual until
+        the next call on the state: read this property again after each call rather than
+        keeping the view."""
         ptr = ctypes.c_void_p()
         _check(_L.spcclStateGetResidual(self.handle, ctypes.byref(ptr)))
         n = self.residual_count
         if self.device is not None and getattr(self.device, "type", None) == "cuda":
-            return _cuda_view(ptr.value, n, self.dtype, self.device)
+            return _cuda_view(self._memory.lend(_CudaArray(ptr.value, n, self.datatype)), self.datatype, self.device)
         words = _NP_VIEW[self.datatype]
         if n == 0:
             arr = np.zeros(0, dtype=words)
         else:
             raw = (ctypes.c_byte * (n * np.dtype(words).itemsize)).from_address(ptr.value)
-            arr = np.frombuffer(raw, dtype=words)
+            arr = np.frombuffer(self._memory.lend(raw), dtype=words)
         if not _is_torch_dtype(self.dtype):
             return arr
         t = torch.from_numpy(arr)
@@ -382,11 +445,27 @@ class State:
     def restore(self, step, residual=None):
         """Restores a checkpoint: the step the next call uses and, with feedback EF, the
         feedback memory (copied from `residual`, which must have residual_count elements of
-        the state's dtype and live where its buffers live). Nothing changes when it raises."""
-        if residual is not None:
-            r = _Buffer(residual, "residual")
+        the state's dtype, live where its buffers live and be finite). Nothing changes when it
+        raises."""
+        step, r = self.check_restore(step, residual)
+        if r is not None:
             _check(_L.spcclStateSetResidual(self.handle, r.ptr, r.count, r.datatype, r.stream))
-        _check(_L.spcclStateSetStep(self.handle, int(step)))
+        _check(_L.spcclStateSetStep(self.handle, step))
+
+    @staticmethod
+    def check_restore(step, residual=None):
+        """What restore() refuses before the library sees it, checked without a state (a
+        checkpoint loader checks at load time what it restores later): a step outside
+        [0, 2**64), a residual that is no plain buffer or holds NaN or Inf (a residual is
+        always finite; a non-finite one would poison every later step). Returns the step and
+        the residual's buffer description."""
+        step = _checks.integer(step, "spccl: State.restore step", _checks.U64)
+        if residual is None:
+            return step, None
+        r = _Buffer(residual, "residual")
+        if not r.all_finite():
+            raise ValueError("spccl: State.restore residual holds NaN or Inf; a residual is always finite")
+        return step, r
 
     def sparse_allreduce(self, sendbuf, recvbuf=None, op="avg"):
         """spcclSparseAllReduce: recvbuf = op over ranks of C(sendbuf + residual); in place
@@ -409,7 +488,7 @@ class State:
         n = self.compressed_count()
         s = _Buffer(sendbuf, "sendbuf").expect(self.count, self.datatype)
         v = _Buffer(values, "values", writable=True).expect(n, self.datatype, at_least=True)
-        iptr = None if indices is None else _index_ptr(indices, n)
+        iptr = None if indices is None else _indices(indices, n, writable=True)
         n, step = ctypes.c_size_t(), ctypes.c_ulonglong()
         _check(_L.spcclCompress(s.ptr, v.ptr, iptr, ctypes.byref(n), ctypes.byref(step), self.handle, s.stream))
         return n.value, step.value
@@ -417,16 +496,18 @@ class State:
     def decompress(self, values, step, recvbuf, indices=None, nvalues=None, scale=1.0):
         """spcclDecompress: recvbuf = scale * the contributions in values, zero elsewhere. Local."""
         v = _Buffer(values, "values")
-        n = v.count if nvalues is None else _c_field(nvalues, "nvalues", (0, v.count))
+        n = v.count if nvalues is None else _checks.integer(nvalues, "spccl: nvalues", (0, v.count))
         v.expect(n, self.datatype, at_least=True)
         r = _Buffer(recvbuf, "recvbuf", writable=True).expect(self.count, self.datatype)
-        iptr = None if indices is None else _index_ptr(indices, n)
-        step = _c_field(step, "step", (0, 2**64 - 1))
-        _check(_L.spcclDecompress(v.ptr, iptr, n, step, float(scale), r.ptr, self.handle, r.stream))
+        iptr = None if indices is None else _indices(indices, n, writable=False)
+        step = _checks.integer(step, "spccl: step", _checks.U64)
+        scale = _checks.real(scale, "spccl: scale")
+        _check(_L.spcclDecompress(v.ptr, iptr, n, step, scale, r.ptr, self.handle, r.stream))
         return recvbuf
 
     def block_selection(self, step):
         """The block indices (random block) every rank picks at `step`, in packed order."""
+        step = _checks.integer(step, "spccl: block_selection step", _checks.U64)
         n = ctypes.c_size_t(0)
         _check(_L.spcclBlockSelection(self.handle, step, None, ctypes.byref(n)))
         blocks = (ctypes.c_size_t * max(n.value, 1))()
@@ -434,9 +515,12 @@ class State:
         return np.array(blocks[: n.value], dtype=np.int64)
 
     def close(self):
-        if self._handle:
-            _check(_L.spcclStateDestroy(self._handle))
-            self._handle = ctypes.c_void_p()
+        """Ends the state's use. Its memory is freed now, or, while residual views made from
+        it live, when the last of them goes."""
+        if self._memory is not None:
+            if not self._memory.views:
+                self._memory.destroy()
+            self._memory = None
 
     def __del__(self):
         try:
@@ -454,18 +538,9 @@ def _is_torch_dtype(dtype):
     return torch is not None and isinstance(dtype, torch.dtype)
 
 
-def _index_ptr(indices, n):
-    if torch is not None and isinstance(indices, torch.Tensor):
-        ok = indices.dtype == torch.int32 and indices.is_contiguous()
-        ptr, size = indices.data_ptr(), indices.numel()
-    else:
-        ok = isinstance(indices, np.ndarray) and indices.dtype in (np.int32, np.uint32) and indices.flags.c_contiguous
-        ptr, size = (indices.ctypes.data, indices.size) if ok else (0, 0)
-    if not ok:
-        raise TypeError("spccl: indices must be a contiguous int32 tensor or (u)int32 array")
-    if size < n:
-        raise ValueError(f"spccl: indices holds {size} elements, {n} needed")
-    return ptr
+def _indices(indices, n, writable):
+    """The pointer of an index buffer (int32 holding uint32 bits) of at least n entries."""
+    return _Buffer(indices, "indices", writable, _INDEX_TYPES).expect(n, "indices", at_least=True).ptr
 
 
 class _CudaArray:
@@ -478,7 +553,6 @@ class _CudaArray:
                                          "data": (ptr, False), "version": 2, "strides": None}
 
 
-def _cuda_view(ptr, count, dtype, device):
-    datatype = _datatype(dtype)
-    t = torch.as_tensor(_CudaArray(ptr, count, datatype), device=device)
+def _cuda_view(array, datatype, device):
+    t = torch.as_tensor(array, device=device)
     return t.view(torch.bfloat16) if datatype == DATATYPES["bfloat16"] else t

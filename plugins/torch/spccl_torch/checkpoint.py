@@ -24,6 +24,42 @@ def check_tag(saved, current, what):
                              "compression state afresh (residuals zero, steps 0) instead")
 
 
+def require(saved, keys, what):
+    """saved[key] for each of `keys`. A missing key (a truncated checkpoint, or one saved by
+    something else) is a ValueError naming it, never a KeyError from deep inside training."""
+    if not isinstance(saved, dict):
+        raise ValueError(f"{what}: the checkpoint holds a {type(saved).__name__} where a dict was saved")
+    missing = [key for key in keys if key not in saved]
+    if missing:
+        raise ValueError(f"{what}: the checkpoint lacks {', '.join(map(repr, missing))}; it is truncated or was "
+                         "saved by something else")
+    return [saved[key] for key in keys]
+
+
+def check_snapshots(entries, what, snapshot_key=None, keys=()):
+    """Refuses at load time what restore() would refuse later, when a state first uses its
+    entry: in each of `entries` (a dict), the keys `keys` and the snapshot (the entry itself,
+    or entry[snapshot_key]) with a step in [0, 2**64) and a finite residual."""
+    if not isinstance(entries, dict):
+        raise ValueError(f"{what}: the checkpoint holds a {type(entries).__name__} where a dict was saved")
+    for index, entry in entries.items():
+        where = f"{what}, entry {index!r}"
+        require(entry, keys, where)
+        saved = entry if snapshot_key is None else require(entry, (snapshot_key,), where)[0]
+        _, _, step, residual = require(saved, SNAPSHOT, where)
+        try:
+            spccl.State.check_restore(step, None if residual is None else _contiguous(residual))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: {err}") from None
+
+
+SNAPSHOT = ("count", "dtype", "step", "residual")
+
+
+def _contiguous(residual):
+    return residual.contiguous() if hasattr(residual, "contiguous") else residual
+
+
 def snapshot(state):
     """One spccl.State as plain tensors: its step and a CPU copy of its residual."""
     residual = None
@@ -34,13 +70,13 @@ def snapshot(state):
 
 def restore(state, saved, what):
     """Puts a snapshot back into a state made for the same tensor."""
-    if saved["count"] != state.count or saved["dtype"] != str(state.dtype):
-        raise ValueError(f"{what}: the checkpoint holds {saved['count']} elements of {saved['dtype']}, the tensor "
+    count, dtype, step, residual = require(saved, SNAPSHOT, what)
+    if count != state.count or dtype != str(state.dtype):
+        raise ValueError(f"{what}: the checkpoint holds {count} elements of {dtype}, the tensor "
                          f"has {state.count} of {state.dtype}; the model or DDP's bucket layout changed")
-    residual = saved["residual"]
     if residual is not None:
-        residual = residual.to(state.device if state.device is not None else "cpu").contiguous()
-    state.restore(saved["step"], residual)
+        residual = _contiguous(residual.to(state.device if state.device is not None else "cpu"))
+    state.restore(step, residual)
 
 
 def to_cpu_dict(states):

@@ -36,6 +36,7 @@ torchrun) unless comm=spccl.Comm(...) is given (mpirun), then spccl's own collec
 import torch
 
 import spccl
+from spccl import _checks as checks
 
 from . import checkpoint
 from .exchange import LocalComms, average, check_method, world
@@ -44,14 +45,10 @@ from .exchange import LocalComms, average, check_method, world
 class DEF(torch.optim.Optimizer):
     def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, mu=0.3, config=None, comm=None,
                  process_group=None):
-        if lr <= 0:
-            raise ValueError(f"DEF: lr is {lr}; it must be positive")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"DEF: momentum is {momentum}; it must be in [0, 1)")
-        if weight_decay < 0:
-            raise ValueError(f"DEF: weight_decay is {weight_decay}; it must be >= 0")
-        if mu < 0:
-            raise ValueError(f"DEF: mu is {mu}; it must be >= 0 (0: plain EF, 1: SAEF)")
+        checks.real(lr, "DEF: lr", 0, lo_open=True)
+        checks.real(momentum, "DEF: momentum", 0, 1, hi_open=True)
+        checks.real(weight_decay, "DEF: weight_decay", 0)
+        checks.real(mu, "DEF: mu", 0, hint=" (0: plain EF, 1: SAEF)")
         if config is not None and not isinstance(config, spccl.Config):
             raise TypeError(f"DEF: config must be a spccl.Config, not {type(config).__name__}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, mu=mu))
@@ -159,15 +156,19 @@ class DEF(torch.optim.Optimizer):
     def load_state_dict(self, state_dict, reset=False):
         """Restores what state_dict() saved on this rank. Another world size, rank or config
         raises ValueError unless reset=True (residuals zero, steps 0, momentum kept)."""
+        what = "DEF.load_state_dict"
         state_dict = dict(state_dict)
-        saved = state_dict.pop("spccl")
+        saved = checkpoint.require(state_dict, ("spccl",), what)[0]
+        state_dict.pop("spccl")
+        tag, groups = checkpoint.require(saved, ("tag", "groups"), what)
         if not reset:
-            checkpoint.check_tag(saved["tag"], self._tag(), "DEF.load_state_dict")
+            checkpoint.check_tag(tag, self._tag(), what)
+        checkpoint.check_snapshots(groups, what, snapshot_key="spccl", keys=("m",))
         super().load_state_dict(state_dict)
         for g in self._flat.values():
             g["state"].close()
         self._flat = {}
-        self._pending = dict(saved["groups"])
+        self._pending = dict(groups)
         if reset:
             for entry in self._pending.values():
                 entry["spccl"] = dict(entry["spccl"], step=0, residual=None)

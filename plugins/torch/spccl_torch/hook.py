@@ -11,10 +11,13 @@ asynchronous all_reduce (random block) or all_gather (Top-k, Gaussian-k), and de
 the future's callback, so buckets communicate while backward computes the next ones. With
 comm=spccl.Comm(...) (ranks launched by mpirun) spccl's own collective moves them instead,
 blocking; gTop-k, which needs rounds of its own, works only that way."""
+import collections
+
 import torch
 import torch.distributed as dist
 
 import spccl
+from spccl import _checks as checks
 
 from . import checkpoint
 from .exchange import LocalComms, check_method, compressed_average, dense_average
@@ -39,12 +42,14 @@ class SpcclHookState:
         "param_keys",         # parameter data_ptr -> (bucket, position) in DDP's first iteration here
         "layouts",            # bucket.index() -> its parameters' keys, as last seen
         "first_pass",         # DDP's first iteration in this process is still running
+        "residual_layouts",   # bucket.index() -> the parameters' keys its state's residual belongs to
+        "saved_first_pass",   # a loaded checkpoint's first-iteration bucket -> its parameter count
     ]
 
     def __init__(self, config=None, comm=None, start_sparse_iter=2, process_group=None):
         # DDP rebuilds its buckets after the first iteration: states made before that would be
         # made for buckets that then change, and their residuals would be thrown away.
-        if start_sparse_iter < 2:
+        if checks.integer(start_sparse_iter, "SpcclHookState: start_sparse_iter", checks.U64) < 2:
             raise ValueError(f"SpcclHookState: start_sparse_iter is {start_sparse_iter}; it must be at least 2 "
                              "because DDP rebuilds its buckets after the first iteration")
         if config is not None and not isinstance(config, spccl.Config):
@@ -60,6 +65,7 @@ class SpcclHookState:
         self.local_comms = LocalComms()
         self.pending = {}
         self.param_keys, self.layouts, self.first_pass = {}, {}, True
+        self.residual_layouts, self.saved_first_pass = {}, None
         if comm is None:
             check_method(self.config.method, "SpcclHookState")
         elif dist.is_available() and dist.is_initialized() and self.world_size() != comm.size:
@@ -78,13 +84,28 @@ class SpcclHookState:
             for pos, p in enumerate(params):
                 self.param_keys.setdefault(p.data_ptr(), (bucket.index(), pos))
             self.first_pass = not bucket.is_last()
+            # The keys name the same parameters as the checkpoint's only if DDP's first buckets
+            # are the same: another bucket_cap_mb (or model) would pair residuals with the
+            # wrong parameters.
+            saved = self.saved_first_pass
+            if saved is not None and saved.get(bucket.index(), 0) != len(params):
+                raise ValueError(f"SpcclHookState: DDP's bucket {bucket.index()} holds {len(params)} parameters in "
+                                 f"its first iteration, the checkpoint's held {saved.get(bucket.index(), 0)}; "
+                                 "bucket_cap_mb or the model changed since the checkpoint, so its residuals do "
+                                 "not fit (resume with the saved settings, or load with reset=True)")
         keys = [self.param_keys.get(p.data_ptr()) for p in params]
         self.layouts[bucket.index()] = None if None in keys else keys
         return params
 
-    def state_for(self, index, buffer):
+    def state_for(self, index, buffer, layout):
         """The spccl state of bucket `index`, (re)created when the bucket's size, dtype or
-        device changed, and restored from a loaded checkpoint on first use."""
+        device changed, and restored from a loaded checkpoint on first use. `layout`: the keys
+        of the parameters `buffer` holds; a residual is never applied to other parameters."""
+        kept = self.residual_layouts.get(index)
+        if None not in (kept, layout) and kept != layout:
+            raise ValueError(f"SpcclHookState: bucket {index} now holds other parameters than its residual was "
+                             "made for; DDP's buckets differ from the checkpoint's (bucket_cap_mb or the model "
+                             "changed). Resume with the saved settings, or load with reset=True")
         st = self.states.get(index)
         if st is None or st.count != buffer.numel() or st.dtype != buffer.dtype or st.device != buffer.device:
             if st is not None:
@@ -93,9 +114,11 @@ class SpcclHookState:
             key = ((self.config.tensor_key or 0) << 32) + index
             st = spccl.State.like(comm, self.config.replace(tensor_key=key), buffer)
             self.states[index] = st
+            self.residual_layouts[index] = layout
         saved = self.pending.pop(index, None)
         if saved is not None:
             checkpoint.restore(st, saved, f"SpcclHookState bucket {index}")
+            self.residual_layouts[index] = saved.get("params")
         return st
 
     # --- checkpoints -------------------------------------------------------------------
@@ -122,12 +145,21 @@ class SpcclHookState:
         back when DDP next hands the hook that bucket. A checkpoint saved under another world
         size, rank, config or start iteration raises ValueError, unless reset=True: then only
         the iteration count is kept and compression starts afresh."""
+        what = "SpcclHookState.load_state_dict"
+        tag, iteration, buckets = checkpoint.require(state_dict, ("tag", "iter", "buckets"), what)
         if not reset:
-            checkpoint.check_tag(state_dict["tag"], self._tag(), "SpcclHookState.load_state_dict")
-        self.iter = state_dict["iter"]
+            checkpoint.check_tag(tag, self._tag(), what)
+            checkpoint.check_snapshots(buckets, what, keys=("params",))
+        self.iter = checks.integer(iteration, f"{what}: iter", checks.U64)
         for st in self.states.values():
             st.reset()
-        self.pending = {} if reset else dict(state_dict["buckets"])
+        self.residual_layouts = {}  # the residuals are zero now: they belong to no parameters
+        self._load_pending({} if reset else buckets)
+
+    def _load_pending(self, buckets):
+        self.pending = dict(buckets)
+        keys = [key for saved in buckets.values() for key in saved.get("params") or ()]
+        self.saved_first_pass = collections.Counter(bucket for bucket, _ in keys) if keys else None
 
     def __getstate__(self):
         return dict(config=self.config, comm=None, start_sparse_iter=self.start_sparse_iter,
@@ -138,7 +170,7 @@ class SpcclHookState:
         saved = pickled.pop("saved")
         SpcclHookState.__init__(self, **pickled)
         self.iter = saved["iter"]
-        self.pending = dict(saved["buckets"])
+        self._load_pending(saved["buckets"])
 
 
 def ddp_comm_hook(state: SpcclHookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
@@ -155,9 +187,10 @@ def ddp_comm_hook(state: SpcclHookState, bucket: dist.GradBucket) -> torch.futur
             return dense_average(buffer, state.process_group)
         if state.pending and _layout_differs(state, bucket.index()):
             return _resume_in_saved_buckets(state, bucket.index(), params, buffer)
-        return compressed_average(state.state_for(bucket.index(), buffer), buffer, state.process_group)
+        return compressed_average(state.state_for(bucket.index(), buffer, state.layouts.get(bucket.index())), buffer,
+                                  state.process_group)
     if sparse:
-        state.state_for(bucket.index(), buffer).sparse_allreduce(buffer, op="avg")
+        state.state_for(bucket.index(), buffer, state.layouts.get(bucket.index())).sparse_allreduce(buffer, op="avg")
     else:
         state.comm.allreduce(buffer, op="avg")
     fut = torch.futures.Future()
@@ -190,7 +223,7 @@ def _resume_in_saved_buckets(state, index, params, buffer):
     for j in inside:
         pieces = [buffer[o:o + n] for o, n in (where[key] for key in state.pending[j]["params"])]
         part = torch.cat(pieces)
-        fut = compressed_average(state.state_for(j, part), part, state.process_group)
+        fut = compressed_average(state.state_for(j, part, state.pending[j]["params"]), part, state.process_group)
         futures.append(fut.then(lambda f, pieces=pieces: _scatter(f, pieces)))
     return torch.futures.collect_all(futures).then(lambda _: buffer)
 

@@ -58,6 +58,7 @@ import contextlib
 import torch
 
 import spccl
+from spccl import _checks as checks
 
 from . import checkpoint
 from .exchange import LocalComms, average, check_method, world
@@ -86,23 +87,19 @@ def _check_settings(lr, local_steps, variant, momentum, server_momentum, fusion,
         raise ValueError("LocalSGD: lr is required without an inner optimizer")
     if inner is not None and lr is not None:
         raise ValueError("LocalSGD: lr is the built-in local step's; with an inner optimizer set lr on it instead")
-    if (lr is not None and lr <= 0) or server_lr <= 0:
-        raise ValueError(f"LocalSGD: lr {lr} and server_lr {server_lr} must be positive")
-    if not isinstance(local_steps, int) or local_steps < 1:
-        raise ValueError(f"LocalSGD: local_steps is {local_steps!r}; it must be an integer >= 1")
-    for name, value in (("momentum", momentum), ("server_momentum", server_momentum)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"LocalSGD: {name} is {value}; it must be in [0, 1)")
-    if not 0.0 <= fusion <= 1.0:
-        raise ValueError(f"LocalSGD: fusion is {fusion}; it must be in [0, 1] (0: server momentum after the "
-                         "round, 1: all of it during the local steps)")
-    if weight_decay < 0:
-        raise ValueError(f"LocalSGD: weight_decay is {weight_decay}; it must be >= 0")
-    if mu < 0:
-        raise ValueError(f"LocalSGD: mu is {mu}; it must be >= 0 (0: plain EF on the deltas)")
-    if not 0.0 <= residual_decay <= 1.0:
-        raise ValueError(f"LocalSGD: residual_decay is {residual_decay}; it must be in [0, 1] (1: plain EF, "
-                         "0: what is not sent is dropped)")
+    if lr is not None:
+        checks.real(lr, "LocalSGD: lr", 0, lo_open=True)
+    checks.real(server_lr, "LocalSGD: server_lr", 0, lo_open=True)
+    if checks.integer(local_steps, "LocalSGD: local_steps", checks.U64) < 1:
+        raise ValueError(f"LocalSGD: local_steps is {local_steps}; it must be at least 1")
+    checks.real(momentum, "LocalSGD: momentum", 0, 1, hi_open=True)
+    checks.real(server_momentum, "LocalSGD: server_momentum", 0, 1, hi_open=True)
+    checks.real(fusion, "LocalSGD: fusion", 0, 1, hint=" (0: server momentum after the round, 1: all of it during "
+                "the local steps)")
+    checks.real(weight_decay, "LocalSGD: weight_decay", 0)
+    checks.real(mu, "LocalSGD: mu", 0, hint=" (0: plain EF on the deltas)")
+    checks.real(residual_decay, "LocalSGD: residual_decay", 0, 1, hint=" (1: plain EF, 0: what is not sent is "
+                "dropped)")
     if config is not None and not isinstance(config, spccl.Config):
         raise TypeError(f"LocalSGD: config must be a spccl.Config, not {type(config).__name__}")
 
@@ -224,18 +221,23 @@ class LocalSGD(torch.optim.Optimizer):
         """Restores what state_dict() saved on this rank. Another world size, rank, method,
         config, variant or H raises ValueError unless reset=True (residuals zero, steps 0,
         the other buffers kept)."""
+        what = "LocalSGD.load_state_dict"
         state_dict = dict(state_dict)
-        saved = state_dict.pop("spccl")
+        saved = checkpoint.require(state_dict, ("spccl",), what)[0]
+        state_dict.pop("spccl")
+        tag, groups, local_step, rounds, bytes_sent = checkpoint.require(
+            saved, ("tag", "groups", "local_step", "rounds", "bytes_sent"), what)
         if not reset:
-            checkpoint.check_tag(saved["tag"], self._tag(), "LocalSGD.load_state_dict")
+            checkpoint.check_tag(tag, self._tag(), what)
+        checkpoint.check_snapshots(groups, what, snapshot_key="spccl", keys=("x", "y0", "m", "u", "lr_sum"))
         super().load_state_dict(state_dict)
         if self.inner is not None and saved.get("inner") is not None:
             self.inner.load_state_dict(saved["inner"])
         for g in self._flat.values():
             g.state.close()
         self._flat = {}
-        self._pending = dict(saved["groups"])
-        self.local_step, self.rounds, self.bytes_sent = saved["local_step"], saved["rounds"], saved["bytes_sent"]
+        self._pending = dict(groups)
+        self.local_step, self.rounds, self.bytes_sent = local_step, rounds, bytes_sent
         if reset:
             for entry in self._pending.values():
                 entry["spccl"] = dict(entry["spccl"], step=0, residual=None)
