@@ -31,6 +31,9 @@ struct HierState {
   char* buffers = nullptr;
   size_t bufferBytes = 0;
   char *shardIn = nullptr, *shardOut = nullptr, *saved = nullptr, *pad = nullptr;
+  // The op of the calls since creation or the last reset: the residual holds host sums
+  // (spcclSum) or host means (spcclAvg) of what its shard did not send, so it takes one op.
+  int op = -1;
 
   ~HierState() {
     if (inner) {
@@ -127,17 +130,6 @@ spcclResult_t hierarchicalSetup(spcclState* st, const char* api) {
 
 namespace {
 
-void scaleShard(void* buff, size_t count, spcclDataType_t datatype, int nranks) {
-  withType(datatype, [&](auto tag) {
-    using T = decltype(tag);
-    using AccT = typename AccumOf<T>::type;
-    T* p = static_cast<T*>(buff);
-    const AccT inv = AccT(1) / AccT(nranks);
-    for (size_t i = 0; i < count; ++i) p[i] = scaleRounded(p[i], inv);
-    return spcclSuccess;
-  });
-}
-
 // Stage 2: the method on this rank's shard; on failure the shard's residual is restored.
 spcclResult_t crossHosts(const spcclInfo& info, HierState& h) {
   if (h.mine == 0) return spcclSuccess;
@@ -149,7 +141,8 @@ spcclResult_t crossHosts(const spcclInfo& info, HierState& h) {
   shard.sendbuff = h.shardIn;
   shard.recvbuff = h.shardOut;
   shard.count = h.mine;
-  shard.op = spcclSum;  // the average divides by every rank, not by the hosts
+  // Avg: the host means averaged over the hosts, which is the mean over every rank (hosts are
+  // even); each stage divides before its one rounding, so no half-type sum overflows.
   shard.state = &inner;
   shard.comm = h.topo->cross;
   const spcclResult_t res = inner.method->sparseAllReduce(shard);
@@ -161,6 +154,10 @@ spcclResult_t crossHosts(const spcclInfo& info, HierState& h) {
 
 spcclResult_t hierarchicalAllReduce(const spcclInfo& info) {
   HierState& h = *info.state->hier;
+  SPCCL_REQUIRE(h.op == -1 || h.op == info.op, spcclInvalidUsage,
+                "%s : op %s on a hierarchical state whose residual holds host %s of earlier calls; one state takes "
+                "one op (spcclStateReset lets it change)",
+                info.opName, opName(info.op), h.op == spcclAvg ? "means" : "sums");
   Transport& intra = *h.topo->intra->transport;
   const size_t n = info.count, elem = info.state->elemSize, L = (size_t)h.topo->localSize;
   const void* send = info.sendbuff;
@@ -169,9 +166,10 @@ spcclResult_t hierarchicalAllReduce(const spcclInfo& info) {
     memset(h.pad + n * elem, 0, (L * h.shard - n) * elem);
     send = h.pad;
   }
-  SPCCLCHECK(intra.reduceScatter(send, h.shardIn, h.shard, info.datatype, spcclSum, nullptr));
+  // Stage 1 averages over the host for Avg (fp16/bf16 summed in fp32 and divided before the
+  // one rounding, as every host-path average), so a host mean that fits never overflows.
+  SPCCLCHECK(intra.reduceScatter(send, h.shardIn, h.shard, info.datatype, info.op, nullptr));
   SPCCLCHECK(crossHosts(info, h));
-  if (info.op == spcclAvg) scaleShard(h.shardOut, h.mine, info.datatype, info.comm->nranks);
   void* gathered = h.padded ? h.pad : info.recvbuff;
   const spcclResult_t res = intra.allGather(h.shardOut, gathered, h.shard * elem, nullptr);
   if (res != spcclSuccess) {
@@ -179,8 +177,11 @@ spcclResult_t hierarchicalAllReduce(const spcclInfo& info) {
     return res;
   }
   if (h.padded) memcpy(info.recvbuff, h.pad, n * elem);
+  h.op = info.op;
   return spcclSuccess;
 }
+
+void hierarchicalReset(const spcclState& st) { st.hier->op = -1; }
 
 void hierarchicalWireBytes(const spcclState& st, size_t* intraHost, size_t* interHost) {
   const HierState& h = *st.hier;

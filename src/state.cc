@@ -157,6 +157,7 @@ spcclResult_t spcclStateReset(spcclState_t state) {
     memset(state->residual.ptr, 0, state->residual.bytes);
   }
   state->step = 0;
+  if (state->hier) hierarchicalReset(*state);
   return spcclSuccess;
 }
 

@@ -4,11 +4,13 @@
  *
  * With L ranks on a host, local rank l owns shard l of the tensor (ceil(n/L) elements, the
  * last shard shorter). A call runs three stages:
- *   1. a dense reduce-scatter inside the host: rank l holds the host's sum of shard l;
+ *   1. a dense reduce-scatter inside the host: rank l holds the host's sum of shard l (its
+ *      mean for op Avg);
  *   2. the state's method on shard l across the ranks with local rank l on every host (the
- *      cross comm), with its own error-feedback residual: that slice of the state's residual;
+ *      cross comm; Avg averages over the hosts), with its own error-feedback residual: that
+ *      slice of the state's residual;
  *   3. a dense allgather of the shards inside the host.
- * Conservation holds per shard: c + e_new = (sum over the host of g)[shard] + e_old.
+ * Conservation holds per shard: c + e_new = (sum, or for Avg mean, over the host of g)[shard] + e_old.
  * Each host puts about 1/L of the flat method's bytes on its link.
  */
 #ifndef SPCCL_HIERARCHY_H_
@@ -53,7 +55,10 @@ spcclResult_t resolveHierarchical(spcclConfig_t* config, const spcclComm* comm, 
 spcclResult_t hierarchicalSetup(spcclState* st, const char* api);
 
 // spcclSparseAllReduce of a hierarchical state. On failure residual and step are unchanged.
+// Avg averages inside the host, then across hosts; the residual then holds host means, so a
+// state keeps the op of its first call until spcclStateReset (hierarchicalReset).
 spcclResult_t hierarchicalAllReduce(const spcclInfo& info);
+void hierarchicalReset(const spcclState& st);
 
 // Bytes this rank sends per call inside its host and to other hosts (as a ring would).
 void hierarchicalWireBytes(const spcclState& st, size_t* intraHost, size_t* interHost);

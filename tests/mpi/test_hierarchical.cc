@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#include <cmath>
+
 #include <string>
 #include <tuple>
 
@@ -125,7 +127,8 @@ INSTANTIATE_TEST_SUITE_P(AllMethods, Hierarchical,
                                             ::testing::ValuesIn(allTypes), ::testing::Values(4096, 3001)),
                          caseName);
 
-// The average divides the sum by every rank (not by the hosts), rounded once.
+// The average is the mean over every rank: host means averaged over the hosts (exact here:
+// inputs are quarters, hosts and ranks per host powers of two).
 TEST(HierarchicalMode, AverageIsTheSumOverAllRanks) {
   Hosts hosts;
   findHosts(MPI_COMM_WORLD, &hosts);
@@ -146,6 +149,68 @@ TEST(HierarchicalMode, AverageIsTheSumOverAllRanks) {
   EXPECT_EQ(wrong, 0u);
   spcclStateDestroy(a);
   spcclStateDestroy(b);
+  EXPECT_TRUE(allRanks(!HasFailure()));
+}
+
+// One accumulation rule for half types on every stage: fp16 averages of values near 40000
+// (whose sum over two ranks, 80000, overflows fp16) give those values for every method, in
+// host stages and across hosts, and no residual keeps an inf.
+TEST(HierarchicalMode, HalfAverageNeverOverflows) {
+  Hosts hosts;
+  findHosts(MPI_COMM_WORLD, &hosts);
+  if (!hosts.even()) GTEST_SKIP() << "uneven hosts: hierarchical mode is refused there";
+  const size_t n = 2048;
+  std::vector<spccl::half_t> g(n), out(n);
+  for (size_t i = 0; i < n; ++i) g[i] = spccl::fromAcc<spccl::half_t>(40000.0f - 32.0f * (float)(i % 64));  // exact
+  for (int method : {spcclMethodDense, spcclMethodRandomBlock, spcclMethodTopK, spcclMethodGaussianK,
+                     spcclMethodGTopK}) {
+    spcclConfig_t cfg = hierConfig(method, 1);
+    cfg.denseSwitch = 0;
+    spcclState_t st = nullptr;
+    ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, n, spcclFloat16), spcclSuccess) << spcclGetLastError(nullptr);
+    size_t sent = 0, wrong = 0, keptInf = 0;
+    for (int step = 0; step < 3; ++step) {
+      ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, spcclFloat16, spcclAvg, st, world().comm, nullptr),
+                spcclSuccess) << spcclGetLastError(nullptr);
+      for (size_t i = 0; step == 0 && i < n; ++i) {  // later steps add the residual (fp16 g + e overflows)
+        const float v = spccl::toAcc(out[i]);
+        sent += v != 0;
+        wrong += v != 0 && v != spccl::toAcc(g[i]);  // every rank has g: the mean is g, or 0 where unsent
+      }
+      void* e = nullptr;
+      spcclStateGetResidual(st, &e);
+      for (size_t i = 0; i < n; ++i) keptInf += !std::isfinite(spccl::toAcc(static_cast<spccl::half_t*>(e)[i]));
+    }
+    EXPECT_GT(sent, 0u) << spcclMethodName(method);
+    EXPECT_EQ(wrong, 0u) << spcclMethodName(method);
+    EXPECT_EQ(keptInf, 0u) << spcclMethodName(method);
+    spcclStateDestroy(st);
+  }
+  EXPECT_TRUE(allRanks(!HasFailure()));
+}
+
+// The residual of a hierarchical state holds host sums (Sum) or host means (Avg), so a state
+// refuses the other op until it is reset.
+TEST(HierarchicalMode, OneOpPerStateUntilReset) {
+  Hosts hosts;
+  findHosts(MPI_COMM_WORLD, &hosts);
+  if (!hosts.even()) GTEST_SKIP() << "uneven hosts: hierarchical mode is refused there";
+  const size_t n = 1024;
+  spcclConfig_t cfg = hierConfig(spcclMethodTopK, 1);
+  spcclState_t st = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(nullptr);
+  const std::vector<float> g = inputs<float>(world().rank, 0, n);
+  std::vector<float> out(n);
+  ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, spcclFloat32, spcclSum, st, world().comm, nullptr),
+            spcclSuccess);
+  EXPECT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, spcclFloat32, spcclAvg, st, world().comm, nullptr),
+            spcclInvalidUsage);
+  EXPECT_NE(std::string(spcclGetLastError(nullptr)).find("one state takes one op"), std::string::npos)
+      << spcclGetLastError(nullptr);
+  ASSERT_EQ(spcclStateReset(st), spcclSuccess);
+  EXPECT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, spcclFloat32, spcclAvg, st, world().comm, nullptr),
+            spcclSuccess);
+  spcclStateDestroy(st);
   EXPECT_TRUE(allRanks(!HasFailure()));
 }
 
