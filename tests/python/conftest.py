@@ -19,7 +19,7 @@ def skip_unless_ci(reason):
     every dependency, so what would be skipped fails instead."""
     if under_ci():
         pytest.fail(f"{reason} [CI=true: a missing dependency is a failure, not a skip]", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)  # require() runs at import: the module skips
 
 
 def require(module, reason):
