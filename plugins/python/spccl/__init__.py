@@ -8,7 +8,9 @@
     state.sparse_allreduce(grad, op="avg")      # in place; residual in state.residual
 
 Failures raise spccl.SpcclError with the spccl result code and the library's sentence;
-wrong Python types raise TypeError, non-contiguous buffers ValueError."""
+wrong Python types raise TypeError; out-of-range integers, NaN or Inf reals and buffers
+spccl cannot use as they are (non-contiguous, byte-swapped, unaligned, read-only where
+written, lazy torch views) raise ValueError, before the library is called."""
 from ._core import (DATATYPES, FEEDBACKS, METHODS, OPS, PATTERNS, Comm, Config, SpcclError, State,
                     sparse_allreduce, version)
 
