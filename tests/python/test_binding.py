@@ -157,6 +157,10 @@ def test_config_integers_are_range_checked():
         spccl.Config(block_size=3.5)
     with pytest.raises(TypeError, match="Config.density must be a number"):
         spccl.Config(density="half")
+    with pytest.raises(ValueError, match="Config.density is nan; it must be finite"):
+        spccl.Config(density=float("nan"))
+    with pytest.raises(TypeError, match="Config.block_size must be an integer, not bool_"):
+        spccl.Config(block_size=np.True_)
     assert spccl.Config(seed=2**64 - 2, block_size=2**31 - 1).to_c().seed == 2**64 - 2
 
 

@@ -207,3 +207,20 @@ def test_damaged_checkpoints_are_refused_and_change_nothing():
     for i, st in state.states.items():
         assert st.step == before[i][0] and torch.equal(st.residual, before[i][1])
     assert opt.spccl_state().step == def_before[0] and torch.equal(opt.residual(), def_before[1])
+
+
+def test_a_saved_residual_is_never_restored_into_other_parameters():
+    # The hook's spccl-comm path hands a bucket straight to its state: a saved residual whose
+    # parameters (the checkpoint's layout) differ from the bucket's is refused, not restored.
+    state = spccl_torch.SpcclHookState(spccl.Config(method="randomblock", density=0.25, block_size=8))
+    buffer = torch.zeros(16)
+    st = state.state_for(0, buffer, [(0, 0), (0, 1)])
+    st.restore(3, torch.arange(16.0))
+    saved = dict(spccl_torch.checkpoint.snapshot(st), params=[(0, 1), (0, 0)])
+    state.load_state_dict(dict(state.state_dict(), buckets={0: saved}))
+    with pytest.raises(ValueError, match="bucket 0 now holds other parameters than its residual was made for"):
+        state.state_for(0, buffer, [(0, 0), (0, 1)])
+    assert st.step == 0 and not st.residual.any() and 0 in state.pending  # nothing restored
+    assert state.state_for(0, buffer, [(0, 1), (0, 0)]).step == 3  # the saved layout: restored
+    with pytest.raises(ValueError, match="other parameters"):  # and bound to it from then on
+        state.state_for(0, buffer, [(0, 0), (0, 1)])

@@ -19,7 +19,7 @@ U64 = (0, U64_MAX)
 def integer(value, name, bounds):
     """`value` as a Python int within `bounds` (inclusive). Refuses floats and bools (an
     integer argument given True is a mistake, not 1) and anything without __index__."""
-    if isinstance(value, (bool, float)) or not hasattr(value, "__index__"):
+    if _is_bool(value) or isinstance(value, float) or not hasattr(value, "__index__"):
         raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
     value = value.__index__()
     lo, hi = bounds
@@ -30,14 +30,14 @@ def integer(value, name, bounds):
 
 def flag(value, name):
     """A C 0/1 switch: a bool, or the integer 0 or 1."""
-    return int(value) if isinstance(value, bool) else integer(value, name, (0, 1))
+    return int(value) if _is_bool(value) else integer(value, name, (0, 1))
 
 
 def real(value, name, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False, hint=""):
     """`value` as a finite float within [lo, hi] (or open at either end): NaN and Inf are
     refused, so no comparison downstream can be fooled by them. `hint` ends the message."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, not bool")
+    if _is_bool(value):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -49,7 +49,13 @@ def real(value, name, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False, h
     return x
 
 
+def _is_bool(value):
+    return isinstance(value, bool) or type(value).__name__ == "bool_"  # NumPy's bool is no int subclass
+
+
 def _interval(lo, hi, lo_open, hi_open):
+    if lo == -math.inf and hi == math.inf:
+        return "finite"
     if hi == math.inf:
         return f"finite and {'>' if lo_open else '>='} {lo:g}"
     if lo == -math.inf:

@@ -101,7 +101,8 @@ class SpcclHookState:
         """The spccl state of bucket `index`, (re)created when the bucket's size, dtype or
         device changed, and restored from a loaded checkpoint on first use. `layout`: the keys
         of the parameters `buffer` holds; a residual is never applied to other parameters."""
-        kept = self.residual_layouts.get(index)
+        saved = self.pending.get(index)
+        kept = saved.get("params") if saved is not None else self.residual_layouts.get(index)
         if None not in (kept, layout) and kept != layout:
             raise ValueError(f"SpcclHookState: bucket {index} now holds other parameters than its residual was "
                              "made for; DDP's buckets differ from the checkpoint's (bucket_cap_mb or the model "
@@ -115,9 +116,8 @@ class SpcclHookState:
             st = spccl.State.like(comm, self.config.replace(tensor_key=key), buffer)
             self.states[index] = st
             self.residual_layouts[index] = layout
-        saved = self.pending.pop(index, None)
         if saved is not None:
-            checkpoint.restore(st, saved, f"SpcclHookState bucket {index}")
+            checkpoint.restore(st, self.pending.pop(index), f"SpcclHookState bucket {index}")
             self.residual_layouts[index] = saved.get("params")
         return st
 
