@@ -94,29 +94,78 @@ bool overlap(const void* a, size_t aBytes, const void* b, size_t bBytes) {
   return aBytes && bBytes && x < y + bBytes && y < x + aBytes;
 }
 
-// The kernels read sendbuff while they write recvbuff, and the residual while they write
-// both: partly overlapping buffers, or a buffer inside the state's memory, would give wrong
-// results silently. In place (sendbuff == recvbuff) is the one overlap allowed.
-spcclResult_t aliasCheck(const spcclInfo& info) {
-  if (info.func != spcclFuncSparseAllReduce && info.func != spcclFuncAllReduce) return spcclSuccess;
-  const size_t bytes = info.count * dataTypeSize(info.datatype);
-  SPCCL_REQUIRE(info.sendbuff == info.recvbuff || !overlap(info.sendbuff, bytes, info.recvbuff, bytes),
-                spcclInvalidArgument,
-                "%s : sendbuff %p and recvbuff %p overlap without being equal (in place means the same pointer)",
-                info.opName, info.sendbuff, (void*)info.recvbuff);
-  if (!info.state) return spcclSuccess;
-  const spcclState& st = *info.state;
-  const Buffer* owned[] = {&st.residual, &st.residualNext, &st.workspace};
-  for (const Buffer* b : owned) {
-    SPCCL_REQUIRE(!overlap(info.sendbuff, bytes, b->ptr, b->bytes) && !overlap(info.recvbuff, bytes, b->ptr, b->bytes),
-                  spcclInvalidArgument,
-                  "%s : sendbuff %p or recvbuff %p lies in the state's own memory (its residual or workspace)",
-                  info.opName, info.sendbuff, (void*)info.recvbuff);
+size_t bytesOf(size_t n, size_t elem) { return n > SIZE_MAX / elem ? SIZE_MAX : n * elem; }
+
+// What an entry point reads and writes: send, recv (and the others) with the in-place
+// position the collective allows, if any.
+spcclResult_t collectiveOverlapCheck(const spcclInfo& info) {
+  const size_t elem = dataTypeSize(info.datatype), P = (size_t)info.comm->nranks, bytes = info.count * elem;
+  const size_t rank = (size_t)info.comm->rank;
+  size_t sendBytes = bytes, recvBytes = bytes;
+  ptrdiff_t inPlace = 0;  // sendbuff - recvbuff of the one overlap allowed
+  if (info.func == spcclFuncAllGather) {
+    recvBytes = P * bytes;
+    inPlace = (ptrdiff_t)(rank * bytes);
+  } else if (info.func == spcclFuncReduceScatter) {
+    sendBytes = P * bytes;
+    // NCCL's in place is recvbuff = sendbuff + rank * recvcount; MPI's is the same pointer.
+    inPlace = info.comm->transport->deviceBuffers() ? -(ptrdiff_t)(rank * bytes) : 0;
   }
-  return spcclSuccess;
+  const CallBuffer buffers[] = {{"sendbuff", info.sendbuff, sendBytes, false}, {"recvbuff", info.recvbuff, recvBytes, true}};
+  return overlapCheck(info.opName, info.state, buffers, 2, inPlace);
 }
 
 }  // namespace
+
+spcclResult_t overlapCheck(const char* api, const spcclState* st, const CallBuffer* buffers, size_t n,
+                           ptrdiff_t inPlace) {
+  for (size_t i = 0; i < n; ++i) {
+    const CallBuffer& a = buffers[i];
+    for (size_t j = i + 1; j < n; ++j) {
+      const CallBuffer& b = buffers[j];
+      if (!(a.written || b.written) || !overlap(a.ptr, a.bytes, b.ptr, b.bytes)) continue;
+      if (i == 0 && j == 1 && inPlace != kNoInPlace) {
+        if ((const char*)a.ptr - (const char*)b.ptr == inPlace) continue;  // exactly in place
+        if (inPlace == 0)
+          WARN("%s : %s %p and %s %p overlap without being equal (in place means the same pointer)", api, a.name,
+               a.ptr, b.name, b.ptr);
+        else
+          WARN("%s : %s %p and %s %p overlap without being in place (%s at %s + %td bytes)", api, a.name, a.ptr,
+               b.name, b.ptr, a.name, b.name, inPlace);
+        return spcclInvalidArgument;
+      }
+      WARN("%s : %s %p and %s %p overlap (the call writes one while it reads the other)", api, a.name, a.ptr, b.name,
+           b.ptr);
+      return spcclInvalidArgument;
+    }
+  }
+  if (!st) return spcclSuccess;
+  // The kernels read and write the state's own memory during the call: no buffer may lie in it.
+  const Buffer* owned[] = {&st->residual, &st->residualNext, &st->workspace, &st->staging};
+  for (size_t i = 0; i < n; ++i)
+    for (const Buffer* b : owned)
+      SPCCL_REQUIRE(!overlap(buffers[i].ptr, buffers[i].bytes, b->ptr, b->bytes), spcclInvalidArgument,
+                    "%s : %s %p lies in the state's own memory (its residual or workspace)", api, buffers[i].name,
+                    buffers[i].ptr);
+  return spcclSuccess;
+}
+
+spcclResult_t compressOverlapCheck(const spcclState& st, const void* sendbuff, const void* values,
+                                   const uint32_t* indices) {
+  const size_t cap = st.method->compressedCount(st);
+  const CallBuffer buffers[] = {{"sendbuff", sendbuff, st.count * st.elemSize, false},
+                                {"values", values, cap * st.elemSize, true},
+                                {"indices", indices, indices ? cap * sizeof(uint32_t) : 0, true}};
+  return overlapCheck("spcclCompress", &st, buffers, 3, kNoInPlace);
+}
+
+spcclResult_t decompressOverlapCheck(const spcclState& st, const void* values, const uint32_t* indices,
+                                     size_t nvalues, const void* recvbuff) {
+  const CallBuffer buffers[] = {{"values", values, bytesOf(nvalues, st.elemSize), false},
+                                {"recvbuff", recvbuff, st.count * st.elemSize, true},
+                                {"indices", indices, indices ? bytesOf(nvalues, sizeof(uint32_t)) : 0, false}};
+  return overlapCheck("spcclDecompress", &st, buffers, 3, kNoInPlace);
+}
 
 spcclResult_t argsCheck(const spcclInfo& info) {
   SPCCLCHECK(commUsableCheck(info.comm, info.opName));
@@ -151,7 +200,7 @@ spcclResult_t argsCheck(const spcclInfo& info) {
   size_t elem = dataTypeSize(info.datatype);
   SPCCL_REQUIRE(info.count <= SIZE_MAX / elem / (size_t)info.comm->nranks, spcclInvalidArgument,
                 "%s : count %zu is too large (the byte size overflows)", info.opName, info.count);
-  return aliasCheck(info);
+  return collectiveOverlapCheck(info);
 }
 
 spcclResult_t commEnvResolve(CommEnv* env, const char* api) {

@@ -57,12 +57,14 @@ struct CallSignature {
   uint64_t tensorKey;
   double density;
   int32_t datatype, op, method, feedback, blockSize, blockPattern, denseSwitch;
+  int32_t hierarchical;  // changes every message: in-host stages, then the method on shards
 };
 
 CallSignature signatureOf(const spcclInfo& info) {
   const spcclState& st = *info.state;
   return {info.count, st.step, st.config.seed, st.config.tensorKey, st.config.density, info.datatype, info.op,
-       st.config.method, st.config.feedback, st.config.blockSize, st.config.blockPattern, st.config.denseSwitch};
+       st.config.method, st.config.feedback, st.config.blockSize, st.config.blockPattern, st.config.denseSwitch,
+       st.config.hierarchical};
 }
 
 // Names the first field in which `theirs` differs from `mine`, or returns nullptr.
@@ -81,6 +83,7 @@ const char* firstDifference(const CallSignature& a, const CallSignature& b, char
   SPCCL_COMPARE(blockPattern, "%d", int)
   SPCCL_COMPARE(feedback, "%d", int)
   SPCCL_COMPARE(denseSwitch, "%d", int)
+  SPCCL_COMPARE(hierarchical, "%d", int)
   SPCCL_COMPARE(seed, "%llu", unsigned long long)
   SPCCL_COMPARE(tensorKey, "%llu", unsigned long long)
   SPCCL_COMPARE(step, "%llu", unsigned long long)
@@ -111,7 +114,7 @@ spcclResult_t consistencyCheck(const spcclInfo& info) {
 }
 
 // Always, once per state: the message sizes of a sparse collective follow from the state
-// (method, count, type, density, block size, dense switch), and peers whose states differ
+// (method, count, type, density, block size, dense switch, hierarchical), and peers whose states differ
 // would hand MPI mismatched collectives, which can corrupt memory inside MPI before any error
 // comes back. The state's own fields are compared, not the call's (step and op change).
 spcclResult_t stateAgreementCheck(const spcclInfo& info) {

@@ -61,6 +61,7 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
     SPCCLCHECK(memoryCheck(state->comm, sendbuff, api, "sendbuff"));
     SPCCLCHECK(memoryCheck(state->comm, values, api, "values"));
     SPCCLCHECK(indicesCheck(state->comm, indices, api));
+    SPCCLCHECK(compressOverlapCheck(*state, sendbuff, values, indices));
   }
   spcclInfo info = {spcclFuncCompress, api, sendbuff, values, state->count, state->datatype, spcclSum, 0, state, state->comm, stream};
   size_t written = 0;
@@ -87,6 +88,8 @@ spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_
     SPCCLCHECK(memoryCheck(state->comm, values, api, "values"));
     SPCCLCHECK(indicesCheck(state->comm, indices, api));
   }
+  SPCCLCHECK(decompressOverlapCheck(*state, nvalues > 0 ? values : nullptr, nvalues > 0 ? indices : nullptr, nvalues,
+                                    recvbuff));
   // 0 * inf is NaN: a scale that is not finite in the accumulation type (fp64 for double,
   // fp32 otherwise) would turn the untouched zeros into NaN.
   const double maxScale = state->datatype == spcclFloat64 ? DBL_MAX : FLT_MAX;

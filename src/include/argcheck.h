@@ -6,6 +6,9 @@
 #ifndef SPCCL_ARGCHECK_H_
 #define SPCCL_ARGCHECK_H_
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "info.h"
 #include "state.h"
 
@@ -26,6 +29,27 @@ spcclResult_t memoryCheck(const spcclComm* comm, const void* ptr, const char* ap
 spcclResult_t alignCheck(const void* ptr, size_t elemSize, const char* api, const char* what);
 // Buffers, count, type and op of a collective; a state, if any, must match comm, count, type.
 spcclResult_t argsCheck(const spcclInfo& info);
+
+// The one overlap rule of every entry point: a buffer the call writes overlaps no other
+// buffer of the call, except buffers[0] (send) and buffers[1] (recv) exactly in place
+// (send - recv == inPlace bytes; kNoInPlace: no in place), and no buffer lies in the state's
+// own memory (residual, spare residual, workspace, staging): the kernels read one while
+// writing the other, so any other overlap would give wrong results silently.
+struct CallBuffer {
+  const char* name;
+  const void* ptr;
+  size_t bytes;
+  bool written;
+};
+constexpr ptrdiff_t kNoInPlace = PTRDIFF_MAX;
+spcclResult_t overlapCheck(const char* api, const spcclState* st, const CallBuffer* buffers, size_t n,
+                           ptrdiff_t inPlace);
+// spcclCompress (sendbuff, values, indices: no in place) and spcclDecompress (values,
+// indices, recvbuff), through overlapCheck.
+spcclResult_t compressOverlapCheck(const spcclState& st, const void* sendbuff, const void* values,
+                                   const uint32_t* indices);
+spcclResult_t decompressOverlapCheck(const spcclState& st, const void* values, const uint32_t* indices,
+                                     size_t nvalues, const void* recvbuff);
 // The variables a communicator reads once, at init (SPCCL_TIMEOUT_MS, SPCCL_CHECK, and the
 // SPCCL_DEBUG* family the logger uses): any bad one fails the init.
 struct CommEnv {

@@ -58,19 +58,28 @@ constexpr size_t kMaxChunk = size_t(1) << 30;
 // the communicator it ran on: its requests carry none. That handler is MPI_ERRORS_ARE_FATAL
 // unless the application changed it, so while spccl tests or waits, MPI_COMM_WORLD returns
 // errors too; the caller's handler is put back afterwards.
-class WorldErrorsReturn {
+// The same holds for a handle that names no communicator (a bad Fortran handle): MPI raises
+// that error on MPI_COMM_WORLD (MPI-3) or MPI_COMM_SELF (MPI-4), so both return errors while
+// spccl validates a caller's communicator.
+class ErrorsReturn {
  public:
-  WorldErrorsReturn() {
-    MPI_Comm_get_errhandler(MPI_COMM_WORLD, &saved_);
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  explicit ErrorsReturn(MPI_Comm comm) : comm_(comm) {
+    MPI_Comm_get_errhandler(comm_, &saved_);
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   }
-  ~WorldErrorsReturn() {
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, saved_);
+  ~ErrorsReturn() {
+    MPI_Comm_set_errhandler(comm_, saved_);
     MPI_Errhandler_free(&saved_);
   }
 
  private:
+  MPI_Comm comm_;
   MPI_Errhandler saved_;
+};
+
+class WorldErrorsReturn : public ErrorsReturn {
+ public:
+  WorldErrorsReturn() : ErrorsReturn(MPI_COMM_WORLD) {}
 };
 
 // Library memory that MPI operations run on instead of the caller's buffers: fp16/bf16
@@ -408,7 +417,13 @@ spcclResult_t commInitMpi(spcclComm_t* comm, MPI_Comm mpiComm, bool onDevice, co
                 api);
   SPCCL_REQUIRE(mpiComm != MPI_COMM_NULL, spcclInvalidArgument, "%s : mpiComm is MPI_COMM_NULL", api);
   int inter = 0;
-  MPICHECK(MPI_Comm_test_inter(mpiComm, &inter));
+  {
+    const WorldErrorsReturn world;
+    const ErrorsReturn self(MPI_COMM_SELF);
+    const int err = MPI_Comm_test_inter(mpiComm, &inter);
+    SPCCL_REQUIRE(err == MPI_SUCCESS, spcclInvalidArgument, "%s : mpiComm is not a valid communicator (%s)", api,
+                  mpiErrorText(err).c_str());
+  }
   // Collectives on an intercommunicator combine the two groups: not what an allreduce over
   // data-parallel ranks means, and MPI_Comm_size would report only the local group.
   SPCCL_REQUIRE(!inter, spcclInvalidArgument,

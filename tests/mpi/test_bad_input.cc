@@ -294,5 +294,24 @@ TEST_P(BadInputTopK, SparseAllReduceArguments) {
 INSTANTIATE_TEST_SUITE_P(Methods, BadInputTopK,
                          ::testing::Values(spcclMethodTopK, spcclMethodGaussianK, spcclMethodGTopK));
 
+// A Fortran handle that names no communicator is an error code, not a job abort (the
+// caller's MPI_COMM_WORLD handler is MPI_ERRORS_ARE_FATAL here, and stays so).
+TEST(CommInitFortran, BadHandleIsAnErrorNotAnAbort) {
+  for (MPI_Fint handle : {(MPI_Fint)-1, (MPI_Fint)99999}) {
+    spcclComm_t comm = reinterpret_cast<spcclComm_t>(&handle);
+    EXPECT_EQ(spcclCommInitMPIFortran(&comm, handle), spcclInvalidArgument) << handle;
+    EXPECT_EQ(comm, nullptr);
+    EXPECT_NE(std::string(spcclGetLastError(nullptr)).find("is not a valid communicator"), std::string::npos)
+        << spcclGetLastError(nullptr);
+  }
+  MPI_Errhandler handler;
+  MPI_Comm_get_errhandler(MPI_COMM_WORLD, &handler);
+  EXPECT_TRUE(handler == MPI_ERRORS_ARE_FATAL) << "the caller's handler was not put back";
+  MPI_Errhandler_free(&handler);
+  spcclComm_t comm = nullptr;
+  ASSERT_EQ(spcclCommInitMPIFortran(&comm, MPI_Comm_c2f(MPI_COMM_WORLD)), spcclSuccess) << spcclGetLastError(nullptr);
+  EXPECT_EQ(spcclCommDestroy(comm), spcclSuccess);
+}
+
 }  // namespace
 }  // namespace spccl_test

@@ -70,6 +70,9 @@ TEST_F(ConsistencyCheck, CountDensityMethodAndStep) {
   cfg.method = spcclMethodRandomBlock;
   cfg.seed = last() ? 2 : 1;
   expectDisagreement(1000, cfg, "seed 2");
+  cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.hierarchical = last() ? 1 : 0;
+  expectDisagreement(1000, cfg, "hierarchical 1");
 }
 
 TEST_F(ConsistencyCheck, DenseSwitchDisagreement) {
@@ -210,6 +213,7 @@ TEST(StateAgreement, RanksWhoseStatesDifferAllGetAnError) {
     int blockSize, denseSwitch;
     size_t count;
     spcclDataType_t datatype;
+    int hierarchical;
   };
   const Case cases[] = {
       {"count", spcclMethodDense, 1, 16, 1, last ? 500u : 1000u, spcclFloat32},
@@ -219,6 +223,8 @@ TEST(StateAgreement, RanksWhoseStatesDifferAllGetAnError) {
       {"blockSize", spcclMethodRandomBlock, 0.1, last ? 32 : 16, 1, 1000, spcclFloat32},
       {"density", spcclMethodGTopK, last ? 0.05 : 0.01, 16, 1, 1000, spcclFloat32},
       {"denseSwitch", spcclMethodTopK, 0.9, 16, last ? 0 : 1, 1000, spcclFloat32},
+      // Hierarchical mode changes every message (in-host stages, then shards across hosts).
+      {"hierarchical", spcclMethodTopK, 0.1, 16, 1, 1000, spcclFloat32, last ? 1 : 0},
   };
   for (const Case& c : cases) {
     spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
@@ -226,8 +232,9 @@ TEST(StateAgreement, RanksWhoseStatesDifferAllGetAnError) {
     cfg.density = c.density;
     cfg.blockSize = c.blockSize;
     cfg.denseSwitch = c.denseSwitch;
+    cfg.hierarchical = c.hierarchical;
     spcclState_t st;
-    ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, c.count, c.datatype), spcclSuccess);
+    ASSERT_EQ(spcclStateCreate(&st, world().comm, &cfg, c.count, c.datatype), spcclSuccess) << spcclGetLastError(nullptr);
     std::vector<double> g(c.count, 1.0), out(c.count);
     EXPECT_EQ(spcclSparseAllReduce(g.data(), out.data(), c.count, c.datatype, spcclSum, st, world().comm, nullptr),
               spcclInvalidUsage)

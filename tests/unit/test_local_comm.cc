@@ -158,6 +158,58 @@ TEST_F(LocalComm, FeedbackMemoryIsOneExtent) {
   EXPECT_EQ(spcclStateGetResidualCount(states_[0], nullptr), spcclInvalidArgument);
 }
 
+// One overlap rule for Compress and Decompress: a buffer the call writes overlaps no other,
+// and no buffer lies in the state's own memory; a refused call changes nothing.
+TEST_F(LocalComm, CompressAndDecompressRefuseOverlaps) {
+  const size_t n = 1000;
+  spcclState_t st = makeState(spcclMethodRandomBlock, n);
+  spcclState_t topk = makeState(spcclMethodTopK, n);
+  size_t cap = 0, topkCap = 0;
+  ASSERT_EQ(spcclCompressedCount(st, &cap), spcclSuccess);
+  ASSERT_EQ(spcclCompressedCount(topk, &topkCap), spcclSuccess);
+  std::vector<float> g(2 * n + 8, 1.5f), out(n + 400, 7.0f);
+  void* residual = nullptr;
+  ASSERT_EQ(spcclStateGetResidual(st, &residual), spcclSuccess);
+  float* e = static_cast<float*>(residual);
+  e[3] = 2.5f;
+  const std::vector<float> before(e, e + n);
+  size_t nvalues = 0;
+  unsigned long long step = 0;
+  auto refused = [&](spcclResult_t res, const char* what) {
+    EXPECT_EQ(res, spcclInvalidArgument) << what;
+    EXPECT_TRUE(lastErrorMentions("overlap") || lastErrorMentions("lies in the state's own memory"))
+        << what << ": " << spcclGetLastError(nullptr);
+    EXPECT_EQ(std::vector<float>(e, e + n), before) << what << ": the residual changed";
+  };
+  refused(spcclCompress(g.data(), g.data() + 1, nullptr, &nvalues, &step, st, nullptr), "values = sendbuff + 1");
+  refused(spcclCompress(g.data(), g.data(), nullptr, &nvalues, &step, st, nullptr), "values = sendbuff");
+  refused(spcclCompress(e, out.data(), nullptr, &nvalues, &step, st, nullptr), "sendbuff = the residual");
+  refused(spcclCompress(g.data(), e + 10, nullptr, &nvalues, &step, st, nullptr), "values in the residual");
+  std::vector<float> values(topkCap);
+  std::vector<uint32_t> idx(topkCap);
+  EXPECT_EQ(spcclCompress(g.data(), values.data(), reinterpret_cast<uint32_t*>(values.data()), &nvalues, &step, topk,
+                          nullptr),
+            spcclInvalidArgument)
+      << "indices over values";
+  unsigned long long now = 9;
+  ASSERT_EQ(spcclStateGetStep(st, &now), spcclSuccess);
+  EXPECT_EQ(now, 0u) << "a refused compress advanced the step";
+  // Decompress: values inside recvbuff, recvbuff = the residual.
+  const std::vector<float> outBefore = out;
+  refused(spcclDecompress(out.data() + 100, nullptr, cap, 0, 1.0, out.data(), st, nullptr), "values = recvbuff + 100");
+  EXPECT_EQ(out, outBefore);
+  std::vector<float> packed(cap, 1.0f);
+  refused(spcclDecompress(packed.data(), nullptr, cap, 0, 1.0, e, st, nullptr), "recvbuff = the residual");
+  for (size_t i = 0; i < topkCap; ++i) idx[i] = (uint32_t)i;
+  EXPECT_EQ(spcclDecompress(values.data(), idx.data(), topkCap, 0, 1.0, reinterpret_cast<float*>(idx.data()), topk,
+                            nullptr),
+            spcclInvalidArgument)
+      << "recvbuff over indices";
+  // Separate buffers still work.
+  EXPECT_EQ(spcclCompress(g.data(), out.data(), nullptr, &nvalues, &step, st, nullptr), spcclSuccess);
+  EXPECT_EQ(spcclDecompress(packed.data(), nullptr, cap, 0, 1.0, out.data(), st, nullptr), spcclSuccess);
+}
+
 TEST_F(LocalComm, RestoreRejectsBadInputAndChangesNothing) {
   spcclState_t st = makeState(spcclMethodRandomBlock, 64);
   std::vector<float> r(64, 3.0f);
