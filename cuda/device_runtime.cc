@@ -12,12 +12,15 @@ namespace device {
 
 using cuda::toCuda;
 
-spcclResult_t allocDevice(void** ptr, size_t bytes, const char* api) {
+spcclResult_t allocDevice(void** ptr, size_t bytes, const StateSync& sync, const char* api) {
   *ptr = nullptr;
   if (bytes == 0) return spcclSuccess;
-  cudaError_t err = cudaMalloc(ptr, bytes);
+  cudaStream_t own = static_cast<cudaStream_t>(sync.stream);
+  cudaError_t err = cudaMallocAsync(ptr, bytes, own);
+  if (err == cudaSuccess) err = cudaStreamSynchronize(own);  // usable from any stream on return
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
+    if (*ptr) cudaFreeAsync(*ptr, own);
     *ptr = nullptr;
     WARN("%s : failed to allocate %zu bytes of device memory: %s", api, bytes, cudaGetErrorString(err));
     return spcclUnhandledCudaError;
@@ -26,8 +29,13 @@ spcclResult_t allocDevice(void** ptr, size_t bytes, const char* api) {
   return spcclSuccess;
 }
 
-void freeDevice(void* ptr) {
-  if (ptr) cudaFree(ptr);
+void freeDevice(void* ptr, const StateSync& sync) {
+  if (!ptr) return;
+  cudaStream_t own = static_cast<cudaStream_t>(sync.stream);
+  // After the state's last marked work, on its own stream: nothing else waits.
+  if (cudaStreamWaitEvent(own, static_cast<cudaEvent_t>(sync.lastWork), 0) != cudaSuccess ||
+      cudaFreeAsync(ptr, own) != cudaSuccess)
+    (void)cudaGetLastError();  // destroy cannot fail; the memory stays with the pool
 }
 
 spcclResult_t allocPinned(void** ptr, size_t bytes, const char* api) {
@@ -86,11 +94,18 @@ void stateSyncDestroy(StateSync* sync) {
 }
 
 spcclResult_t markWork(const StateSync& sync, spcclStream_t stream) {
+  bool capturing = false;
+  SPCCLCHECK(streamCapturing(stream, &capturing));
+  // Captured: an external record node, so every replay of the graph records the event.
+  const unsigned flags = capturing ? cudaEventRecordExternal : cudaEventRecordDefault;
+  CUDACHECK(cudaEventRecordWithFlags(static_cast<cudaEvent_t>(sync.lastWork), toCuda(stream), flags));
+  return spcclSuccess;
+}
+
+spcclResult_t streamCapturing(spcclStream_t stream, bool* capturing) {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   CUDACHECK(cudaStreamIsCapturing(toCuda(stream), &capture));
-  // Captured: an external record node, so every replay of the graph records the event.
-  const unsigned flags = capture == cudaStreamCaptureStatusActive ? cudaEventRecordExternal : cudaEventRecordDefault;
-  CUDACHECK(cudaEventRecordWithFlags(static_cast<cudaEvent_t>(sync.lastWork), toCuda(stream), flags));
+  *capturing = capture == cudaStreamCaptureStatusActive;
   return spcclSuccess;
 }
 

@@ -193,7 +193,7 @@ spcclResult_t residualCommit(spcclDataType_t datatype, void* e, const void* acc,
 }
 
 spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, const void* values, size_t npairs,
-                         double scale, size_t n, void* out, uint32_t* badIndex, spcclStream_t stream) {
+                         double scale, size_t n, void* out, BadPairReport* report, spcclStream_t stream) {
   return withType(datatype, [&](auto tag) {
     using T = decltype(tag);
     using AccT = typename AccumOf<T>::type;
@@ -203,7 +203,7 @@ spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, cons
     SPCCLCHECK(cuda::gridFor(npairs, kPairs, &grid));
     if (npairs)
       cuda::scatterAddKernel<T><<<grid, kPairs.threads, 0, cs>>>(indices, static_cast<const T*>(values), npairs, n,
-                                                      static_cast<T*>(out), badIndex);
+                                                                  static_cast<T*>(out), report);
     if (scale != 1.0) {
       SPCCLCHECK(cuda::gridFor(n, kStream, &grid));
       cuda::scaleKernel<T><<<grid, kStream.threads, 0, cs>>>(static_cast<T*>(out), n, (AccT)scale);
@@ -213,20 +213,35 @@ spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, cons
   });
 }
 
+namespace {
+// Chunks of the sorted-list scatter over n elements; the smallest chunk (fp64's) for sizing.
+uint64_t scatterChunks(uint64_t n, uint64_t chunk) { return (n + chunk - 1) / chunk; }
+}  // namespace
+
+size_t scatterScratchBytes(size_t n, int nlists) {
+  const uint64_t chunks = scatterChunks(n, cuda::kScatterChunk<double>);
+  return (size_t)(chunks + 1) * (size_t)(nlists > 0 ? nlists : 0) * sizeof(uint32_t);
+}
+
 spcclResult_t scatterSortedLists(spcclDataType_t datatype, const uint32_t* indices, const void* values,
                                  size_t npairs, int nlists, size_t strideBytes, double scale, size_t n, void* out,
-                                 uint32_t* badIndex, spcclStream_t stream) {
+                                 void* scratch, BadPairReport* report, spcclStream_t stream) {
   if (n == 0) return spcclSuccess;
   return withType(datatype, [&](auto tag) {
     using T = decltype(tag);
     using AccT = typename AccumOf<T>::type;
-    const size_t chunk = kScatterLists.chunkBytes / sizeof(AccT);
+    const cudaStream_t cs = toCuda(stream);
+    const uint64_t chunk = cuda::kScatterChunk<AccT>, nchunks = scatterChunks(n, chunk);
     const bool wide = sizeof(T) < sizeof(AccT) && nlists > 1;  // as methods/pairs.cc adds them
+    uint32_t* starts = static_cast<uint32_t*>(scratch);
     unsigned grid = 0;
-    SPCCLCHECK(cuda::gridSize((n + chunk - 1) / chunk, kScatterLists.blocksPerSm, &grid));
-    cuda::scatterListsKernel<T, kScatterLists.threads><<<grid, kScatterLists.threads, 0, toCuda(stream)>>>(
-        reinterpret_cast<const char*>(indices), static_cast<const char*>(values), npairs, nlists, strideBytes,
-        (AccT)scale, scale != 1.0, wide, n, static_cast<T*>(out), badIndex);
+    SPCCLCHECK(cuda::gridFor((uint64_t)(npairs + 1) * (uint64_t)nlists, kPairs, &grid));
+    cuda::chunkStartsKernel<<<grid, kPairs.threads, 0, cs>>>(reinterpret_cast<const char*>(indices), npairs, nlists,
+                                                            strideBytes, n, chunk, nchunks, starts, report);
+    SPCCLCHECK(cuda::gridSize(nchunks, kScatterLists.blocksPerSm, &grid));
+    cuda::scatterListsKernel<T, kScatterLists.threads><<<grid, kScatterLists.threads, 0, cs>>>(
+        reinterpret_cast<const char*>(indices), static_cast<const char*>(values), npairs, nlists, strideBytes, starts,
+        (AccT)scale, scale != 1.0, wide, n, static_cast<T*>(out));
     CUDACHECK(cudaGetLastError());
     return spcclSuccess;
   });

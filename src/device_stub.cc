@@ -16,11 +16,11 @@ spcclResult_t noCuda(const char* what) {
 }
 }  // namespace
 
-spcclResult_t allocDevice(void** ptr, size_t, const char* api) {
+spcclResult_t allocDevice(void** ptr, size_t, const StateSync&, const char* api) {
   *ptr = nullptr;
   return noCuda(api);
 }
-void freeDevice(void*) {}
+void freeDevice(void*, const StateSync&) {}
 spcclResult_t allocPinned(void** ptr, size_t, const char* api) {
   *ptr = nullptr;
   return noCuda(api);
@@ -32,6 +32,10 @@ spcclResult_t streamSync(spcclStream_t) { return noCuda("streamSync"); }
 spcclResult_t stateSyncCreate(StateSync*, const char* api) { return noCuda(api); }
 void stateSyncDestroy(StateSync*) {}
 spcclResult_t markWork(const StateSync&, spcclStream_t) { return noCuda("markWork"); }
+spcclResult_t streamCapturing(spcclStream_t, bool* capturing) {
+  *capturing = false;
+  return noCuda("streamCapturing");
+}
 spcclResult_t zeroNow(const StateSync&, void*, size_t) { return noCuda("zeroNow"); }
 spcclResult_t copyNow(const StateSync&, void*, const void*, size_t) { return noCuda("copyNow"); }
 spcclResult_t pointerIsDevice(const void*, int* isDevice) {
@@ -71,12 +75,13 @@ spcclResult_t residualCommit(spcclDataType_t, void*, const void*, size_t, const 
 spcclResult_t feedbackSum(spcclDataType_t, const void*, const void*, void*, size_t, spcclStream_t) {
   return noCuda("feedbackSum");
 }
-spcclResult_t scatterAdd(spcclDataType_t, const uint32_t*, const void*, size_t, double, size_t, void*, uint32_t*,
-                         spcclStream_t) {
+spcclResult_t scatterAdd(spcclDataType_t, const uint32_t*, const void*, size_t, double, size_t, void*,
+                         BadPairReport*, spcclStream_t) {
   return noCuda("scatterAdd");
 }
+size_t scatterScratchBytes(size_t, int) { return 0; }
 spcclResult_t scatterSortedLists(spcclDataType_t, const uint32_t*, const void*, size_t, int, size_t, double, size_t,
-                                 void*, uint32_t*, spcclStream_t) {
+                                 void*, void*, BadPairReport*, spcclStream_t) {
   return noCuda("scatterSortedLists");
 }
 

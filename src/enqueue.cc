@@ -96,7 +96,7 @@ const char* firstDifference(const CallSignature& a, const CallSignature& b, char
 spcclResult_t compareAcrossRanks(const spcclInfo& info, const CallSignature& mine, const char* which) {
   const int P = info.comm->nranks;
   std::unique_ptr<CallSignature[]> all(new CallSignature[P]);
-  SPCCLCHECK(info.comm->transport->allGather(&mine, all.get(), sizeof(mine), nullptr));
+  SPCCLCHECK(info.comm->transport->allGatherHost(&mine, all.get(), sizeof(mine)));
   char text[256];
   for (int r = 1; r < P; ++r) {
     if (const char* diff = firstDifference(all[r], all[0], text, sizeof(text))) {
@@ -109,17 +109,18 @@ spcclResult_t compareAcrossRanks(const spcclInfo& info, const CallSignature& min
 
 // SPCCL_CHECK=1: every call's signature, step and op included.
 spcclResult_t consistencyCheck(const spcclInfo& info) {
-  if (!info.comm->checkCalls || info.comm->transport->deviceBuffers()) return spcclSuccess;
+  if (!info.comm->checkCalls) return spcclSuccess;
   return compareAcrossRanks(info, signatureOf(info), "SPCCL_CHECK");
 }
 
 // Always, once per state: the message sizes of a sparse collective follow from the state
 // (method, count, type, density, block size, dense switch, hierarchical), and peers whose states differ
 // would hand MPI mismatched collectives, which can corrupt memory inside MPI before any error
-// comes back. The state's own fields are compared, not the call's (step and op change).
+// comes back. The state's own fields are compared, not the call's (step and op change). On
+// NCCL too: ranks whose k or stride differ would gather lists the scatter cannot use.
 spcclResult_t stateAgreementCheck(const spcclInfo& info) {
   spcclState& st = *info.state;
-  if (st.agreed || info.comm->transport->deviceBuffers()) return spcclSuccess;
+  if (st.agreed) return spcclSuccess;
   CallSignature mine = signatureOf(info);
   mine.count = st.count;
   mine.step = 0;
@@ -131,21 +132,69 @@ spcclResult_t stateAgreementCheck(const spcclInfo& info) {
 
 }  // namespace
 
-spcclResult_t deviceCallEnd(spcclState& st, spcclResult_t res, spcclStream_t stream) {
-  if (!st.onDevice) return res;
-  if (res == spcclSuccess) res = device::advanceStep(static_cast<unsigned long long*>(st.deviceStep.ptr), stream);
-  const spcclResult_t marked = device::markWork(st.deviceSync, stream);
-  return res != spcclSuccess ? res : marked;
+namespace {
+
+spcclResult_t readDeviceStep(spcclState& st) {
+  return device::copyNow(st.deviceSync, &st.step, st.deviceStep.ptr, sizeof(st.step));
 }
 
-spcclResult_t deviceBadIndexCheck(spcclState& st, const char* api) {
-  volatile uint32_t* flag = static_cast<volatile uint32_t*>(st.badIndex.ptr);
-  if (!flag || flag[0] == 0) return spcclSuccess;
-  const uint32_t index = flag[1];
-  flag[0] = 0;
-  WARN("%s : an earlier call on state %p received pair index %u, outside [0, %zu) and not the padding index (a "
-       "peer's payload is corrupt, or its count differs); those pairs were dropped",
-       api, (void*)&st, index, st.count);
+}  // namespace
+
+const DeviceCallOps kDeviceCallOps = {device::streamCapturing, device::advanceStep, device::markWork, readDeviceStep};
+
+spcclResult_t endCall(spcclState& st, spcclResult_t res, spcclStream_t stream, const DeviceCallOps& ops) {
+  if (!st.onDevice) {
+    if (res == spcclSuccess) st.step++;
+    return res;
+  }
+  if (res != spcclSuccess) {
+    (void)ops.markWork(st.deviceSync, stream);  // the first error is the one to report
+    return res;
+  }
+  bool captured = false;
+  spcclResult_t end = ops.capturing(stream, &captured);
+  if (captured) st.stepOnDeviceOnly = true;
+  else st.step++;
+  if (end == spcclSuccess) end = ops.advanceStep(static_cast<unsigned long long*>(st.deviceStep.ptr), stream);
+  const spcclResult_t marked = ops.markWork(st.deviceSync, stream);
+  if (end == spcclSuccess) end = marked;
+  if (end != spcclSuccess)
+    WARN("state %p : the call's work was enqueued and counted (host step now %llu), but its bookkeeping on the "
+         "stream failed; the state's blocking calls may not wait for it",
+         (void*)&st, st.step);
+  return end;
+}
+
+spcclResult_t compressStep(spcclState& st, spcclStream_t stream, const char* api, const DeviceCallOps& ops) {
+  if (!st.onDevice) return spcclSuccess;
+  bool capturing = false;
+  SPCCLCHECK(ops.capturing(stream, &capturing));
+  SPCCL_REQUIRE(!capturing, spcclInvalidUsage,
+                "%s : the stream is being captured into a CUDA graph; the step a compress returns could not name "
+                "the step of each replay (capture spcclSparseAllReduce, or compress eagerly)",
+                api);
+  return st.stepOnDeviceOnly ? ops.readStep(st) : spcclSuccess;
+}
+
+spcclResult_t takePairReport(const spcclState& st, PairReportSlot slot, const char* api) {
+  device::BadPairReport* report = badPairReport(st, slot);
+  if (!report) return spcclSuccess;
+  // Written by the device (index, fence, kind): read in the opposite order.
+  const uint32_t kind = __atomic_load_n(&report->kind, __ATOMIC_ACQUIRE);
+  if (kind == device::kPairsClean) return spcclSuccess;
+  const uint32_t index = __atomic_load_n(&report->index, __ATOMIC_RELAXED);
+  __atomic_store_n(&report->kind, (uint32_t)device::kPairsClean, __ATOMIC_RELAXED);
+  const char* source = slot == kCollectivePairs
+                           ? "a collective on this state (a peer's payload is corrupt, or its state differs)"
+                           : "an earlier spcclDecompress on this state (its pair list)";
+  if (kind == device::kPairsUnordered)
+    WARN("%s : state %p : %s held a pair list that is not ascending (index %u out of place); pairs outside their "
+         "place were dropped",
+         api, (void*)&st, source, index);
+  else
+    WARN("%s : state %p : %s held pair index %u, outside [0, %zu) and not the padding index; those pairs were "
+         "dropped",
+         api, (void*)&st, source, index, st.count);
   return spcclRemoteError;
 }
 
@@ -158,17 +207,16 @@ spcclResult_t enqueueSparse(const spcclInfo& info) {
   SPCCLCHECK(breakCommOn(info.comm, consistencyCheck(info)));
   if (info.count == 0) return spcclSuccess;
   spcclState& st = *info.state;
-  SPCCLCHECK(breakCommOn(info.comm, deviceBadIndexCheck(st, info.opName)));
   SPCCLCHECK(breakCommOn(info.comm, stateAgreementCheck(info)));
   INFO(kSubsysColl, "%s : %s step %llu sendbuff %p recvbuff %p count %zu datatype %s op %s comm %p [nranks=%d]",
        info.opName, st.method->name, st.step, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype),
        opName(info.op), (void*)info.comm, info.comm->nranks);
-  SPCCLCHECK(deviceCallEnd(
-      st, breakCommOn(info.comm, st.hier ? hierarchicalAllReduce(info) : st.method->sparseAllReduce(info)),
-      info.stream));
+  const spcclResult_t ran =
+      breakCommOn(info.comm, st.hier ? hierarchicalAllReduce(info) : st.method->sparseAllReduce(info));
+  SPCCLCHECK(breakCommOn(info.comm, endCall(st, ran, info.stream)));
   SPCCLCHECK(breakCommOn(info.comm, stagedComplete(st, info.stream)));
-  st.step++;  // commit: the method succeeded
-  return spcclSuccess;
+  // Last: the collective has been joined, whatever an earlier call's kernels reported.
+  return takePairReport(st, kCollectivePairs, info.opName);
 }
 
 namespace {

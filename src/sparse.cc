@@ -52,7 +52,6 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
   SPCCLCHECK(flatStateCheck(state, api));
   SPCCLCHECK(ptrCheck(nvalues, api, "nvalues"));
   SPCCLCHECK(ptrCheck(step, api, "step"));
-  SPCCLCHECK(deviceBadIndexCheck(*state, api));
   if (state->count > 0) {
     SPCCLCHECK(ptrCheck(sendbuff, api, "sendbuff"));
     SPCCLCHECK(ptrCheck(values, api, "values"));
@@ -63,13 +62,17 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
     SPCCLCHECK(indicesCheck(state->comm, indices, api));
     SPCCLCHECK(compressOverlapCheck(*state, sendbuff, values, indices));
   }
+  SPCCLCHECK(compressStep(*state, stream, api));
+  const unsigned long long used = state->step;
   spcclInfo info = {spcclFuncCompress, api, sendbuff, values, state->count, state->datatype, spcclSum, 0, state, state->comm, stream};
   size_t written = 0;
-  if (state->count > 0)
-    SPCCLCHECK(deviceCallEnd(*state, state->method->compress(info, values, indices, &written), stream));
-  *nvalues = written;
-  *step = state->step++;
-  return spcclSuccess;
+  const spcclResult_t ran = state->count > 0 ? state->method->compress(info, values, indices, &written) : spcclSuccess;
+  const spcclResult_t ended = endCall(*state, ran, stream);
+  if (ran == spcclSuccess) {  // enqueued and counted, even if the bookkeeping after it failed
+    *nvalues = written;
+    *step = used;
+  }
+  return ended;
 }
 
 spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_t nvalues, unsigned long long step,
@@ -77,7 +80,7 @@ spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_
   const char* api = "spcclDecompress";
   SPCCLCHECK(stateCheck(state, api));
   SPCCLCHECK(flatStateCheck(state, api));
-  SPCCLCHECK(deviceBadIndexCheck(*state, api));
+  SPCCLCHECK(takePairReport(*state, kDecompressPairs, api));
   if (state->count == 0) return spcclSuccess;
   SPCCLCHECK(ptrCheck(recvbuff, api, "recvbuff"));
   SPCCLCHECK(alignCheck(recvbuff, state->elemSize, api, "recvbuff"));

@@ -21,11 +21,11 @@ namespace {
 
 // Memory of the given kind; host memory comes zeroed, device memory is zeroed by
 // zeroDeviceBuffers once everything is allocated.
-spcclResult_t bufferAlloc(Buffer* buf, MemoryKind kind, size_t bytes, const char* api) {
+spcclResult_t bufferAlloc(const spcclState& st, Buffer* buf, MemoryKind kind, size_t bytes, const char* api) {
   buf->bytes = bytes;
   buf->kind = kind;
   if (bytes == 0) return spcclSuccess;
-  if (kind == kDeviceMemory) return device::allocDevice(&buf->ptr, bytes, api);
+  if (kind == kDeviceMemory) return device::allocDevice(&buf->ptr, bytes, st.deviceSync, api);
   if (kind == kPinnedMemory) return device::allocPinned(&buf->ptr, bytes, api);
   buf->ptr = calloc(1, bytes);
   SPCCL_REQUIRE(buf->ptr != nullptr, spcclSystemError, "%s : failed to allocate %zu bytes of host memory", api, bytes);
@@ -33,8 +33,8 @@ spcclResult_t bufferAlloc(Buffer* buf, MemoryKind kind, size_t bytes, const char
   return spcclSuccess;
 }
 
-void bufferFree(Buffer* buf) {
-  if (buf->kind == kDeviceMemory) device::freeDevice(buf->ptr);
+void bufferFree(const spcclState& st, Buffer* buf) {
+  if (buf->kind == kDeviceMemory) device::freeDevice(buf->ptr, st.deviceSync);
   else if (buf->kind == kPinnedMemory) device::freePinned(buf->ptr);
   else free(buf->ptr);
   buf->ptr = nullptr;
@@ -51,12 +51,8 @@ spcclResult_t zeroDeviceBuffers(const spcclState& st) {
 
 // Everything the state holds, in any state of construction.
 void buffersFree(spcclState* st) {
-  bufferFree(&st->badIndex);
-  bufferFree(&st->deviceStep);
-  bufferFree(&st->staging);
-  bufferFree(&st->workspace);
-  bufferFree(&st->residualNext);
-  bufferFree(&st->residual);
+  for (Buffer* buf : {&st->badIndex, &st->deviceStep, &st->staging, &st->workspace, &st->residualNext, &st->residual})
+    bufferFree(*st, buf);
   device::stateSyncDestroy(&st->deviceSync);
 }
 
@@ -102,7 +98,7 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   spcclResult_t res;
   if (resolved.hierarchical) {  // the method runs on a shard, in an inner state (hierarchy.cc)
     st->residualCount = count;
-    SPCCLCHECKGOTO(bufferAlloc(&st->residual, kHostMemory, count * elem, api), res, fail);
+    SPCCLCHECKGOTO(bufferAlloc(*st, &st->residual, kHostMemory, count * elem, api), res, fail);
     SPCCLCHECKGOTO(hierarchicalSetup(st.get(), api), res, fail);
   } else {
     SPCCLCHECK(method->setup(*st));
@@ -110,16 +106,17 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
     const size_t workspace = method->workspaceBytes(*st);
     if (st->onDevice) SPCCLCHECKGOTO(device::stateSyncCreate(&st->deviceSync, api), res, fail);
     st->residualCount = count + (method->residualExtra ? method->residualExtra(*st) : 0);
-    SPCCLCHECKGOTO(bufferAlloc(&st->residual, kind, st->residualCount * elem, api), res, fail);
-    SPCCLCHECKGOTO(bufferAlloc(&st->workspace, kind, workspace, api), res, fail);
+    SPCCLCHECKGOTO(bufferAlloc(*st, &st->residual, kind, st->residualCount * elem, api), res, fail);
+    SPCCLCHECKGOTO(bufferAlloc(*st, &st->workspace, kind, workspace, api), res, fail);
     if (method->spareResidual && method->spareResidual(*st))
-      SPCCLCHECKGOTO(bufferAlloc(&st->residualNext, kind, st->residualCount * elem, api), res, fail);
+      SPCCLCHECKGOTO(bufferAlloc(*st, &st->residualNext, kind, st->residualCount * elem, api), res, fail);
     if (st->onDevice)
-      SPCCLCHECKGOTO(bufferAlloc(&st->deviceStep, kDeviceMemory, sizeof(unsigned long long), api), res, fail);
+      SPCCLCHECKGOTO(bufferAlloc(*st, &st->deviceStep, kDeviceMemory, sizeof(unsigned long long), api), res, fail);
     if (st->onDevice && !comm->transport->deviceBuffers())
-      SPCCLCHECKGOTO(bufferAlloc(&st->staging, kPinnedMemory, workspace, api), res, fail);
+      SPCCLCHECKGOTO(bufferAlloc(*st, &st->staging, kPinnedMemory, workspace, api), res, fail);
     if (st->onDevice) {
-      SPCCLCHECKGOTO(bufferAlloc(&st->badIndex, kPinnedMemory, 2 * sizeof(uint32_t), api), res, fail);
+      const size_t reportBytes = kPairReportSlots * sizeof(device::BadPairReport);
+      SPCCLCHECKGOTO(bufferAlloc(*st, &st->badIndex, kPinnedMemory, reportBytes, api), res, fail);
       memset(st->badIndex.ptr, 0, st->badIndex.bytes);
       SPCCLCHECKGOTO(zeroDeviceBuffers(*st), res, fail);
     }

@@ -40,6 +40,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include "device.h"
 #include "dtype_core.h"
 #include "topk_core.h"
 #include "tuning.h"
@@ -52,6 +53,10 @@ constexpr int kMaxBins = 1 << kMaxDigitBits;
 constexpr int kChooseThreads = radixPolicy().chooseThreads;
 constexpr int kMomentBlocks = radixPolicy().momentBlocks;
 constexpr int kGaussianCandidates = 6;
+
+// a * b rounded once, never contracted with a following add into an FMA.
+__device__ __forceinline__ float mulRounded(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mulRounded(double a, double b) { return __dmul_rn(a, b); }
 
 // Where the selection stands; lives in the scratch, written by the one-block kernels.
 struct SelectState {
@@ -399,107 +404,126 @@ __global__ void scatterClearKernel(T* __restrict__ e, size_t n, const uint32_t* 
 __device__ __forceinline__ void atomicAddRounded(float* p, float v) { atomicAdd(p, v); }
 __device__ __forceinline__ void atomicAddRounded(double* p, double v) { atomicAdd(p, v); }
 template <typename H>
-__device__ __forceinline__ void atomicAddRounded(H* p, H v) {  // 16-bit: CAS on the 32-bit word
-  unsigned* word = reinterpret_cast<unsigned*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t(3));
-  const unsigned shift = (reinterpret_cast<uintptr_t>(p) & 2) ? 16 : 0;
-  unsigned old = *word, assumed;
+__device__ __forceinline__ void atomicAddRounded(H* p, H v) {
+  // 16-bit compare-and-swap (sm_70+) on the element itself: a 32-bit one would also touch the
+  // neighbouring half-word, which lies past the allocation when p is its last element.
+  unsigned short* word = reinterpret_cast<unsigned short*>(p);
+  unsigned short old = *word, assumed;
   do {
     assumed = old;
     H cur;
-    cur.bits = (uint16_t)(assumed >> shift);
-    const H sum = addRounded(cur, v);
-    const unsigned next = (assumed & ~(0xffffu << shift)) | ((unsigned)sum.bits << shift);
-    old = atomicCAS(word, assumed, next);
+    cur.bits = assumed;
+    old = atomicCAS(word, assumed, addRounded(cur, v).bits);
   } while (old != assumed);
 }
 
-// A pair index that is neither below n nor padding: the index, then the flag, into pinned
-// host memory the host reads at the state's next call (device.h). Any one of several wins.
-__device__ __forceinline__ void reportBadIndex(uint32_t* badIndex, uint32_t index) {
-  if (!badIndex) return;
-  volatile uint32_t* flag = badIndex;
-  flag[1] = index;
+// A corrupt pair list: the index, then the kind, into pinned host memory the host reads at a
+// later call (device.h). Any one of several reports wins.
+__device__ __forceinline__ void reportBadPair(device::BadPairReport* report, device::BadPairKind kind,
+                                              uint32_t index) {
+  if (!report) return;
+  volatile device::BadPairReport* r = report;
+  r->index = index;
   __threadfence_system();
-  flag[0] = 1;
+  r->kind = kind;
 }
 
 // One list in any order, repeats allowed (a caller's spcclDecompress input): atomics.
 template <typename T>
 __global__ void scatterAddKernel(const uint32_t* __restrict__ idx, const T* __restrict__ val, size_t npairs, size_t n,
-                                 T* __restrict__ out, uint32_t* badIndex) {
+                                 T* __restrict__ out, device::BadPairReport* report) {
   for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < npairs; j += (size_t)gridDim.x * blockDim.x) {
     if (idx[j] < n) atomicAddRounded(out + idx[j], val[j]);
-    else if (idx[j] != SPCCL_PAD_INDEX) reportBadIndex(badIndex, idx[j]);  // skipped, and reported
+    else if (idx[j] != SPCCL_PAD_INDEX) reportBadPair(report, device::kPairOutOfRange, idx[j]);  // skipped
   }
 }
 
-// The first position in idx[0, npairs) whose index is >= key (the list is ascending).
-__device__ __forceinline__ size_t lowerBound(const uint32_t* __restrict__ idx, size_t npairs, uint64_t key) {
-  size_t lo = 0, hi = npairs;
-  while (lo < hi) {
-    const size_t mid = lo + (hi - lo) / 2;
-    if (idx[mid] < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-// Bytes of shared memory a CTA of scatterListsKernel accumulates its chunk of out in.
+// Bytes of shared memory a CTA of scatterListsKernel accumulates its chunk of out in, and the
+// chunk's length in elements of the accumulation type.
 constexpr int kScatterChunkBytes = scatterListsPolicy().chunkBytes;
+template <typename AccT>
+constexpr uint64_t kScatterChunk = (uint64_t)kScatterChunkBytes / sizeof(AccT);
+
+// The chunk an index falls in; padding and indices >= n all sort past the last chunk.
+__device__ __forceinline__ uint64_t chunkOfIndex(uint32_t index, uint64_t n, uint64_t chunk, uint64_t nchunks) {
+  return index < n ? index / chunk : nchunks;
+}
+
+// Where each list's pairs of each chunk start, in one pass over the pairs (no search):
+// starts[l * (nchunks + 1) + c] = the first pair of list l whose index lies in chunk c or
+// above, c <= nchunks. Pair p writes the entries from its predecessor's chunk (exclusive) to
+// its own (inclusive), and p = npairs the rest, so an ascending list writes each entry once.
+// The same pass checks the lists: an index >= n that is not padding, and a list that is not
+// ascending (repeats, or a pair after padding), are reported. An unordered list leaves entries
+// unwritten; the scatter clamps them, and skips every pair outside its chunk.
+// Traffic: the lists' indices read once (4 B per pair, plus one neighbour from the same
+// cache line) and 4 B per chunk and list written: under 1/16 of the scatter's own traffic at
+// k = n/64, so the pass runs at the load bandwidth of the pair indices (~0.8 of HBM).
+__global__ void chunkStartsKernel(const char* __restrict__ indices, size_t npairs, int nlists, size_t stride,
+                                  uint64_t n, uint64_t chunk, uint64_t nchunks, uint32_t* __restrict__ starts,
+                                  device::BadPairReport* report) {
+  const uint64_t perList = (uint64_t)npairs + 1, total = perList * (uint64_t)nlists;
+  for (uint64_t u = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; u < total; u += (uint64_t)gridDim.x * blockDim.x) {
+    const uint64_t l = u / perList, p = u - l * perList;
+    const uint32_t* idx = reinterpret_cast<const uint32_t*>(indices + l * stride);
+    const uint32_t mine = p < npairs ? idx[p] : SPCCL_PAD_INDEX;
+    const uint32_t prev = p > 0 ? idx[p - 1] : 0;
+    if (p < npairs && mine >= n && mine != SPCCL_PAD_INDEX) reportBadPair(report, device::kPairOutOfRange, mine);
+    if (p > 0 && p < npairs && mine != SPCCL_PAD_INDEX && (prev == SPCCL_PAD_INDEX || mine <= prev))
+      reportBadPair(report, device::kPairsUnordered, mine);
+    const uint64_t to = p < npairs ? chunkOfIndex(mine, n, chunk, nchunks) : nchunks;
+    const uint64_t from = p > 0 ? chunkOfIndex(prev, n, chunk, nchunks) + 1 : 0;
+    uint32_t* row = starts + l * (nchunks + 1);
+    for (uint64_t c = from; c <= to; ++c) row[c] = (uint32_t)p;
+  }
+}
 
 // nlists lists, each ascending with distinct indices (every selection spccl makes; the
-// padding index sorts last), list l at l * stride bytes from the first. Each CTA owns a chunk
-// of out: it adds, list after list, the pairs that fall in the chunk into shared memory, then
-// writes the whole chunk once, scaled. So one launch replaces the memset, the per-list
-// launches and the scaling pass, and out is written exactly once. The arithmetic is the
-// CPU's (methods/pairs.cc), in the same order, with no atomics:
+// padding index sorts last), list l at l * stride bytes from the first, chunk bounds from
+// chunkStartsKernel. Each CTA owns a chunk of out: it adds, list after list, the pairs that
+// fall in the chunk into shared memory, then writes the whole chunk once, scaled. So one
+// launch replaces the memset, the per-list launches and the scaling pass, and out is written
+// exactly once. The arithmetic is the CPU's (methods/pairs.cc), in the same order, with no
+// atomics:
 //  - wide (fp16/bf16 with several lists): the sum in fp32 in list order, then one rounding
 //    of 0 + sum * scale, so an average that fits in T never overflows on the way;
 //  - otherwise: adds in list order rounded to T each time (fp32/fp64: the accumulation type
 //    is T), then times scale when it is not 1.
-// An index >= n that is not padding sorts into no chunk: the last chunk's CTA reports it.
+// A pair outside the chunk its position says (an unordered list) is skipped, never written:
+// shared memory stays in bounds whatever the lists hold.
 template <typename T, int Threads>
 __global__ void __launch_bounds__(Threads)
     scatterListsKernel(const char* __restrict__ indices, const char* __restrict__ values, size_t npairs, int nlists,
-                       size_t stride, typename AccumOf<T>::type scale, bool scaled, bool wide, size_t n,
-                       T* __restrict__ out, uint32_t* badIndex) {
+                       size_t stride, const uint32_t* __restrict__ starts, typename AccumOf<T>::type scale,
+                       bool scaled, bool wide, size_t n, T* __restrict__ out) {
   using AccT = typename AccumOf<T>::type;
-  constexpr int kChunk = kScatterChunkBytes / (int)sizeof(AccT);
-  constexpr int kListsAtOnce = 32;
+  constexpr uint64_t kChunk = kScatterChunk<AccT>;
   __shared__ AccT acc[kChunk];
-  __shared__ size_t range[kListsAtOnce][2];
-  const size_t nchunks = (n + kChunk - 1) / kChunk;
-  for (size_t chunk = blockIdx.x; chunk < nchunks; chunk += gridDim.x) {
-    const size_t base = chunk * kChunk, end = base + kChunk < n ? base + kChunk : n;
+  const uint64_t nchunks = (n + kChunk - 1) / kChunk;
+  for (uint64_t chunk = blockIdx.x; chunk < nchunks; chunk += gridDim.x) {
+    const uint64_t base = chunk * kChunk, len = base + kChunk < n ? kChunk : n - base;
     __syncthreads();  // the previous chunk's writers are done with acc
-    for (int t = threadIdx.x; t < kChunk; t += Threads) acc[t] = AccT(0);
-    for (int l0 = 0; l0 < nlists; l0 += kListsAtOnce) {
-      const int lists = nlists - l0 < kListsAtOnce ? nlists - l0 : kListsAtOnce;
-      __syncthreads();  // range is free again
-      if ((int)threadIdx.x < lists) {
-        const uint32_t* idx = reinterpret_cast<const uint32_t*>(indices + (size_t)(l0 + threadIdx.x) * stride);
-        range[threadIdx.x][0] = lowerBound(idx, npairs, base);
-        range[threadIdx.x][1] = lowerBound(idx, npairs, end);
-        // The last chunk: whatever sorts above n must be padding.
-        const size_t above = range[threadIdx.x][1];
-        if (end == n && above < npairs && idx[above] != SPCCL_PAD_INDEX) reportBadIndex(badIndex, idx[above]);
-      }
-      __syncthreads();
-      for (int l = 0; l < lists; ++l) {
-        const uint32_t* idx = reinterpret_cast<const uint32_t*>(indices + (size_t)(l0 + l) * stride);
-        const T* val = reinterpret_cast<const T*>(values + (size_t)(l0 + l) * stride);
-        for (size_t p = range[l][0] + threadIdx.x; p < range[l][1]; p += Threads) {
-          const size_t at = idx[p] - base;  // distinct within a list: no two threads share it
-          acc[at] = wide ? acc[at] + toAcc(val[p]) : toAcc(addRounded(fromAcc<T>(acc[at]), val[p]));
-        }
-        __syncthreads();  // list order
-      }
-    }
+    for (uint32_t t = threadIdx.x; t < kChunk; t += Threads) acc[t] = AccT(0);
     __syncthreads();
-    for (size_t i = base + threadIdx.x; i < end; i += Threads) {
-      const AccT a = acc[i - base];
-      if (wide) out[i] = fromAcc<T>(AccT(0) + a * scale);
-      else out[i] = scaled ? scaleRounded(fromAcc<T>(a), scale) : fromAcc<T>(a);
+    for (int l = 0; l < nlists; ++l) {
+      const uint32_t* idx = reinterpret_cast<const uint32_t*>(indices + (size_t)l * stride);
+      const T* val = reinterpret_cast<const T*>(values + (size_t)l * stride);
+      const uint32_t* row = starts + (uint64_t)l * (nchunks + 1);
+      const uint64_t lo = min((uint64_t)row[chunk], (uint64_t)npairs);
+      const uint64_t hi = min(max((uint64_t)row[chunk + 1], lo), (uint64_t)npairs);
+      for (uint64_t p = lo + threadIdx.x; p < hi; p += Threads) {
+        const uint64_t at = (uint64_t)idx[p] - base;  // wraps above len when idx[p] < base
+        if (at >= len) continue;  // not this chunk's: an unordered list (reported)
+        acc[at] = wide ? acc[at] + toAcc(val[p]) : toAcc(addRounded(fromAcc<T>(acc[at]), val[p]));
+      }
+      __syncthreads();  // list order
+    }
+    for (uint64_t i = threadIdx.x; i < len; i += Threads) {
+      const AccT a = acc[i];
+      // 0 + a * scale as two roundings, as on the CPU: a contracted FMA would keep the sign
+      // of a product that underflows (-0 where the CPU gets +0).
+      if (wide) out[base + i] = fromAcc<T>(AccT(0) + mulRounded(a, scale));
+      else out[base + i] = scaled ? scaleRounded(fromAcc<T>(a), scale) : fromAcc<T>(a);
     }
   }
 }

@@ -22,9 +22,14 @@ namespace spccl {
 namespace device {
 
 // ---------------------------------------------------------------- memory and streams
-// Device memory, not initialised (zero it with zeroNow); synchronous (state create).
-spcclResult_t allocDevice(void** ptr, size_t bytes, const char* api);
-void freeDevice(void* ptr);
+struct StateSync;
+// A state's device memory, not initialised (zero it with zeroNow): stream-ordered on the
+// state's own stream (cudaMallocAsync), waited for before returning (state create blocks).
+spcclResult_t allocDevice(void** ptr, size_t bytes, const StateSync& sync, const char* api);
+// Freed on the state's own stream after its last marked work (cudaFreeAsync): no device-wide
+// synchronisation, which cudaFree would be (it would also wait for NCCL kernels of other
+// comms that wait for their peers).
+void freeDevice(void* ptr, const StateSync& sync);
 // Page-locked host memory for staging device payloads through a host transport.
 spcclResult_t allocPinned(void** ptr, size_t bytes, const char* api);
 void freePinned(void* ptr);
@@ -55,6 +60,9 @@ spcclResult_t stateSyncCreate(StateSync* sync, const char* api);
 void stateSyncDestroy(StateSync* sync);
 // Marks the end of the state's work queued so far on `stream`.
 spcclResult_t markWork(const StateSync& sync, spcclStream_t stream);
+// *capturing = whether `stream` is being captured into a CUDA graph (work queued now runs
+// at each replay, not now).
+spcclResult_t streamCapturing(spcclStream_t stream, bool* capturing);
 // After the state's marked work: zeroes device memory and returns once it is zero.
 spcclResult_t zeroNow(const StateSync& sync, void* ptr, size_t bytes);
 // After the state's marked work: copies in any direction and returns once copied.
@@ -104,23 +112,37 @@ spcclResult_t feedbackSum(spcclDataType_t datatype, const void* g, const void* e
 // e = acc with the npairs sent positions cleared (padding and out-of-range indices skipped).
 spcclResult_t residualCommit(spcclDataType_t datatype, void* e, const void* acc, size_t n, const uint32_t* indices,
                              size_t npairs, spcclStream_t stream);
-// Both scatters skip indices that are padding or >= n. One >= n that is not padding is a
-// corrupt payload, which the device cannot return as an error without a host round trip:
-// it is written to badIndex (pinned host memory, 2 words, may be null): [1] = the index,
-// then [0] = 1, and the state's next call reports it (enqueue.h: deviceBadIndexCheck).
+// A corrupt pair list, as a scatter kernel found it. The device cannot fail the call that
+// received it without a host round trip, so it writes the index, then the kind, into pinned
+// host memory (`report`, may be null), and a later host call reports it (enqueue.h).
+enum BadPairKind : uint32_t {
+  kPairsClean = 0,
+  kPairOutOfRange = 1,  // an index >= n that is not padding
+  kPairsUnordered = 2,  // a list that should be ascending is not (repeats included)
+};
+struct BadPairReport {
+  uint32_t kind;   // BadPairKind; written last
+  uint32_t index;  // the offending index
+};
+
+// Both scatters skip indices that are padding or >= n, and report the others
+// (kPairOutOfRange); the sorted-list scatter also skips and reports pairs out of order.
 //
 // out = scale * (the pairs of one list, in any order, repeats adding up), zero elsewhere
 // (spcclDecompress).
 spcclResult_t scatterAdd(spcclDataType_t datatype, const uint32_t* indices, const void* values, size_t npairs,
-                         double scale, size_t n, void* out, uint32_t* badIndex, spcclStream_t stream);
+                         double scale, size_t n, void* out, BadPairReport* report, spcclStream_t stream);
 // out = scale * (sum of nlists pair lists), zero elsewhere, in one pass that writes out once;
 // list l starts strideBytes after list l-1 (indices and values alike). Each list must be
 // ascending with distinct indices, as every selection above writes them (padding sorts
 // last). Equal indices from different lists add as on the CPU (methods/pairs.cc): in list
-// order, and for fp16/bf16 with several lists in fp32 with one rounding.
+// order, and for fp16/bf16 with several lists in fp32 with one rounding. A list that is not
+// ascending cannot write out of bounds: its pairs outside their chunk are skipped, and it is
+// reported (kPairsUnordered). `scratch` holds scatterScratchBytes(n, nlists) bytes.
+size_t scatterScratchBytes(size_t n, int nlists);
 spcclResult_t scatterSortedLists(spcclDataType_t datatype, const uint32_t* indices, const void* values,
                                  size_t npairs, int nlists, size_t strideBytes, double scale, size_t n, void* out,
-                                 uint32_t* badIndex, spcclStream_t stream);
+                                 void* scratch, BadPairReport* report, spcclStream_t stream);
 
 // ---------------------------------------------------------------- 1-bit (cuda/kernels/onebit_kernels.cuh)
 // The tensor cut as `c` says (onebit_core.h): chunk j of n elements, its message at

@@ -3,20 +3,45 @@
 #define SPCCL_ENQUEUE_H_
 
 #include "info.h"
+#include "state.h"
 
 namespace spccl {
 
 // The one funnel of the compressed collective: CommCheck, StateCheck, ArgsCheck, one INFO
 // line, the method, then the commit of the step. Nothing changes when it fails.
 spcclResult_t enqueueSparse(const spcclInfo& info);
-// The end of a call that enqueued work on a device state (collective or compress): on
-// success the device step advances on the stream; either way the state's last-work event is
-// recorded there, so its blocking calls wait for exactly this work. Returns the first error.
-spcclResult_t deviceCallEnd(spcclState& st, spcclResult_t res, spcclStream_t stream);
-// A corrupt pair index a scatter kernel of an earlier call on this device state found
-// (device.h): reported once, as spcclRemoteError with the index, then cleared. The device
-// cannot fail the call that received it without a host round trip.
-spcclResult_t deviceBadIndexCheck(spcclState& st, const char* api);
+// The device calls that end a call on a device state, as a table so that the host-side
+// rules below can be tested without a GPU (tests/unit/test_call_rules.cc).
+struct DeviceCallOps {
+  spcclResult_t (*capturing)(spcclStream_t stream, bool* capturing);
+  spcclResult_t (*advanceStep)(unsigned long long* step, spcclStream_t stream);
+  spcclResult_t (*markWork)(const device::StateSync& sync, spcclStream_t stream);
+  // st.step = the device step counter, after the state's queued work (replays included).
+  spcclResult_t (*readStep)(spcclState& st);
+};
+extern const DeviceCallOps kDeviceCallOps;
+
+// The end of a call whose method returned `res` (collective or compress). Failed: nothing is
+// committed (a device state's last-work event still marks what was queued, so its blocking
+// calls wait for it). Succeeded: the call counts from here, whatever fails after. The host's
+// step advances, or, while the stream is being captured into a CUDA graph, is left alone and
+// marked stale (each replay advances the device counter, which the host does not see); then
+// a device state's counter advances and its event is recorded on the stream. A failure there
+// is returned, with a WARN saying the work was enqueued and counted.
+spcclResult_t endCall(spcclState& st, spcclResult_t res, spcclStream_t stream,
+                      const DeviceCallOps& ops = kDeviceCallOps);
+// The step spcclCompress uses and returns, in st.step: on a state with captured calls, read
+// from the device counter first. A compress being captured is refused (spcclInvalidUsage):
+// the step it returns could not name the step of each replay.
+spcclResult_t compressStep(spcclState& st, spcclStream_t stream, const char* api,
+                           const DeviceCallOps& ops = kDeviceCallOps);
+// Corrupt pairs a scatter kernel of this device state dropped since the slot was last read
+// (device.h, state.h: badPairReport): spcclRemoteError with the index and a WARN, then the
+// slot is clear; spcclSuccess when clean. Neither breaks the comm: the kernels only skipped
+// pairs, every rank still took part in every collective. A collective reads its slot after
+// it is enqueued (a report never skips a collective, which would leave the peers waiting);
+// spcclDecompress reads its own slot first, so a caller's bad list never fails a collective.
+spcclResult_t takePairReport(const spcclState& st, PairReportSlot slot, const char* api);
 // Dense pass-through collectives: checks, then the transport.
 spcclResult_t enqueueDense(const spcclInfo& info);
 

@@ -61,9 +61,13 @@ struct spcclState {
   spccl::Buffer deviceStep;
   // Device states: the private stream and the last-work event their blocking calls wait on.
   spccl::device::StateSync deviceSync;
-  // Device states: two pinned words the scatter kernels set on a corrupt pair index
-  // (device.h); the state's next call reports it.
+  // Device states: the corrupt-pair reports the scatter kernels write (device.h), pinned:
+  // one for the collective, one for spcclDecompress (a caller's list), read by later calls.
   spccl::Buffer badIndex;
+  // Device states: a call on this state was captured into a CUDA graph, so replays advance
+  // the device step counter where the host cannot see it, and `step` above may be stale: the
+  // calls that return or use a step read the counter first (enqueue.h).
+  bool stepOnDeviceOnly = false;
 
   // The method's own fields (random block's block counts, the top-k family's k, ...): set by
   // its setup, read and written only by its files, through methodState<T> (method.h).
@@ -78,6 +82,12 @@ struct spcclState {
 };
 
 namespace spccl {
+
+// Which of a device state's two corrupt-pair reports a scatter writes.
+enum PairReportSlot { kCollectivePairs = 0, kDecompressPairs = 1, kPairReportSlots = 2 };
+inline device::BadPairReport* badPairReport(const spcclState& st, PairReportSlot slot) {
+  return st.badIndex.ptr ? static_cast<device::BadPairReport*>(st.badIndex.ptr) + slot : nullptr;
+}
 
 size_t dataTypeSize(spcclDataType_t datatype);  // 0 for an unsupported type
 const char* dataTypeName(int datatype);

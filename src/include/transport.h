@@ -54,6 +54,11 @@ class Transport {
   virtual spcclResult_t groupStart() { return spcclSuccess; }
   virtual spcclResult_t groupEnd() { return spcclSuccess; }
   virtual spcclResult_t barrier() = 0;
+  // allGather of a few host bytes, returning once they arrived (a host notion, as barrier):
+  // the state agreement and SPCCL_CHECK. Host transports take host buffers as they are.
+  virtual spcclResult_t allGatherHost(const void* sendbuff, void* recvbuff, size_t bytes) {
+    return allGather(sendbuff, recvbuff, bytes, nullptr);
+  }
   // An error that happened after a call returned (NCCL's asynchronous errors), or spcclSuccess.
   virtual spcclResult_t asyncError() { return spcclSuccess; }
   // Stops outstanding operations so a failed job can tear down without hanging; the

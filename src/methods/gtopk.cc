@@ -130,7 +130,8 @@ spcclResult_t sparseAllReduce(const spcclInfo& info) {
   SPCCLCHECK(info.comm->transport->allReduce(sums, sums, pairsK(st), st.datatype, info.op, info.stream));
   // Commit: nothing below can fail.
   SPCCLCHECK(pairsCommitResidual(st, accBuff, S, pairsK(st), info.stream));
-  return pairsScatter(st, PairLists{S, sums, pairsK(st), 1, 0}, 1.0, info.recvbuff, info.stream);
+  return pairsScatter(st, PairLists{S, sums, pairsK(st), 1, 0}, 1.0, info.recvbuff,
+                      badPairReport(st, kCollectivePairs), info.stream);
 }
 
 spcclResult_t setup(spcclState& st) {

@@ -70,6 +70,7 @@ PairsWorkspace pairsCarve(const spcclState& st, WorkspaceCarver& c) {
   if (st.onDevice) {
     ws.deviceAcc = c.takeBytes(st.count * st.elemSize);
     ws.deviceScratch = c.takeBytes(device::topkScratchBytes(st.count));
+    ws.deviceScatter = c.takeBytes(device::scatterScratchBytes(st.count, st.comm->nranks));
   } else if (methodState<PairsState>(st).exact) {
     const size_t cap = cpu::topKScratchCap(pairsK(st));
     ws.scratch.pos = c.take<uint32_t>(cap);
@@ -163,15 +164,15 @@ spcclResult_t pairsCheck(const spcclState& st, const PairLists& lists, const cha
 }
 
 spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double scale, void* recvbuff,
-                           spcclStream_t stream) {
-  uint32_t* badIndex = static_cast<uint32_t*>(st.badIndex.ptr);
+                           device::BadPairReport* report, spcclStream_t stream) {
   if (st.onDevice && lists.ascending)
     return device::scatterSortedLists(st.datatype, lists.indices, lists.values, lists.npairs, lists.nlists,
-                                      lists.stride, scale, st.count, recvbuff, badIndex, stream);
+                                      lists.stride, scale, st.count, recvbuff, pairsWorkspace(st).deviceScatter,
+                                      report, stream);
   if (st.onDevice) {
     SPCCL_REQUIRE(lists.nlists == 1, spcclInternalError, "pairsScatter : %d unsorted device lists", lists.nlists);
     return device::scatterAdd(st.datatype, lists.indices, lists.values, lists.npairs, scale, st.count, recvbuff,
-                              badIndex, stream);
+                              report, stream);
   }
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
@@ -212,7 +213,7 @@ spcclResult_t pairsDecompress(const spcclState& st, const void* values, const ui
                   st.method->name);
   const PairLists list = {indices, values, nvalues, 1, 0};
   if (!st.onDevice) SPCCLCHECK(pairsCheck(st, list, "spcclDecompress"));
-  return pairsScatter(st, list, scale, recvbuff, stream);
+  return pairsScatter(st, list, scale, recvbuff, badPairReport(st, kDecompressPairs), stream);
 }
 
 size_t pairsAllGatherTailBytes(const spcclState& st) { return st.comm->nranks * pairBlockBytes(st); }
@@ -233,7 +234,8 @@ spcclResult_t pairsAllGather(const spcclInfo& info, PairSelectFn select) {
   // Commit: nothing below can fail on data.
   SPCCLCHECK(pairsCommitResidual(st, acc, blockIndices(own), pairsK(st), info.stream));
   const PairLists gathered = {blockIndices(ws.tail), blockValues(st, ws.tail), pairsK(st), P, block, true};
-  return pairsScatter(st, gathered, info.op == spcclAvg ? 1.0 / P : 1.0, info.recvbuff, info.stream);
+  return pairsScatter(st, gathered, info.op == spcclAvg ? 1.0 / P : 1.0, info.recvbuff,
+                      badPairReport(st, kCollectivePairs), info.stream);
 }
 
 }  // namespace spccl

@@ -52,6 +52,7 @@ struct PairsWorkspace {
   cpu::TopKScratch scratch;  // host states with exact selection
   void* deviceAcc;           // device states: count elements
   void* deviceScratch;       // device states: device::topkScratchBytes(count)
+  void* deviceScatter;       // device states: device::scatterScratchBytes(count, nranks)
   char* tail;
 };
 
@@ -110,8 +111,8 @@ spcclResult_t pairsCommitResidual(const spcclState& st, const void* acc, const u
 // npairs pairs, list l's indices and values `stride` bytes after list l-1's (one rank's block
 // after another's). Every index is checked first: one that is neither padding nor below
 // count is spcclRemoteError (api names the caller) and recvbuff is left untouched. The check
-// reads host memory: device states skip it in pairsScatter (the kernels skip bad indices and
-// the state's next call reports them, device.h).
+// reads host memory: device states skip it in pairsScatter (the kernels skip bad pairs and
+// write them to `report`, which a later call reports, enqueue.h).
 struct PairLists {
   const uint32_t* indices;
   const void* values;
@@ -128,7 +129,7 @@ struct PairLists {
 };
 spcclResult_t pairsCheck(const spcclState& st, const PairLists& lists, const char* api);
 spcclResult_t pairsScatter(const spcclState& st, const PairLists& lists, double scale, void* recvbuff,
-                           spcclStream_t stream);
+                           device::BadPairReport* report, spcclStream_t stream);
 
 // MethodOps entries shared by the family. Compression without communication returns this
 // rank's k slots (gTop-k: its local top-k, since the global set needs the peers), whatever

@@ -48,6 +48,7 @@ class NcclTransport final : public Transport {
   void takeOwnership() { owned_ = true; }  // ncclCommDestroy with the transport
   ~NcclTransport() override {
     if (barrierBuf_) cudaFree(barrierBuf_);
+    if (exchangeBuf_) cudaFree(exchangeBuf_);
     if (barrierStream_) cudaStreamDestroy(barrierStream_);
     if (owned_ && !aborted_) ncclCommDestroy(comm_);
   }
@@ -60,6 +61,8 @@ class NcclTransport final : public Transport {
     // barrier() reduces one word on a stream of its own: allocated now, so no call allocates.
     CUDACHECK(cudaMalloc(&barrierBuf_, sizeof(float)));
     CUDACHECK(cudaStreamCreateWithFlags(&barrierStream_, cudaStreamNonBlocking));
+    // allGatherHost's device copy: this rank's bytes, then every rank's.
+    CUDACHECK(cudaMalloc(&exchangeBuf_, (size_t)(nranks_ + 1) * kExchangeBytes));
     return spcclSuccess;
   }
   int rank() const { return rank_; }
@@ -111,6 +114,19 @@ class NcclTransport final : public Transport {
     CUDACHECK(cudaStreamSynchronize(barrierStream_));
     return spcclSuccess;
   }
+  // Through the device copy, on the barrier's stream, waited for. Legal while the caller's
+  // stream is being captured (the first collective of a state may be): the calling thread
+  // switches to relaxed capture mode, so this exchange runs now, once, outside the graph,
+  // and NCCL orders it with the captured work like any eager call (graph mixing).
+  spcclResult_t allGatherHost(const void* sendbuff, void* recvbuff, size_t bytes) override {
+    SPCCL_REQUIRE(bytes <= kExchangeBytes, spcclInternalError, "NCCL allGatherHost : %zu bytes exceed its %zu",
+                  bytes, kExchangeBytes);
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    CUDACHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+    const spcclResult_t res = exchange(sendbuff, recvbuff, bytes);
+    CUDACHECK(cudaThreadExchangeStreamCaptureMode(&mode));  // the caller's mode again
+    return res;
+  }
   // ncclInProgress passes through as spcclInProgress: an operation is still being enqueued,
   // which is not an error and must not break the comm.
   spcclResult_t asyncError() override {
@@ -135,6 +151,18 @@ class NcclTransport final : public Transport {
   }
 
  private:
+  static constexpr size_t kExchangeBytes = 256;
+
+  spcclResult_t exchange(const void* sendbuff, void* recvbuff, size_t bytes) {
+    char* mine = static_cast<char*>(exchangeBuf_);
+    char* all = mine + kExchangeBytes;
+    CUDACHECK(cudaMemcpyAsync(mine, sendbuff, bytes, cudaMemcpyHostToDevice, barrierStream_));
+    NCCLCHECK(ncclAllGather(mine, all, bytes, ncclUint8, comm_, barrierStream_));
+    CUDACHECK(cudaMemcpyAsync(recvbuff, all, (size_t)nranks_ * bytes, cudaMemcpyDeviceToHost, barrierStream_));
+    CUDACHECK(cudaStreamSynchronize(barrierStream_));
+    return spcclSuccess;
+  }
+
   // A nonblocking communicator (ncclConfig_t.blocking = 0; PyTorch can create them) answers
   // ncclInProgress while the call is not yet on the stream. NCCL then requires polling
   // ncclCommGetAsyncError until it leaves ncclInProgress before anything else is enqueued:
@@ -161,6 +189,7 @@ class NcclTransport final : public Transport {
   bool aborted_ = false;
   int rank_ = 0, nranks_ = 0;
   void* barrierBuf_ = nullptr;
+  void* exchangeBuf_ = nullptr;
   cudaStream_t barrierStream_ = nullptr;
 };
 

@@ -235,10 +235,10 @@ TYPED_TEST(DeviceTyped, ScatterSortedListsMatchesHost) {
   const double scale = 1.0 / lists;
   for (size_t i = 0; i < n; ++i)
     want[i] = wide ? fromAcc<T>(AccT(0) + wideSum[i] * (AccT)scale) : scaleRounded(want[i], (AccT)scale);
-  DeviceArray<char> didx(idxBytes), dval(valBytes);
+  DeviceArray<char> didx(idxBytes), dval(valBytes), scratch(device::scatterScratchBytes(n, lists));
   DeviceArray<T> dout(std::vector<T>(n, fromAcc<T>(5.0f)));  // every element is written
   ASSERT_EQ(device::scatterSortedLists(dt, reinterpret_cast<const uint32_t*>(didx.get()), dval.get(), k, lists, stride,
-                                       scale, n, dout.get(), nullptr, nullptr),
+                                       scale, n, dout.get(), scratch.get(), nullptr, nullptr),
             spcclSuccess);
   EXPECT_TRUE(sameBits(dout.download(), want));
 }
@@ -268,35 +268,125 @@ TYPED_TEST(DeviceTyped, ScatterAddTakesAnyOrder) {
   EXPECT_TRUE(sameBits(dout.download(), want));
 }
 
-// An index >= n that is not padding is dropped by both scatters and written to the pinned
-// flag words (index, then flag); clean lists leave them zero.
+// A pinned report (device.h) the scatters write into, read back after the stream is done.
+class PinnedReport {
+ public:
+  PinnedReport() {
+    if (cudaMallocHost(&r_, sizeof(*r_)) == cudaSuccess) clear();
+  }
+  ~PinnedReport() { cudaFreeHost(r_); }
+  device::BadPairReport* get() const { return r_; }
+  void clear() { *r_ = {device::kPairsClean, 0}; }
+
+ private:
+  device::BadPairReport* r_ = nullptr;
+};
+
+// The one-pass scatter of nlists lists of float pairs (list l at l * stride bytes), with the
+// scratch it needs.
+std::vector<float> scatterLists(const std::vector<uint32_t>& idx, const std::vector<float>& val, size_t npairs,
+                                int nlists, size_t n, device::BadPairReport* report) {
+  const size_t stride = npairs * sizeof(uint32_t);  // 4-byte values and indices: one stride
+  DeviceArray<uint32_t> didx(idx);
+  DeviceArray<float> dval(val), dout(n);
+  DeviceArray<char> scratch(device::scatterScratchBytes(n, nlists));
+  EXPECT_EQ(device::scatterSortedLists(spcclFloat32, didx.get(), dval.get(), npairs, nlists, stride, 1.0, n,
+                                       dout.get(), scratch.get(), report, nullptr),
+            spcclSuccess);
+  return dout.download();
+}
+
+// An index >= n that is not padding is dropped by both scatters and reported (index, then
+// kind); clean lists leave the report clear.
 TEST(DeviceScatter, BadIndexIsFlagged) {
   SPCCL_REQUIRE_DEVICE();
   const size_t n = 50000, k = 4;
-  uint32_t* flag = nullptr;
-  CUDA_ASSERT(cudaMallocHost(&flag, 2 * sizeof(uint32_t)));
+  PinnedReport report;
   for (int sorted = 0; sorted < 2; ++sorted) {
     for (uint32_t last : {uint32_t(n - 1), uint32_t(n + 5)}) {
-      flag[0] = flag[1] = 0;
+      report.clear();
       const std::vector<uint32_t> idx = {3, 40000, last, SPCCL_PAD_INDEX};
-      DeviceArray<uint32_t> didx(idx);
-      DeviceArray<float> dval(std::vector<float>(k, 1.0f)), dout(n);
-      if (sorted)
-        ASSERT_EQ(device::scatterSortedLists(spcclFloat32, didx.get(), dval.get(), k, 1, 0, 1.0, n, dout.get(), flag,
-                                             nullptr),
+      std::vector<float> out;
+      if (sorted) {
+        out = scatterLists(idx, std::vector<float>(k, 1.0f), k, 1, n, report.get());
+      } else {
+        DeviceArray<uint32_t> didx(idx);
+        DeviceArray<float> dval(std::vector<float>(k, 1.0f)), dout(n);
+        ASSERT_EQ(device::scatterAdd(spcclFloat32, didx.get(), dval.get(), k, 1.0, n, dout.get(), report.get(),
+                                     nullptr),
                   spcclSuccess);
-      else
-        ASSERT_EQ(device::scatterAdd(spcclFloat32, didx.get(), dval.get(), k, 1.0, n, dout.get(), flag, nullptr),
-                  spcclSuccess);
-      const std::vector<float> out = dout.download();
+        out = dout.download();
+      }
       EXPECT_EQ(out[3] + out[40000], 2.0f);
       const bool bad = last >= n;
-      EXPECT_EQ(flag[0], bad ? 1u : 0u) << "sorted " << sorted << " last " << last;
-      if (bad) EXPECT_EQ(flag[1], last);
+      EXPECT_EQ(report.get()->kind, bad ? (uint32_t)device::kPairOutOfRange : 0u)
+          << "sorted " << sorted << " last " << last;
+      if (bad) EXPECT_EQ(report.get()->index, last);
       else EXPECT_EQ(out[last], 1.0f);
     }
   }
-  cudaFreeHost(flag);
+}
+
+// Lists that break the sorted scatter's contract (what a peer with a corrupt payload, or a
+// different k or stride, would send): unsorted, repeated, padding in the middle, indices
+// far apart. The kernel must stay in bounds (a shared-memory write out of bounds loses the
+// CUDA context), keep every in-order pair it can place, and report the list. The context
+// must still work afterwards.
+TEST(DeviceScatter, UnsortedListsStayInBoundsAndAreReported) {
+  SPCCL_REQUIRE_DEVICE();
+  const size_t n = 3 * 4096 + 17;  // several chunks
+  std::mt19937_64 rng(53);
+  const std::vector<std::vector<uint32_t>> lists = {
+      {9000, 3, 12000, 5, 4100, 1},                                     // descending jumps
+      {10, 10, 20, 30, 40, 50},                                         // a repeat
+      {7, SPCCL_PAD_INDEX, 8, 9, 4097, 8193},                           // padding in the middle
+      {12288, 12290, 0, 1, 2, 3},                                       // last chunk first
+      {(uint32_t)(rng() % n), (uint32_t)(rng() % n), (uint32_t)(rng() % n), (uint32_t)(rng() % n),
+       (uint32_t)(rng() % n), (uint32_t)(rng() % n)}};                  // random order
+  PinnedReport report;
+  for (size_t c = 0; c < lists.size(); ++c) {
+    report.clear();
+    const std::vector<uint32_t>& idx = lists[c];
+    const std::vector<float> out = scatterLists(idx, std::vector<float>(idx.size(), 1.0f), idx.size(), 1, n,
+                                                report.get());
+    CUDA_ASSERT(cudaGetLastError());
+    double total = 0;
+    for (float v : out) total += v;
+    EXPECT_LE(total, (double)idx.size()) << "list " << c << ": a pair was added twice or out of place";
+    const bool sorted = std::is_sorted(idx.begin(), idx.end()) &&
+                        std::adjacent_find(idx.begin(), idx.end()) == idx.end();
+    if (!sorted) EXPECT_EQ(report.get()->kind, (uint32_t)device::kPairsUnordered) << "list " << c;
+  }
+  // The context survived: a clean scatter still runs and is exact.
+  report.clear();
+  const std::vector<float> out = scatterLists({1, 5000, 9000}, {1.0f, 2.0f, 3.0f}, 3, 1, n, report.get());
+  EXPECT_EQ(out[1] + out[5000] + out[9000], 6.0f);
+  EXPECT_EQ(report.get()->kind, 0u);
+}
+
+// n = 16M: every CTA of the sorted-list scatter takes several chunks (the grid-stride loop's
+// barriers run), with 40 lists (more than one warp's worth) against the CPU's order of adds.
+TEST(DeviceScatter, BlocksLoopOverChunksAt16M) {
+  SPCCL_REQUIRE_DEVICE();
+  const size_t n = size_t(1) << 24, k = n / 256;
+  const int nlists = 40;
+  std::mt19937_64 rng(59);
+  std::vector<uint32_t> idx(k * nlists);
+  std::vector<float> val(k * nlists), want(n, 0.0f);
+  for (int l = 0; l < nlists; ++l) {
+    uint32_t at = (uint32_t)(rng() % 64);
+    for (size_t j = 0; j < k; ++j) {
+      idx[l * k + j] = at < n ? at : SPCCL_PAD_INDEX;
+      at += 1 + (uint32_t)(rng() % 500);
+    }
+    for (size_t j = 0; j < k; ++j) {
+      val[l * k + j] = (float)((int)(rng() % 2001) - 1000) / 64;
+      if (idx[l * k + j] != SPCCL_PAD_INDEX) want[idx[l * k + j]] += val[l * k + j];  // list order, as the kernel
+    }
+  }
+  PinnedReport report;
+  EXPECT_TRUE(sameBits(scatterLists(idx, val, k, nlists, n, report.get()), want));
+  EXPECT_EQ(report.get()->kind, 0u);
 }
 
 }  // namespace
