@@ -164,9 +164,12 @@ spcclResult_t sparseAllReduce(const spcclInfo& info) {
   spcclState& st = *info.state;
   void* packed = workspaceOf(st).packed;
   SPCCLCHECK(pack(st, info.sendbuff, st.step, true, packed, info.stream));
-  // A host transport averages fp16/bf16 in fp32 before rounding (an average that fits never
-  // overflows), so it is handed the op; the others sum and the commit pass scales.
-  const bool halfAvg = info.op == spcclAvg && st.elemSize == 2 && !info.comm->transport->deviceBuffers();
+  // fp16/bf16 avg goes to the transport as avg, so that an average that fits never overflows
+  // on the way (DESIGN.md, Half precision): MPI divides in fp32 before its one rounding,
+  // NCCL's ncclAvg multiplies each rank's value by 1/P before summing. A sum there followed
+  // by the commit's 1/P would reach inf at 65504 (P = 8, |x| > 8188). The others sum and the
+  // commit pass scales.
+  const bool halfAvg = info.op == spcclAvg && st.elemSize == 2;
   const double scale = info.op == spcclAvg && !halfAvg ? 1.0 / info.comm->nranks : 1.0;
   if (st.residualNext.ptr && !halfAvg) return overlappedAllReduce(st, info, packed, scale);
   SPCCLCHECK(stateAllReduce(st, packed, packed, compressedCount(st), halfAvg ? spcclAvg : spcclSum, info.stream));

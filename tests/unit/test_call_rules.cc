@@ -38,9 +38,10 @@ class FakeTransport final : public Transport {
   FakeTransport(int nranks, bool device, bool peerDiffers) : nranks_(nranks), device_(device), peerDiffers_(peerDiffers) {}
   const char* name() const override { return "fake"; }
   bool deviceBuffers() const override { return device_; }
-  spcclResult_t allReduce(const void* s, void* r, size_t count, spcclDataType_t dt, spcclRedOp_t,
+  spcclResult_t allReduce(const void* s, void* r, size_t count, spcclDataType_t dt, spcclRedOp_t op,
                           spcclStream_t) override {
     collectives++;
+    lastOp = op;
     if (s != r) memmove(r, s, count * (dt == spcclFloat64 ? 8 : dt == spcclFloat32 ? 4 : 2));
     return spcclSuccess;
   }
@@ -66,6 +67,7 @@ class FakeTransport final : public Transport {
 
   int collectives = 0;
   int exchanges = 0;
+  spcclRedOp_t lastOp = spcclNumOps;
 
  private:
   int nranks_;
@@ -175,6 +177,31 @@ TEST(StateAgreement, RunsOnDeviceTransports) {
     EXPECT_EQ(fc.transport->exchanges, 1);
     EXPECT_EQ(fc.transport->collectives, 0);
     EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+  }
+}
+
+// Random block's fp16/bf16 average goes to every transport as an average (MPI divides in
+// fp32, NCCL's ncclAvg multiplies by 1/P before it sums), never as a sum scaled afterwards: a
+// half-precision sum over P ranks overflows at 65504 where the average fits. fp32 and fp64
+// sum and scale in the commit pass.
+TEST(HalfPrecision, RandomBlockAverageIsTheTransports) {
+  for (bool device : {false, true}) {
+    for (spcclDataType_t dt : {spcclFloat16, spcclBfloat16, spcclFloat32}) {
+      FakeComm fc(2, device);
+      spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+      cfg.method = spcclMethodRandomBlock;
+      cfg.blockSize = 16;
+      cfg.density = 0.25;
+      spcclState_t st = nullptr;
+      const size_t n = 256;
+      ASSERT_EQ(spcclStateCreate(&st, fc.comm, &cfg, n, dt), spcclSuccess) << spcclGetLastError(fc.comm);
+      std::vector<double> g(n, 0.0), out(n);  // 8 bytes per element: room for every type
+      ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, dt, spcclAvg, st, fc.comm, nullptr), spcclSuccess)
+          << spcclGetLastError(fc.comm);
+      const bool half = dt != spcclFloat32;
+      EXPECT_EQ(fc.transport->lastOp, half ? spcclAvg : spcclSum) << "device transport " << device << " type " << dt;
+      EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+    }
   }
 }
 
