@@ -30,26 +30,12 @@ struct Logger {
 const char* const kLevelNames[] = {nullptr, "VERSION", "WARN", "INFO", "TRACE"};
 constexpr int kNumLevels = 5;
 
-// A comma-separated list of subsystem names into a mask; returns the first unknown name.
+// SPCCL_DEBUG_SUBSYS into a mask (parseEnvNameList); returns why not, the name in bad.
 const char* parseSubsys(const char* list, unsigned* mask, char* bad, size_t badLen) {
-  static const struct { const char* name; unsigned bit; } kNames[] = {
-      {"INIT", kSubsysInit}, {"COLL", kSubsysColl}, {"SELECT", kSubsysSelect},
-      {"NET", kSubsysNet}, {"TRANSPORT", kSubsysNet}, {"ALLOC", kSubsysAlloc},
-      {"ENV", kSubsysEnv}, {"ALL", kSubsysAll}};
-  *mask = 0;
-  char buf[256];
-  snprintf(buf, sizeof(buf), "%s", list);
-  char* save = nullptr;
-  for (char* tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(nullptr, ",", &save)) {
-    bool known = false;
-    for (const auto& n : kNames)
-      if (strcasecmp(tok, n.name) == 0) *mask |= n.bit, known = true;
-    if (!known) {
-      snprintf(bad, badLen, "%s", tok);
-      return bad;
-    }
-  }
-  return nullptr;
+  static const char* const kNames[] = {"INIT", "COLL", "SELECT", "NET", "TRANSPORT", "ALLOC", "ENV", "ALL"};
+  static const unsigned kBits[] = {kSubsysInit, kSubsysColl, kSubsysSelect, kSubsysNet,
+                                   kSubsysNet, kSubsysAlloc, kSubsysEnv, kSubsysAll};
+  return parseEnvNameList(list, kNames, kBits, 8, mask, bad, badLen);
 }
 
 Logger& logger() {
@@ -64,9 +50,10 @@ Logger& logger() {
     unsigned mask;
     if (const char* sub = getenv("SPCCL_DEBUG_SUBSYS"))
       if (parseSubsys(sub, &mask, bad, sizeof(bad)) == nullptr) log.subsys = mask;
-    // The name is expanded by hand: it is user text, never a printf format.
+    // The name is expanded by hand: it is user text, never a printf format. Nothing is
+    // created unless SPCCL_DEBUG asks for a log.
     const char* file = getenv("SPCCL_DEBUG_FILE");
-    if (file && *file) {
+    if (file && *file && log.level != kLogNone) {
       if (expandDebugFilePath(file, (int)getpid(), log.host, log.filePath, sizeof(log.filePath))) {
         if (FILE* f = fopen(log.filePath, "a")) log.out = f;
         else log.fileFailed = true;
@@ -96,10 +83,13 @@ spcclResult_t debugEnvCheck(const char* api) {
   char bad[64];
   unsigned mask;
   const char* sub = getenv("SPCCL_DEBUG_SUBSYS");
-  if (sub && *sub && parseSubsys(sub, &mask, bad, sizeof(bad)) != nullptr) {
-    WARN("%s : SPCCL_DEBUG_SUBSYS=%.80s names an unknown subsystem %s; expected a comma-separated list of "
-                 "INIT,COLL,SELECT,NET,ALLOC,ENV,ALL", api, sub, bad);
-    return spcclInvalidArgument;
+  if (sub && *sub) {
+    if (const char* why = parseSubsys(sub, &mask, bad, sizeof(bad))) {
+      WARN("%s : SPCCL_DEBUG_SUBSYS=%.80s %s \"%s\"; expected a comma-separated list of INIT,COLL,SELECT,NET,"
+           "ALLOC,ENV,ALL",
+           api, sub, why, bad);
+      return spcclInvalidArgument;
+    }
   }
   if (log.fileFailed) {
     WARN("%s : SPCCL_DEBUG_FILE=%.200s cannot be opened for appending (expanded: %.200s)", api,

@@ -5,7 +5,8 @@
  *
  *   integer   decimal digits with an optional sign: no leading zeros (no octal surprises),
  *             no hex, no spaces, no suffix ("1000ms"), no exponent ("1e3"); range checked
- *   real      a full-string strtod of a finite number ("0.5abc" is refused)
+ *   real      a finite decimal number, the whole string: sign, digits, point, exponent
+ *             ("0.5abc", " 0.5", "\f0.5", hex floats "0x1p-6", "inf" and "nan" are refused)
  *   boolean   exactly "0" or "1"
  *   choice    one of a list of names (case-insensitive), or its decimal index
  *
@@ -67,7 +68,10 @@ inline const char* parseEnvUint64(const char* text, unsigned long long max, unsi
 
 // A finite real in (min, max] when minOpen, else [min, max]; the whole text must be the number.
 inline const char* parseEnvReal(const char* text, double min, double max, bool minOpen, double* value) {
-  if (*text == '\0' || *text == ' ' || *text == '\t' || *text == '\n') return "is not a number";
+  // strtod alone would skip leading white space of any kind and read hex floats.
+  if (!((*text >= '0' && *text <= '9') || *text == '.' || *text == '+' || *text == '-')) return "is not a number";
+  for (const char* p = text; *p; ++p)
+    if (*p == 'x' || *p == 'X') return "is not a decimal number (hex floats are refused)";
   char* end = nullptr;
   errno = 0;
   const double v = strtod(text, &end);
@@ -97,6 +101,31 @@ inline const char* parseEnvChoice(const char* text, const char* const* names, in
   long long index;
   if (parseEnvInt64(text, 0, n - 1, &index) != nullptr) return "is not one of the accepted values";
   *value = (int)index;
+  return nullptr;
+}
+
+// A comma-separated list of names (case-insensitive, any length) into the OR of their bits.
+// Every name must be one of names[0..n): an empty name (",", "INIT,", "INIT,,COLL") is refused
+// too. On failure the offending name, cut to fit, goes to bad[badLen].
+inline const char* parseEnvNameList(const char* list, const char* const* names, const unsigned* bits, int n,
+                                    unsigned* mask, char* bad, size_t badLen) {
+  unsigned m = 0;
+  for (const char* tok = list;; ++tok) {
+    const char* end = tok;
+    while (*end && *end != ',') ++end;
+    const size_t len = (size_t)(end - tok);
+    int found = -1;
+    for (int i = 0; i < n && found < 0; ++i)
+      if (strncasecmp(tok, names[i], len) == 0 && names[i][len] == '\0' && len > 0) found = i;
+    if (found < 0) {
+      snprintf(bad, badLen, "%.*s", (int)len, tok);
+      return len ? "names an unknown subsystem" : "has an empty name";
+    }
+    m |= bits[found];
+    if (*end == '\0') break;
+    tok = end;
+  }
+  *mask = m;
   return nullptr;
 }
 

@@ -69,10 +69,18 @@ const T& methodState(const spcclState& st) {
   return methodState<T>(const_cast<spcclState&>(st));
 }
 
-// Bytes one rank sends in a ring allreduce of `bytes` over P ranks: 2 (P-1)/P of them.
-inline size_t ringAllReduceBytes(int P, size_t bytes) { return P > 1 ? 2 * (P - 1) * bytes / P : 0; }
-// ... and in a ring allgather of `bytes` per rank: (P-1) blocks.
-inline size_t ringAllGatherBytes(int P, size_t bytes) { return P > 1 ? (P - 1) * bytes : 0; }
+// Bytes one rank sends in a ring allreduce of `bytes` over P ranks: 2 (P-1)/P of them
+// (in 128 bits: 2 (P-1) bytes overflows 64 for a large comm; SIZE_MAX if the result does).
+inline size_t ringAllReduceBytes(int P, size_t bytes) {
+  if (P <= 1) return 0;
+  const unsigned __int128 wire = (unsigned __int128)2 * (unsigned)(P - 1) * bytes / (unsigned)P;
+  return wire > SIZE_MAX ? SIZE_MAX : (size_t)wire;
+}
+// ... and in a ring allgather of `bytes` per rank: (P-1) blocks (SIZE_MAX if that overflows).
+inline size_t ringAllGatherBytes(int P, size_t bytes) {
+  if (P <= 1) return 0;
+  return bytes > SIZE_MAX / (size_t)(P - 1) ? SIZE_MAX : (size_t)(P - 1) * bytes;
+}
 // What a dense allreduce of the state's tensor sends per rank.
 inline size_t denseWireBytes(const spcclState& st) {
   return ringAllReduceBytes(st.comm->nranks, st.count * st.elemSize);

@@ -54,7 +54,7 @@ Tail tailOf(const spcclState& st, const PairsWorkspace& ws) { return carveAt(st,
 
 int largestPowerOfTwo(int P) {
   int p2 = 1;
-  while (p2 * 2 <= P) p2 *= 2;
+  while (p2 <= P / 2) p2 *= 2;  // p2 * 2 would overflow for P >= 2^30
   return p2;
 }
 

@@ -54,6 +54,7 @@ extern "C" spcclResult_t spcclCommInitLocal(spcclComm_t* comm, int nranks, int r
                 nranks - 1);
   SPCCL_REQUIRE(device >= -1, spcclInvalidArgument, "%s : device %d is not -1 (host) or a CUDA device index", api,
                 device);
+  SPCCLCHECK(debugEnvCheck(api));  // the logger's variables, as every comm init checks them
   if (device >= 0) {
     int current = -1;
     SPCCLCHECK(device::currentDevice(&current));  // fails clearly without CUDA

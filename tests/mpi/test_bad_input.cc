@@ -190,7 +190,7 @@ TEST(BadEnv, MalformedCommVariablesFailCommInit) {
       {"SPCCL_TIMEOUT_MS", "abc", "SPCCL_TIMEOUT_MS=abc is not a decimal integer"},
       {"SPCCL_CHECK", "yes", "SPCCL_CHECK=yes is not 0 or 1"},
       {"SPCCL_DEBUG", "LOUD", "SPCCL_DEBUG=LOUD is not one of the accepted values"},
-      {"SPCCL_DEBUG_SUBSYS", "INIT,BOGUS", "SPCCL_DEBUG_SUBSYS=INIT,BOGUS names an unknown subsystem BOGUS"},
+      {"SPCCL_DEBUG_SUBSYS", "INIT,BOGUS", "SPCCL_DEBUG_SUBSYS=INIT,BOGUS names an unknown subsystem \"BOGUS\""},
   };
   for (const auto& c : cases) {
     const char* old = getenv(c.name);

@@ -51,14 +51,40 @@ TEST(EnvGrammar, RealsAndBooleansAreWholeStrings) {
   EXPECT_EQ(d, 0.5);
   EXPECT_EQ(parseEnvReal("1e-2", 0, 1, true, &d), nullptr);
   EXPECT_EQ(d, 0.01);
-  for (const char* bad : {"0.5abc", "abc", "", " 0.5", "nan", "inf", "0", "1.5", "-0.1", "1e999"})
+  for (const char* bad : {"0.5abc", "abc", "", " 0.5", "nan", "inf", "0", "1.5", "-0.1", "1e999",
+                          // white space of every kind, hex floats
+                          "\f0.5", "\r0.5", "\v0.5", "\t0.5", "\n0.5", "0.5 ", "0x1p-6", "0X.8p0", "-inf"})
     EXPECT_NE(parseEnvReal(bad, 0, 1, true, &d), nullptr) << bad;
+  EXPECT_EQ(parseEnvReal("+.25E0", 0, 1, true, &d), nullptr);
+  EXPECT_EQ(d, 0.25);
   bool b = false;
   EXPECT_EQ(parseEnvBool("1", &b), nullptr);
   EXPECT_TRUE(b);
   EXPECT_EQ(parseEnvBool("0", &b), nullptr);
   EXPECT_FALSE(b);
   for (const char* bad : {"yes", "true", "2", "01", "", "1 "}) EXPECT_NE(parseEnvBool(bad, &b), nullptr) << bad;
+}
+
+// SPCCL_DEBUG_SUBSYS: every name known, none empty, whatever the length of the list.
+TEST(EnvGrammar, NameListsRefuseEmptyAndUnknownNamesAtAnyLength) {
+  static const char* const names[] = {"INIT", "COLL", "ALL"};
+  static const unsigned bits[] = {1, 2, 3};
+  unsigned mask = 0;
+  char bad[32];
+  EXPECT_EQ(spccl::parseEnvNameList("init,Coll", names, bits, 3, &mask, bad, sizeof(bad)), nullptr);
+  EXPECT_EQ(mask, 3u);
+  for (const char* empty : {",", "", "INIT,", ",INIT", "INIT,,COLL"})
+    EXPECT_STREQ(spccl::parseEnvNameList(empty, names, bits, 3, &mask, bad, sizeof(bad)), "has an empty name")
+        << '"' << empty << '"';
+  EXPECT_STREQ(spccl::parseEnvNameList("INIT,IN", names, bits, 3, &mask, bad, sizeof(bad)),
+               "names an unknown subsystem");
+  EXPECT_STREQ(bad, "IN");
+  // A long list is read whole: an unknown name past 255 characters is still found.
+  std::string list;
+  while (list.size() < 600) list += "INIT,";
+  list += "BOGUS";
+  EXPECT_NE(spccl::parseEnvNameList(list.c_str(), names, bits, 3, &mask, bad, sizeof(bad)), nullptr);
+  EXPECT_STREQ(bad, "BOGUS");
 }
 
 TEST(EnvGrammar, DebugFileExpandsOnlyPidAndHost) {

@@ -48,6 +48,44 @@ TEST_F(LocalComm, KnowsRankAndSize) {
   EXPECT_EQ(r, 1);
 }
 
+// A compress-only comm checks the logger's variables as every comm init does.
+TEST(LocalCommInit, MalformedDebugVariablesAreRefused) {
+  for (const char* value : {",", "INIT,,COLL", "INIT,BOGUS"}) {
+    setenv("SPCCL_DEBUG_SUBSYS", value, 1);
+    spcclComm_t comm = nullptr;
+    EXPECT_EQ(spcclCommInitLocal(&comm, 2, 0, -1), spcclInvalidArgument) << value;
+    EXPECT_TRUE(lastErrorMentions("SPCCL_DEBUG_SUBSYS")) << spcclGetLastError(nullptr);
+    EXPECT_EQ(comm, nullptr);
+  }
+  unsetenv("SPCCL_DEBUG_SUBSYS");
+  setenv("SPCCL_DEBUG", "LOUD", 1);
+  spcclComm_t comm = nullptr;
+  EXPECT_EQ(spcclCommInitLocal(&comm, 2, 0, -1), spcclInvalidArgument);
+  EXPECT_TRUE(lastErrorMentions("SPCCL_DEBUG=LOUD")) << spcclGetLastError(nullptr);
+  unsetenv("SPCCL_DEBUG");
+}
+
+// Comms of 2^30 ranks and more (a compress-only comm takes any int): state creation ends and
+// the wire formulas do not wrap (2 (P-1) overflowed int; gTop-k's power of two looped).
+TEST(LocalCommInit, HugeRankCountsDoNotOverflow) {
+  for (int nranks : {1 << 30, 2147483647}) {
+    spcclComm_t comm = nullptr;
+    ASSERT_EQ(spcclCommInitLocal(&comm, nranks, nranks - 1, -1), spcclSuccess);
+    for (spcclMethod_t method : {spcclMethodGTopK, spcclMethodDense, spcclMethodTopK}) {
+      spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+      cfg.method = method;
+      spcclState_t st = nullptr;
+      const spcclResult_t res = spcclStateCreate(&st, comm, &cfg, 100, spcclFloat32);
+      if (res != spcclSuccess) continue;  // refused (too much workspace) is fine; a hang is not
+      spcclStateInfo_t info;
+      ASSERT_EQ(spcclStateGetInfo(st, &info), spcclSuccess);
+      EXPECT_EQ(info.denseWireBytes, (size_t)(2.0 * (nranks - 1.0) * 400 / nranks)) << nranks;
+      EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+    }
+    EXPECT_EQ(spcclCommDestroy(comm), spcclSuccess);
+  }
+}
+
 TEST(LocalCommInit, BadArgumentsAreRejected) {
   spcclComm_t comm = nullptr;
   EXPECT_EQ(spcclCommInitLocal(nullptr, 2, 0, -1), spcclInvalidArgument);
