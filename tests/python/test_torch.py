@@ -15,7 +15,8 @@ import spccl  # noqa: E402
 import spccl_torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "torch"))
-from ddp_reference import BLOCK, ParamNet, check_buckets, inputs, make_ddp, sizes_for  # noqa: E402
+from ddp_reference import (BLOCK, ParamNet, check_buckets, inputs, make_ddp, sizes_for,  # noqa: E402
+                           train_def_and_check)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,13 @@ def test_ddp_hook_runs_onebit_on_mpi_comm(comm, process_group):
     assert all(st.config.method == "onebit" and st.step == steps - start for st in state.states.values())
     for ref in references:
         ref.close()
+
+
+def test_def_inside_ddp_on_mpi_comm(comm, process_group):
+    # DEFSGD with the hook on spccl's own collective: parameters and residuals against DEF
+    # computed from every rank's data, as on the process group (tests/torch/test_def_ddp.py).
+    train_def_and_check(comm)
+    train_def_and_check(comm, micro=2, gradient_as_bucket_view=True)
 
 
 def test_hook_state_rejects_bad_settings(comm):

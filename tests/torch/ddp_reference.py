@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch import nn
 
 BLOCK = 64
+START = 2  # dense iterations before compression (SpcclHookState's default start_sparse_iter)
 
 
 def sizes_for(dtype, nparams):
@@ -75,3 +76,73 @@ def check_buckets(hook_state, net, xs, residuals_before, method, tol):
         expected /= dist.get_world_size()
         torch.testing.assert_close(w.grad.double(), expected, **tol)
         residuals_before[i] = e_new
+
+
+# --- DEF inside DDP (spccl_torch.DEFSGD) ------------------------------------------------
+
+class PullNet(ParamNet):
+    """loss = sum_i |w_i - t_i|^2 / 2: the gradient of w_i is w_i - t_i, so it depends on
+    where the parameters are when the gradient is taken (the look-ahead is visible)."""
+
+    def forward(self, ts):
+        return sum(0.5 * (self.w[i] - ts[i]).pow(2).sum() for i in self.order)
+
+
+def train_def_and_check(comm=None, steps=5, micro=1, lr=0.1, beta=0.9, wd=0.01, mu=0.3, density=0.1, seed=5,
+                        **ddp_kwargs):
+    """Trains PullNet (one parameter per bucket) with DEFSGD as the README registers it and,
+    each step, compares every parameter and residual with DESIGN.md's DEF computed here in
+    float64 from every rank's targets:
+
+        dense iterations: x -= lr * mean(g + wd*y)            (y = x, no state yet)
+        then:  y = x - mu*e;  lr*m = beta*lr*m + lr*(g(y) + wd*y);  acc = e + lr*m
+               c = acc on the step's blocks;  e = acc - c;  x -= mean over ranks of c
+
+    `micro` > 1 accumulates micro-batches under no_sync, all at y. Returns the hook state."""
+    import spccl
+    import spccl_torch
+
+    size, rank = dist.get_world_size(), dist.get_rank()
+    sizes = sizes_for(torch.float32, 3)
+    net = PullNet(sizes, torch.float32, order=ddp_kwargs.pop("order", None))
+    ddp = make_ddp(net, **ddp_kwargs)
+    state = spccl_torch.SpcclHookState(spccl.Config(method="randomblock", density=density, block_size=BLOCK,
+                                                    seed=seed), comm)
+    ddp.register_comm_hook(state, spccl_torch.ddp_comm_hook)
+    opt = spccl_torch.DEFSGD(ddp, state, lr=lr, momentum=beta, weight_decay=wd, mu=mu)
+    x = [torch.zeros(n, dtype=torch.float64) for n in sizes]
+    e = [torch.zeros(n, dtype=torch.float64) for n in sizes]
+    m = [torch.zeros(n, dtype=torch.float64) for n in sizes]
+    for step in range(steps):
+        opt.zero_grad()
+        batches = [[t.float() for t in inputs(rank, step, sizes, torch.float64, k)] for k in range(micro)]
+        for ts in batches[:-1]:
+            with ddp.no_sync():
+                ddp(ts).backward()
+        ddp(batches[-1]).backward()
+        opt.step()
+        sparse = step >= START
+        by_count = {st.count: st for st in state.states.values()}
+        for i, w in enumerate(net.w):
+            y = x[i] - mu * e[i] if sparse else x[i]
+            g = sum(y - ts[i].double() for ts in batches) + wd * y
+            if not sparse:
+                mean = g.clone()
+                dist.all_reduce(mean)
+                x[i] = x[i] - lr * mean / size
+                continue
+            m[i] = beta * m[i] + lr * g
+            acc = e[i] + m[i]
+            mask = selection_mask(by_count[w.numel()], "randomblock", acc, None)
+            c = torch.where(mask, acc, torch.zeros_like(acc))
+            e[i] = acc - c
+            dist.all_reduce(c)
+            x[i] = x[i] - c / size
+            torch.testing.assert_close(by_count[w.numel()].residual.double(), e[i], rtol=1e-5, atol=1e-6)
+            assert torch.count_nonzero(e[i]) > 0
+        for i, w in enumerate(net.w):
+            torch.testing.assert_close(w.detach().double(), x[i], rtol=1e-5, atol=1e-6,
+                                       msg=f"parameter {i} after step {step}")
+    assert not state.shifted, "every parameter is back at x after the step"
+    return state
+

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """One training job for the resume test, run by torchrun (gloo, CPU):
 
-    resume_job.py STEPS OUT [--save CKPT] [--load CKPT] [--bucket-cap-mb MB]
+    resume_job.py STEPS OUT [--save CKPT] [--load CKPT] [--bucket-cap-mb MB] [--def]
 
-trains a small MLP with the spccl DDP hook (random block, EF) and an SGD optimizer for STEPS
+trains a small MLP with the spccl DDP hook (random block, EF) and an SGD optimizer (--def:
+spccl_torch.DEFSGD, detached error feedback with the momenta in the hook state) for STEPS
 steps, or with --load continues from a checkpoint; --save writes one checkpoint per rank; OUT
 receives this rank's parameters, hook residuals and steps. Every step's data depends only on
 (rank, global step), so 10 + 10 steps must equal 20 straight, bit for bit."""
@@ -30,6 +31,7 @@ def main():
     parser.add_argument("--save")
     parser.add_argument("--load")
     parser.add_argument("--bucket-cap-mb", type=float, default=0.05)
+    parser.add_argument("--def", dest="detached", action="store_true")
     args = parser.parse_args()
     dist.init_process_group("gloo")
     rank = dist.get_rank()
@@ -38,7 +40,10 @@ def main():
     ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=args.bucket_cap_mb)
     state = spccl_torch.SpcclHookState(spccl.Config(method="randomblock", density=1 / 8, block_size=32))
     ddp.register_comm_hook(state, spccl_torch.ddp_comm_hook)
-    opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
+    if args.detached:
+        opt = spccl_torch.DEFSGD(ddp, state, lr=0.05, momentum=0.9, weight_decay=1e-4, mu=0.3)
+    else:
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
     first = 0
     if args.load:
         ckpt = torch.load(f"{args.load}.{rank}.pt", weights_only=False)
@@ -57,7 +62,8 @@ def main():
     hook = state.state_dict()
     torch.save(dict(params=[p.detach().clone() for p in model.parameters()],
                     residuals={i: b["residual"] for i, b in hook["buckets"].items()},
-                    steps={i: b["step"] for i, b in hook["buckets"].items()}),
+                    steps={i: b["step"] for i, b in hook["buckets"].items()},
+                    momenta={i: b.get("momentum") for i, b in hook["buckets"].items()}),
                os.path.join(args.out, f"rank{rank}.pt"))
     dist.destroy_process_group()
 

@@ -6,13 +6,11 @@ warm-up, rebuilds)."""
 import pytest
 import torch
 import torch.distributed as dist
-from ddp_reference import BLOCK, ParamNet, check_buckets, inputs, make_ddp, sizes_for
+from ddp_reference import BLOCK, START, ParamNet, check_buckets, inputs, make_ddp, sizes_for
 from torch import nn
 
 import spccl
 import spccl_torch
-
-START = 2  # dense iterations before compression (SpcclHookState's default)
 
 
 def train_and_check(method, dtype=torch.float32, nparams=3, steps=START + 3, order=None, density=0.1, **ddp_kwargs):

@@ -32,7 +32,10 @@ or use the two phases:
 Between steps the parameters hold x: evaluate (test accuracy) there.
 
 The payload goes through the default torch process group (or `process_group`; launch with
-torchrun) unless comm=spccl.Comm(...) is given (mpirun), then spccl's own collective moves it."""
+torchrun) unless comm=spccl.Comm(...) is given (mpirun), then spccl's own collective moves it.
+
+Inside DDP, DEFSGD is the same algorithm without the flat copy: the hook's per-bucket
+residuals and momenta are the state, DDP's buckets the communication (see DEFSGD)."""
 import torch
 
 import spccl
@@ -40,15 +43,21 @@ from spccl import _checks as checks
 
 from . import checkpoint
 from .exchange import LocalComms, average, check_method, world
+from .hook import SpcclHookState
+from .profile import timed
+
+
+def _check_hyper_parameters(what, lr, momentum, weight_decay, mu):
+    checks.real(lr, f"{what}: lr", 0, lo_open=True)
+    checks.real(momentum, f"{what}: momentum", 0, 1, hi_open=True)
+    checks.real(weight_decay, f"{what}: weight_decay", 0)
+    checks.real(mu, f"{what}: mu", 0, hint=" (0: plain EF, 1: SAEF)")
 
 
 class DEF(torch.optim.Optimizer):
     def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, mu=0.3, config=None, comm=None,
                  process_group=None):
-        checks.real(lr, "DEF: lr", 0, lo_open=True)
-        checks.real(momentum, "DEF: momentum", 0, 1, hi_open=True)
-        checks.real(weight_decay, "DEF: weight_decay", 0)
-        checks.real(mu, "DEF: mu", 0, hint=" (0: plain EF, 1: SAEF)")
+        _check_hyper_parameters("DEF", lr, momentum, weight_decay, mu)
         if config is not None and not isinstance(config, spccl.Config):
             raise TypeError(f"DEF: config must be a spccl.Config, not {type(config).__name__}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, mu=mu))
@@ -186,3 +195,68 @@ class DEF(torch.optim.Optimizer):
             self._local_comms = LocalComms()
             self._flat, self._at_lookahead = {}, False
             self._pending = dict(saved["groups"])
+
+
+class DEFSGD(torch.optim.Optimizer):
+    """Detached error feedback inside DistributedDataParallel (DESIGN.md, "DEF inside DDP"):
+    DEF's algorithm with DDP's buckets as the flat vectors, so no copy of the model.
+
+        state = spccl_torch.SpcclHookState(spccl.Config(method="randomblock", density=1/64))
+        ddp.register_comm_hook(state, spccl_torch.ddp_comm_hook)
+        opt = spccl_torch.DEFSGD(ddp, state, lr=0.05, momentum=0.9, mu=0.3)
+        opt.zero_grad(); loss_fn(ddp(xb), yb).backward(); opt.step()   # the ordinary loop
+
+- Before each DDP forward in training mode (with grad enabled) the parameters move to the
+  look-ahead y = x - mu*e, e being the hook's per-bucket residuals; once a bucket's gradients
+  are ready, the hook moves that bucket's parameters back to x. Under no_sync they stay at y
+  for every micro-batch; between steps, and for evaluation, they hold x.
+- The local momentum lives with each bucket's residual, in parameter units (DGC's momentum
+  correction): lr*m = beta*lr*m + lr*(g + wd*y), and the bucket sends C(e + lr*m). So the
+  momentum never amplifies a delayed release of the residual, which is what makes random
+  block with plain EF under an optimizer's momentum diverge.
+- After backward each parameter's .grad holds its share of the average of C(e + lr*m) over
+  the ranks, already in parameter units; step() subtracts it (x -= .grad) and has no
+  momentum of its own. lr may change between steps (a scheduler): the kept lr*m is rescaled.
+- DDP's first start_sparse_iter iterations are dense and without momentum (buckets are
+  rebuilt after the first one).
+- Checkpoints: the momenta are saved with the residuals by the hook state's state_dict();
+  this optimizer's own state_dict() holds only the hyper-parameters.
+Moving a parameter to y and back rounds once each way, so x drifts by rounding (the same
+in every run, so a resumed run still continues bit for bit)."""
+
+    def __init__(self, ddp, hook_state, lr, momentum=0.9, weight_decay=0.0, mu=0.3):
+        _check_hyper_parameters("DEFSGD", lr, momentum, weight_decay, mu)
+        if not isinstance(ddp, torch.nn.parallel.DistributedDataParallel):
+            raise TypeError(f"DEFSGD: ddp must be the DistributedDataParallel model, not {type(ddp).__name__}")
+        if not isinstance(hook_state, SpcclHookState):
+            raise TypeError(f"DEFSGD: hook_state must be the SpcclHookState registered with ddp_comm_hook, not "
+                            f"{type(hook_state).__name__}")
+        params = [p for p in ddp.parameters() if p.requires_grad]
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, mu=mu))
+        self.hook_state = hook_state
+        hook_state.attach(self)
+        self._lookahead_handle = ddp.register_forward_pre_hook(self._lookahead)
+
+    def add_param_group(self, param_group):
+        if self.param_groups:  # the hook applies one set of hyper-parameters to every bucket
+            raise ValueError("DEFSGD: one parameter group only (DDP's parameters); the buckets share its settings")
+        super().add_param_group(param_group)
+
+    def _lookahead(self, module, inputs):
+        if module.training and torch.is_grad_enabled():
+            self.hook_state.lookahead()
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """x -= .grad (the ranks' average of C(e + lr*m), left by the hook). Returns the
+        closure's loss (or None); a closure runs DDP's forward and backward as usual."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with timed("spccl.step"):
+            self.hook_state.unshift_all()  # parameters of a bucket the hook did not see this step
+            params = [p for p in self.param_groups[0]["params"] if p.grad is not None]
+            if params:
+                torch._foreach_sub_(params, [p.grad for p in params])
+        return loss

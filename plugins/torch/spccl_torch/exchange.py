@@ -17,6 +17,8 @@ import torch.distributed as dist
 
 import spccl
 
+from .profile import timed
+
 ALL_REDUCE_METHODS = ("randomblock",)
 ALL_GATHER_METHODS = ("topk", "gaussiank")
 PAD_INDEX = -1  # SPCCL_PAD_INDEX (0xFFFFFFFF) as an int32
@@ -38,16 +40,18 @@ def dense_average(tensor, group):
     return work.get_future().then(lambda _: tensor)
 
 
-def compressed_average(state, tensor, group):
-    """A future of `tensor` replaced by the group's average of C(tensor + residual), each
-    rank's residual updated now. `state` lives on a compress-only comm of the group's size."""
+def compressed_average(state, tensor, group, out=None):
+    """A future of `out` (default: `tensor`) replaced by the group's average of C(tensor +
+    residual), each rank's residual updated now; `tensor` is only read. `state` lives on a
+    compress-only comm of the group's size."""
+    out = tensor if out is None else out
     method = state.config.method
     if method == "dense":
-        return dense_average(tensor, group)
+        return dense_average(out if out is tensor else out.copy_(tensor), group)
     if method in ALL_REDUCE_METHODS:
-        return _all_reduce_values(state, tensor, group)
+        return _all_reduce_values(state, tensor, group, out)
     if method in ALL_GATHER_METHODS:
-        return _all_gather_pairs(state, tensor, group)
+        return _all_gather_pairs(state, tensor, group, out)
     check_method(method, "spccl_torch")
     raise ValueError(f"spccl_torch: method {method!r} has no process-group exchange")
 
@@ -70,39 +74,43 @@ def average(state, tensor, comm, group):
     return tensor
 
 
-def _all_reduce_values(state, tensor, group):
+def _all_reduce_values(state, tensor, group, out):
     values = torch.empty(state.compressed_count(), dtype=tensor.dtype, device=tensor.device)
-    n, step = state.compress(tensor, values)
+    with timed("spccl.compress"):
+        n, step = state.compress(tensor, values)
     packed = values[:n]
     work = dist.all_reduce(packed, group=group, async_op=True)
     scale = 1.0 / dist.get_world_size(group)
 
     def decompress(_):
-        state.decompress(packed, step, tensor, scale=scale)
-        return tensor
+        with timed("spccl.decompress"):
+            state.decompress(packed, step, out, scale=scale)
+        return out
 
     return work.get_future().then(decompress)
 
 
-def _all_gather_pairs(state, tensor, group):
+def _all_gather_pairs(state, tensor, group, out):
     slots = state.compressed_count()
     index_bytes = -(-slots * 4 // 8) * 8  # values start 8-byte aligned, whatever their type
     value_bytes = slots * tensor.element_size()
     payload = torch.empty(index_bytes + value_bytes, dtype=torch.uint8, device=tensor.device)
     indices = payload[:slots * 4].view(torch.int32)
-    indices.fill_(PAD_INDEX)
     values = payload[index_bytes:].view(tensor.dtype)
-    _, step = state.compress(tensor, values, indices)
+    with timed("spccl.compress"):
+        indices.fill_(PAD_INDEX)
+        _, step = state.compress(tensor, values, indices)
     size = dist.get_world_size(group)
     gathered = [torch.empty_like(payload) for _ in range(size)]
     work = dist.all_gather(gathered, payload, group=group, async_op=True)
 
     def decompress(_):
-        every = torch.stack(gathered)
-        all_indices = every[:, :slots * 4].contiguous().view(torch.int32).reshape(-1)
-        all_values = every[:, index_bytes:].contiguous().view(tensor.dtype).reshape(-1)
-        state.decompress(all_values, step, tensor, indices=all_indices, nvalues=size * slots, scale=1.0 / size)
-        return tensor
+        with timed("spccl.decompress"):
+            every = torch.stack(gathered)
+            all_indices = every[:, :slots * 4].contiguous().view(torch.int32).reshape(-1)
+            all_values = every[:, index_bytes:].contiguous().view(tensor.dtype).reshape(-1)
+            state.decompress(all_values, step, out, indices=all_indices, nvalues=size * slots, scale=1.0 / size)
+        return out
 
     return work.get_future().then(decompress)
 

@@ -4,29 +4,47 @@ compression, modelled on PyTorch's PowerSGD hook (powerSGD_hook.py).
 
     state = SpcclHookState(spccl.Config(method="randomblock", density=1/64))
     ddp.register_comm_hook(state, ddp_comm_hook)
+    opt = spccl_torch.DEFSGD(ddp, state, lr=0.05, momentum=0.9, mu=0.3)   # DEF inside DDP
 
 By default the payloads go through DDP's process group (launch with torchrun; gloo for CPU
 tensors, NCCL for CUDA tensors): each bucket is compressed on its device, sent with an
 asynchronous all_reduce (random block) or all_gather (Top-k, Gaussian-k), and decompressed in
 the future's callback, so buckets communicate while backward computes the next ones. With
 comm=spccl.Comm(...) (ranks launched by mpirun) spccl's own collective moves them instead,
-blocking; gTop-k, which needs rounds of its own, works only that way."""
+blocking; gTop-k, which needs rounds of its own, works only that way.
+
+With a DEFSGD attached (detached error feedback, DESIGN.md "DEF inside DDP"), each bucket
+keeps a local momentum m beside its residual e, in parameter units (lr * m): the gradient
+arrives taken at the look-ahead y = x - mu*e (DEFSGD shifts the parameters before DDP's
+forward), the hook puts the bucket's parameters back at x, forms lr*m = beta*lr*m + lr*(g +
+wd*y), and averages C(e + lr*m) into the bucket, which the optimizer then subtracts as it is."""
 import collections
+import warnings
 
 import torch
 import torch.distributed as dist
+
+try:  # torch >= 2.0: a hook on every optimizer's step, to tell which optimizer steps our parameters
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+except ImportError:
+    register_optimizer_step_pre_hook = None
 
 import spccl
 from spccl import _checks as checks
 
 from . import checkpoint
 from .exchange import LocalComms, check_method, compressed_average, dense_average
+from .profile import timed
+
+# Random block with plain EF at this density or below diverges under a momentum optimizer
+# (issue 23: 1/4 ends at 87 %, 1/16 and 1/64 at chance on digits where dense reaches 97 %).
+TRAP_DENSITY = 0.25
 
 
 class SpcclHookState:
     """Settings, switches and per-bucket state of ddp_comm_hook. Pickles (and state_dict()s)
-    without its process group or comms, as PowerSGDState does; each rank keeps its own
-    residuals."""
+    without its process group, comms or optimizer, as PowerSGDState does; each rank keeps its
+    own residuals (and, under DEFSGD, momenta)."""
 
     __slots__ = [
         # Settings, fixed at construction.
@@ -39,11 +57,19 @@ class SpcclHookState:
         "iter",               # optimizer iterations seen (advanced on the last bucket)
         "local_comms",        # compress-only spccl comms, one per device (process-group path)
         "pending",            # bucket.index() -> saved state, restored when the bucket is next seen
-        "param_keys",         # parameter data_ptr -> (bucket, position) in DDP's first iteration here
+        "param_keys",         # parameter data_ptr -> its key: (bucket, position) in DDP's first
+                              # iteration here, or its index in DEFSGD's parameters
         "layouts",            # bucket.index() -> its parameters' keys, as last seen
         "first_pass",         # DDP's first iteration in this process is still running
-        "residual_layouts",   # bucket.index() -> the parameters' keys its state's residual belongs to
+        "state_params",       # bucket.index() -> the parameters its state's residual belongs to, in order
         "saved_first_pass",   # a loaded checkpoint's first-iteration bucket -> its parameter count
+        # Detached error feedback (DEFSGD); none of it pickled but the momenta.
+        "detached",           # the DEFSGD whose hyper-parameters the buckets use, or None
+        "momenta",            # bucket.index() -> [lr*m, the lr it was formed with]
+        "shifted",            # id(param) -> (param, its residual slice): parameters now at x - mu*e
+        "shift_mu",           # the mu they were shifted by
+        "trap_check",         # the optimizer hook that warns of random block + EF under momentum
+                              # (None: not yet registered, False: done)
     ]
 
     def __init__(self, config=None, comm=None, start_sparse_iter=2, process_group=None):
@@ -64,8 +90,9 @@ class SpcclHookState:
         self.iter = 0
         self.local_comms = LocalComms()
         self.pending = {}
-        self.param_keys, self.layouts, self.first_pass = {}, {}, True
-        self.residual_layouts, self.saved_first_pass = {}, None
+        self.param_keys, self.layouts, self.first_pass, self.state_params = {}, {}, True, {}
+        self.saved_first_pass = None
+        self.detached, self.momenta, self.shifted, self.shift_mu, self.trap_check = None, {}, {}, 0.0, None
         if comm is None:
             check_method(self.config.method, "SpcclHookState")
         elif dist.is_available() and dist.is_initialized() and self.world_size() != comm.size:
@@ -76,9 +103,10 @@ class SpcclHookState:
         return dist.get_world_size(self.process_group)
 
     def note_layout(self, bucket):
-        """Names the bucket's parameters by where DDP's first iteration had them: the same in
-        every run of the same model (DDP builds its first buckets from the registration order,
-        then rebuilds them from the order gradients became ready)."""
+        """Names the bucket's parameters: by their index in DEFSGD's parameters, else by where
+        DDP's first iteration had them (the same in every run of the same model: DDP builds its
+        first buckets from the registration order, then rebuilds them from the order gradients
+        became ready)."""
         params = bucket.parameters()
         if self.first_pass:
             for pos, p in enumerate(params):
@@ -93,51 +121,154 @@ class SpcclHookState:
                                  f"its first iteration, the checkpoint's held {saved.get(bucket.index(), 0)}; "
                                  "bucket_cap_mb or the model changed since the checkpoint, so its residuals do "
                                  "not fit (resume with the saved settings, or load with reset=True)")
-        keys = [self.param_keys.get(p.data_ptr()) for p in params]
-        self.layouts[bucket.index()] = None if None in keys else keys
+        self.layouts[bucket.index()] = self.keys_of(params)
         return params
 
-    def state_for(self, index, buffer, layout):
-        """The spccl state of bucket `index`, (re)created when the bucket's size, dtype or
-        device changed, and restored from a loaded checkpoint on first use. `layout`: the keys
-        of the parameters `buffer` holds; a residual is never applied to other parameters."""
-        saved = self.pending.get(index)
-        kept = saved.get("params") if saved is not None else self.residual_layouts.get(index)
+    def keys_of(self, params):
+        """The parameters' keys, or None when one has none (seen first after the first pass)."""
+        keys = [self.param_keys.get(p.data_ptr()) for p in params]
+        return None if None in keys else keys
+
+    def state_for(self, index, buffer, params):
+        """The spccl state of bucket `index` (and its momentum under DEFSGD), (re)created when
+        the bucket's size, dtype or device changed, and restored from a loaded checkpoint on
+        first use. `params`: the parameters `buffer` holds; a residual is never applied to
+        other parameters than it was made for."""
+        saved = self.pending.get(index)  # the residual about to be restored, else the live one
+        if saved is not None:
+            kept = saved.get("params")
+        else:
+            kept = self.keys_of(self.state_params[index]) if index in self.state_params else None
+        layout = self.keys_of(params)
         if None not in (kept, layout) and kept != layout:
             raise ValueError(f"SpcclHookState: bucket {index} now holds other parameters than its residual was "
                              "made for; DDP's buckets differ from the checkpoint's (bucket_cap_mb or the model "
                              "changed). Resume with the saved settings, or load with reset=True")
+        self.state_params[index] = params
         st = self.states.get(index)
         if st is None or st.count != buffer.numel() or st.dtype != buffer.dtype or st.device != buffer.device:
             if st is not None:
+                self.unshift_all()  # the shifted parameters' residual slices go with the old state
                 st.close()
             comm = self.comm if self.comm is not None else self.local_comms.get(self.process_group, buffer.device)
             key = ((self.config.tensor_key or 0) << 32) + index
             st = spccl.State.like(comm, self.config.replace(tensor_key=key), buffer)
             self.states[index] = st
-            self.residual_layouts[index] = layout
+            self.momenta.pop(index, None)
+        if self.detached is not None and index not in self.momenta:
+            self.momenta[index] = [torch.zeros_like(buffer), None]
         if saved is not None:
-            checkpoint.restore(st, self.pending.pop(index), f"SpcclHookState bucket {index}")
-            self.residual_layouts[index] = saved.get("params")
+            checkpoint.restore(st, saved, f"SpcclHookState bucket {index}")
+            if self.detached is not None:
+                _restore_momentum(self.momenta[index], saved, index)
+            del self.pending[index]  # only once restored: a refused entry stays refused
         return st
+
+    # --- detached error feedback -------------------------------------------------------
+    def attach(self, optimizer):
+        """Done by DEFSGD: the buckets take their hyper-parameters from `optimizer` and keep
+        its momentum; parameters are named by their index in it (checkpoints then hold the
+        same names in every process, before DDP's first iteration too)."""
+        if self.detached is not None and self.detached is not optimizer:
+            raise ValueError("SpcclHookState: a DEFSGD is attached already; one hook state serves one optimizer")
+        self.detached = optimizer
+        self.param_keys = {p.data_ptr(): i for i, p in enumerate(optimizer.param_groups[0]["params"])}
+        self.first_pass = False
+        self._stop_trap_check()
+
+    @torch.no_grad()
+    def lookahead(self):
+        """Moves every bucket's parameters from x to y = x - mu*e (those not moved already):
+        DEFSGD calls this before DDP's forward; each bucket's hook moves them back."""
+        mu = self.detached.param_groups[0]["mu"]
+        if mu == 0:
+            return
+        params, slices = [], []
+        for params_of, residual in self._residuals():
+            for p, e in zip(params_of, _split(residual, params_of)):
+                if id(p) not in self.shifted:
+                    self.shifted[id(p)] = (p, e)
+                    params.append(p)
+                    slices.append(e)
+        if params:
+            with timed("spccl.lookahead"):
+                self.shift_mu = mu
+                _move(params, slices, -mu)
+
+    def _residuals(self):
+        """(parameters, residual) of every bucket with a residual: a loaded checkpoint's where
+        one waits (its parameters named by their DEFSGD index), else the live state's."""
+        params = self.detached.param_groups[0]["params"]
+        for index, saved in self.pending.items():
+            if saved.get("residual") is not None and saved.get("params") is not None:
+                on = [params[k] for k in saved["params"]]
+                yield on, saved["residual"].to(on[0].device)
+        for index, st in self.states.items():
+            if index not in self.pending and index in self.state_params and st.config.feedback == "ef":
+                yield self.state_params[index], st.residual
+
+    @torch.no_grad()
+    def unshift(self, params):
+        """Puts those of `params` that lookahead() moved back at x."""
+        moved = [self.shifted.pop(id(p)) for p in params if id(p) in self.shifted]
+        if moved:
+            with timed("spccl.lookahead"):
+                _move([p for p, _ in moved], [e for _, e in moved], self.shift_mu)
+
+    def unshift_all(self):
+        self.unshift([p for p, _ in list(self.shifted.values())])
+
+    def _watch_for_trap(self):
+        """Random block with plain EF at low density under an optimizer with momentum is the
+        known divergence (the seed's finding): warn, naming DEF, when such an optimizer steps
+        these parameters (torch.optim's global step hook; older torch cannot tell)."""
+        register = register_optimizer_step_pre_hook
+        if self.detached is not None or self.trap_check is not None or register is None or not self.states:
+            return
+        cfg = next(iter(self.states.values())).config  # resolved: SPCCL_* variables and defaults applied
+        if cfg.method == "randomblock" and cfg.feedback == "ef" and cfg.density <= TRAP_DENSITY:
+            self.trap_check = register(lambda opt, args, kwargs: self._check_optimizer(opt))
+
+    def _check_optimizer(self, optimizer):
+        ours = {id(p) for params in self.state_params.values() for p in params}
+        groups = [g for g in optimizer.param_groups if any(id(p) in ours for p in g["params"])]
+        if not groups:
+            return
+        self._stop_trap_check()
+        if any(g.get("momentum", 0) > 0 or "betas" in g for g in groups):
+            density = next(iter(self.states.values())).config.density
+            warnings.warn(f"spccl_torch: random block at density {density:g} with plain error "
+                          f"feedback under {type(optimizer).__name__} with momentum diverges (momentum amplifies "
+                          "each delayed release of the residual); use detached error feedback inside DDP: "
+                          "spccl_torch.DEFSGD(ddp, state, lr, momentum, mu=0.3) in place of the optimizer "
+                          "(README, DDP)", RuntimeWarning, stacklevel=4)  # at the caller of opt.step()
+
+    def _stop_trap_check(self):
+        if self.trap_check:
+            self.trap_check.remove()
+        self.trap_check = False  # checked: never again for this state
 
     # --- checkpoints -------------------------------------------------------------------
     def _tag(self):
         path = "mpi" if self.comm is not None else "process_group"
         return checkpoint.tag("SpcclHookState", self.world_size(), dist.get_rank(self.process_group), self.config,
-                              start_sparse_iter=self.start_sparse_iter, path=path)
+                              start_sparse_iter=self.start_sparse_iter, path=path,
+                              detached=self.detached is not None)
 
     def _saved_buckets(self):
         buckets = checkpoint.to_cpu_dict(self.states)
         for index, saved in buckets.items():
             saved["params"] = self.layouts.get(index)
+            if index in self.momenta:
+                m, lr = self.momenta[index]
+                saved["momentum"], saved["momentum_lr"] = m.detach().to("cpu", copy=True), lr
         buckets.update({i: saved for i, saved in self.pending.items() if i not in buckets})
         return buckets
 
     def state_dict(self):
-        """This rank's residuals and steps, one entry per bucket with the parameters it
-        holds, the iteration count and the tag they are valid under. Save one per rank (e.g.
-        f"hook.{rank}.pt")."""
+        """This rank's residuals and steps (and DEFSGD's momenta), one entry per bucket with
+        the parameters it holds, the iteration count and the tag they are valid under. Save one
+        per rank (e.g. f"hook.{rank}.pt")."""
         return dict(tag=self._tag(), iter=self.iter, buckets=self._saved_buckets())
 
     def load_state_dict(self, state_dict, reset=False):
@@ -149,16 +280,20 @@ class SpcclHookState:
         tag, iteration, buckets = checkpoint.require(state_dict, ("tag", "iter", "buckets"), what)
         if not reset:
             checkpoint.check_tag(tag, self._tag(), what)
-            checkpoint.check_snapshots(buckets, what, keys=("params",))
+            momenta = ("momentum", "momentum_lr") if self.detached is not None else ()
+            checkpoint.check_snapshots(buckets, what, keys=("params",) + momenta)
+        self.unshift_all()
         self.iter = checks.integer(iteration, f"{what}: iter", checks.U64)
         for st in self.states.values():
             st.reset()
-        self.residual_layouts = {}  # the residuals are zero now: they belong to no parameters
+        self.momenta = {}
+        self.state_params = {}  # the residuals are zero now: they belong to no parameters
         self._load_pending({} if reset else buckets)
 
     def _load_pending(self, buckets):
         self.pending = dict(buckets)
-        keys = [key for saved in buckets.values() for key in saved.get("params") or ()]
+        # DDP's first buckets name the parameters (keys (bucket, position)) unless DEFSGD does.
+        keys = [key for saved in buckets.values() for key in saved.get("params") or () if isinstance(key, tuple)]
         self.saved_first_pass = collections.Counter(bucket for bucket, _ in keys) if keys else None
 
     def __getstate__(self):
@@ -173,28 +308,88 @@ class SpcclHookState:
         self._load_pending(saved["buckets"])
 
 
+def _restore_momentum(slot, saved, index):
+    momentum, lr = checkpoint.require(saved, ("momentum", "momentum_lr"), f"SpcclHookState bucket {index}")
+    slot[0].copy_(momentum)
+    slot[1] = lr
+
+
+def _split(flat, params):
+    """`flat` cut into views shaped as `params` (a bucket's layout: its parameters back to back)."""
+    return [v.view_as(p) for v, p in zip(flat.split([p.numel() for p in params]), params)]
+
+
+def _move(params, slices, alpha):
+    """params += alpha * slices: the look-ahead's shift and its undoing, the same operation
+    in every run (a resumed run shifts by the checkpoint's residual, bit for bit)."""
+    torch._foreach_add_(params, slices, alpha=alpha)
+
+
 def ddp_comm_hook(state: SpcclHookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """Averages the bucket's gradients over ranks: dense for the first start_sparse_iter
     iterations, then compressed with error feedback kept per bucket. Returns a future of the
-    bucket's buffer, averaged in place."""
+    bucket's buffer, averaged in place (under DEFSGD: the average of C(e + lr*m), the step)."""
     buffer = bucket.buffer()
     params = state.note_layout(bucket)
     sparse = state.iter >= state.start_sparse_iter
     if bucket.is_last():
         state.iter += 1
+    if sparse and state.pending and _layout_differs(state, bucket.index()):
+        return _resume_in_saved_buckets(state, bucket.index(), params, buffer)
+    fut = _exchange(state, bucket.index(), buffer, params, sparse)
+    if sparse and state.trap_check is None:
+        state._watch_for_trap()
+    return fut
+
+
+def _exchange(state, index, grad, params, sparse):
+    """A future of `grad` (bucket `index`'s gradient, laid out as `params`) averaged over the
+    ranks: dense, or compressed with the bucket's feedback; under DEFSGD, the step."""
+    if state.detached is not None:
+        return _detached_exchange(state, index, grad, params, sparse)
+    if not sparse:
+        return _average_dense(state, grad)
+    return _average(state, state.state_for(index, grad, params), grad, grad)
+
+
+@torch.no_grad()
+def _detached_exchange(state, index, grad, params, sparse):
+    group = state.detached.param_groups[0]
+    lr, beta, wd = group["lr"], group["momentum"], group["weight_decay"]
+    if wd != 0:  # wd * y, at the look-ahead as the gradient
+        torch._foreach_add_(_split(grad, params), params, alpha=wd)
+    state.unshift(params)
+    if not sparse:  # DDP's first iterations: plain averaged SGD (no state, no momentum yet)
+        return _average_dense(state, grad).then(lambda fut: fut.value().mul_(lr))
+    st = state.state_for(index, grad, params)
+    slot = state.momenta[index]
+    with timed("spccl.momentum"):
+        # lr*m kept in parameter units; a changed lr rescales it (m itself is lr-free).
+        decay = beta if slot[1] in (None, lr) else beta * lr / slot[1]
+        slot[0].mul_(decay).add_(grad, alpha=lr)
+        slot[1] = lr
+    return _average(state, st, slot[0], grad)
+
+
+def _average_dense(state, tensor):
     if state.comm is None:
-        if not sparse:
-            return dense_average(buffer, state.process_group)
-        if state.pending and _layout_differs(state, bucket.index()):
-            return _resume_in_saved_buckets(state, bucket.index(), params, buffer)
-        return compressed_average(state.state_for(bucket.index(), buffer, state.layouts.get(bucket.index())), buffer,
-                                  state.process_group)
-    if sparse:
-        state.state_for(bucket.index(), buffer, state.layouts.get(bucket.index())).sparse_allreduce(buffer, op="avg")
-    else:
-        state.comm.allreduce(buffer, op="avg")
+        return dense_average(tensor, state.process_group)
+    state.comm.allreduce(tensor, op="avg")
+    return _done(tensor)
+
+
+def _average(state, st, send, out):
+    """A future of `out` = the ranks' average of C(send + residual)."""
+    if state.comm is None:
+        return compressed_average(st, send, state.process_group, out)
+    with timed("spccl.sparse_allreduce"):
+        st.sparse_allreduce(send, out, op="avg")
+    return _done(out)
+
+
+def _done(tensor):
     fut = torch.futures.Future()
-    fut.set_result(buffer)
+    fut.set_result(tensor)
     return fut
 
 
@@ -210,9 +405,9 @@ def _resume_in_saved_buckets(state, index, params, buffer):
     own restored state exactly as the saved run would, and put back, so a resumed run
     continues the saved one bit for bit."""
     layout = state.layouts[index]
-    where, offset = {}, 0
+    where, param_of, offset = {}, {}, 0
     for key, p in zip(layout, params):
-        where[key] = (offset, p.numel())
+        where[key], param_of[key] = (offset, p.numel()), p
         offset += p.numel()
     inside = [j for j, saved in sorted(state.pending.items()) if set(saved.get("params") or ()) <= set(where)]
     covered = sorted(key for j in inside for key in state.pending[j]["params"])
@@ -221,9 +416,10 @@ def _resume_in_saved_buckets(state, index, params, buffer):
                          "bucket settings changed since the checkpoint (load with reset=True to start afresh)")
     futures = []
     for j in inside:
-        pieces = [buffer[o:o + n] for o, n in (where[key] for key in state.pending[j]["params"])]
+        keys = state.pending[j]["params"]
+        pieces = [buffer[o:o + n] for o, n in (where[key] for key in keys)]
         part = torch.cat(pieces)
-        fut = compressed_average(state.state_for(j, part, state.pending[j]["params"]), part, state.process_group)
+        fut = _exchange(state, j, part, [param_of[key] for key in keys], True)
         futures.append(fut.then(lambda f, pieces=pieces: _scatter(f, pieces)))
     return torch.futures.collect_all(futures).then(lambda _: buffer)
 
