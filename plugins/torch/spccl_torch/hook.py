@@ -61,7 +61,8 @@ class SpcclHookState:
                               # iteration here, or its index in DEFSGD's parameters
         "layouts",            # bucket.index() -> its parameters' keys, as last seen
         "first_pass",         # DDP's first iteration in this process is still running
-        "state_params",       # bucket.index() -> the parameters its state's residual belongs to, in order
+        "residual_layouts",   # bucket.index() -> the parameters' keys its state's residual belongs to
+        "state_params",       # bucket.index() -> those parameters, in order (DEFSGD moves them)
         "saved_first_pass",   # a loaded checkpoint's first-iteration bucket -> its parameter count
         # Detached error feedback (DEFSGD); none of it pickled but the momenta.
         "detached",           # the DEFSGD whose hyper-parameters the buckets use, or None
@@ -91,7 +92,7 @@ class SpcclHookState:
         self.local_comms = LocalComms()
         self.pending = {}
         self.param_keys, self.layouts, self.first_pass, self.state_params = {}, {}, True, {}
-        self.saved_first_pass = None
+        self.residual_layouts, self.saved_first_pass = {}, None
         self.detached, self.momenta, self.shifted, self.shift_mu, self.trap_check = None, {}, {}, 0.0, None
         if comm is None:
             check_method(self.config.method, "SpcclHookState")
@@ -129,22 +130,17 @@ class SpcclHookState:
         keys = [self.param_keys.get(p.data_ptr()) for p in params]
         return None if None in keys else keys
 
-    def state_for(self, index, buffer, params):
+    def state_for(self, index, buffer, layout):
         """The spccl state of bucket `index` (and its momentum under DEFSGD), (re)created when
         the bucket's size, dtype or device changed, and restored from a loaded checkpoint on
-        first use. `params`: the parameters `buffer` holds; a residual is never applied to
-        other parameters than it was made for."""
-        saved = self.pending.get(index)  # the residual about to be restored, else the live one
-        if saved is not None:
-            kept = saved.get("params")
-        else:
-            kept = self.keys_of(self.state_params[index]) if index in self.state_params else None
-        layout = self.keys_of(params)
+        first use. `layout`: the keys of the parameters `buffer` holds; a residual is never
+        applied to other parameters than it was made for."""
+        saved = self.pending.get(index)
+        kept = saved.get("params") if saved is not None else self.residual_layouts.get(index)
         if None not in (kept, layout) and kept != layout:
             raise ValueError(f"SpcclHookState: bucket {index} now holds other parameters than its residual was "
                              "made for; DDP's buckets differ from the checkpoint's (bucket_cap_mb or the model "
                              "changed). Resume with the saved settings, or load with reset=True")
-        self.state_params[index] = params
         st = self.states.get(index)
         if st is None or st.count != buffer.numel() or st.dtype != buffer.dtype or st.device != buffer.device:
             if st is not None:
@@ -154,11 +150,13 @@ class SpcclHookState:
             key = ((self.config.tensor_key or 0) << 32) + index
             st = spccl.State.like(comm, self.config.replace(tensor_key=key), buffer)
             self.states[index] = st
+            self.residual_layouts[index] = layout
             self.momenta.pop(index, None)
         if self.detached is not None and index not in self.momenta:
             self.momenta[index] = [torch.zeros_like(buffer), None]
         if saved is not None:
             checkpoint.restore(st, saved, f"SpcclHookState bucket {index}")
+            self.residual_layouts[index] = saved.get("params")
             if self.detached is not None:
                 _restore_momentum(self.momenta[index], saved, index)
             del self.pending[index]  # only once restored: a refused entry stays refused
@@ -258,7 +256,7 @@ class SpcclHookState:
     def _saved_buckets(self):
         buckets = checkpoint.to_cpu_dict(self.states)
         for index, saved in buckets.items():
-            saved["params"] = self.layouts.get(index)
+            saved["params"] = self.residual_layouts.get(index)
             if index in self.momenta:
                 m, lr = self.momenta[index]
                 saved["momentum"], saved["momentum_lr"] = m.detach().to("cpu", copy=True), lr
@@ -287,7 +285,7 @@ class SpcclHookState:
         for st in self.states.values():
             st.reset()
         self.momenta = {}
-        self.state_params = {}  # the residuals are zero now: they belong to no parameters
+        self.residual_layouts, self.state_params = {}, {}  # the residuals are zero: they belong to none
         self._load_pending({} if reset else buckets)
 
     def _load_pending(self, buckets):
@@ -345,11 +343,12 @@ def ddp_comm_hook(state: SpcclHookState, bucket: dist.GradBucket) -> torch.futur
 def _exchange(state, index, grad, params, sparse):
     """A future of `grad` (bucket `index`'s gradient, laid out as `params`) averaged over the
     ranks: dense, or compressed with the bucket's feedback; under DEFSGD, the step."""
+    state.state_params[index] = params
     if state.detached is not None:
         return _detached_exchange(state, index, grad, params, sparse)
     if not sparse:
         return _average_dense(state, grad)
-    return _average(state, state.state_for(index, grad, params), grad, grad)
+    return _average(state, state.state_for(index, grad, state.keys_of(params)), grad, grad)
 
 
 @torch.no_grad()
@@ -361,7 +360,7 @@ def _detached_exchange(state, index, grad, params, sparse):
     state.unshift(params)
     if not sparse:  # DDP's first iterations: plain averaged SGD (no state, no momentum yet)
         return _average_dense(state, grad).then(lambda fut: fut.value().mul_(lr))
-    st = state.state_for(index, grad, params)
+    st = state.state_for(index, grad, state.keys_of(params))
     slot = state.momenta[index]
     with timed("spccl.momentum"):
         # lr*m kept in parameter units; a changed lr rescales it (m itself is lr-free).
