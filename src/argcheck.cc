@@ -34,6 +34,8 @@ spcclResult_t commUsableCheck(const spcclComm* comm, const char* api) {
   SPCCL_REQUIRE(broken == spcclSuccess, spcclInvalidUsage,
                 "%s : comm %p is broken by an earlier error (%s); abort or destroy it", api, (const void*)comm,
                 spcclGetErrorString((spcclResult_t)broken));
+  const char* why = comm->transport ? comm->transport->unusable() : nullptr;
+  SPCCL_REQUIRE(!why, spcclInvalidUsage, "%s : comm %p cannot communicate: %s", api, (const void*)comm, why);
   return spcclSuccess;
 }
 

@@ -18,6 +18,13 @@
 #include "staging.h"
 
 namespace spccl {
+
+spcclResult_t InUse::check(const char* api, const char* what, const void* object) const {
+  SPCCL_REQUIRE(owned_, spcclInvalidUsage, "%s : %s %p is in use by another thread (calls on one %s must not overlap)",
+                api, what, object, what);
+  return spcclSuccess;
+}
+
 namespace {
 
 // A failure in the transport leaves peers mid-operation: the comm cannot be trusted again.
@@ -28,26 +35,6 @@ spcclResult_t breakCommOn(spcclComm* comm, spcclResult_t res) {
   }
   return res;
 }
-
-// One collective at a time per comm: a communicator driven from two threads at once matches
-// the wrong messages (Open MPI ended the job). The second thread is refused instead.
-class CommCall {
- public:
-  explicit CommCall(spcclComm* comm) : comm_(comm), owned_(!comm->busy.exchange(true)) {}
-  ~CommCall() {
-    if (owned_) comm_->busy.store(false);
-  }
-  spcclResult_t check(const char* api) const {
-    SPCCL_REQUIRE(owned_, spcclInvalidUsage,
-                  "%s : comm %p is in use by another thread (calls on one comm must not overlap)", api,
-                  (void*)comm_);
-    return spcclSuccess;
-  }
-
- private:
-  spcclComm* comm_;
-  bool owned_;
-};
 
 // What every rank must agree on for a sparse collective (SPCCL_CHECK=1).
 struct CallSignature {
@@ -200,8 +187,10 @@ spcclResult_t takePairReport(const spcclState& st, PairReportSlot slot, const ch
 
 spcclResult_t enqueueSparse(const spcclInfo& info) {
   SPCCLCHECK(argsCheck(info));
-  const CommCall call(info.comm);
-  SPCCLCHECK(call.check(info.opName));
+  const InUse call(info.comm->busy);
+  SPCCLCHECK(call.check(info.opName, "comm", info.comm));
+  const InUse stateCall(info.state->busy);
+  SPCCLCHECK(stateCall.check(info.opName, "state", info.state));
   // Before the count-0 no-op: a rank that passes 0 while its peers pass the state's count must
   // take part in the check, or the peers would wait for it.
   SPCCLCHECK(breakCommOn(info.comm, consistencyCheck(info)));
@@ -252,8 +241,8 @@ spcclResult_t runDenseOnHostCopies(const spcclInfo& info, const void* send, void
 
 spcclResult_t enqueueDense(const spcclInfo& info) {
   SPCCLCHECK(argsCheck(info));
-  const CommCall call(info.comm);
-  SPCCLCHECK(call.check(info.opName));
+  const InUse call(info.comm->busy);
+  SPCCLCHECK(call.check(info.opName, "comm", info.comm));
   // A bad root is an error even for count 0, where the call is otherwise a no-op.
   if (info.func == spcclFuncBroadcast)
     SPCCL_REQUIRE(info.root >= 0 && info.root < info.comm->nranks, spcclInvalidArgument,

@@ -49,6 +49,8 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
                             unsigned long long* step, spcclState_t state, spcclStream_t stream) {
   const char* api = "spcclCompress";
   SPCCLCHECK(stateCheck(state, api));
+  const InUse call(state->busy);
+  SPCCLCHECK(call.check(api, "state", state));
   SPCCLCHECK(flatStateCheck(state, api));
   SPCCLCHECK(ptrCheck(nvalues, api, "nvalues"));
   SPCCLCHECK(ptrCheck(step, api, "step"));
@@ -79,6 +81,8 @@ spcclResult_t spcclDecompress(const void* values, const uint32_t* indices, size_
                               double scale, void* recvbuff, spcclState_t state, spcclStream_t stream) {
   const char* api = "spcclDecompress";
   SPCCLCHECK(stateCheck(state, api));
+  const InUse call(state->busy);
+  SPCCLCHECK(call.check(api, "state", state));
   SPCCLCHECK(flatStateCheck(state, api));
   SPCCLCHECK(takePairReport(*state, kDecompressPairs, api));
   if (state->count == 0) return spcclSuccess;

@@ -8,6 +8,8 @@
 
 #include <initializer_list>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "argcheck.h"
 #include "checks.h"
@@ -56,12 +58,24 @@ void buffersFree(spcclState* st) {
   device::stateSyncDestroy(&st->deviceSync);
 }
 
+// Destroyed states stay allocated (their buffers freed, their magic dead), so no later state
+// ever takes the address of an earlier one: a stale handle is refused as "not a live spccl
+// state" instead of acting on a newer state, and reading its magic is no use-after-free. It
+// costs sizeof(spcclState) per destroyed state. The list keeps them reachable (no leak report).
+std::vector<spcclState*>& graveyard() {
+  static auto* states = new std::vector<spcclState*>();
+  return *states;
+}
+std::mutex graveyardLock;
+
 void stateFree(spcclState* st) {
   // Nothing to keep after a timeout: the MPI transport ran every operation on its own
   // staging memory (SPCCL_TIMEOUT_MS), which it abandons to the late peer instead.
   buffersFree(st);
+  st->hier.reset();
   st->startMagic = st->endMagic = 0;
-  delete st;
+  const std::lock_guard<std::mutex> lock(graveyardLock);
+  graveyard().push_back(st);
 }
 
 }  // namespace
@@ -135,6 +149,12 @@ fail:
 
 spcclResult_t spcclStateDestroy(spcclState_t state) {
   SPCCLCHECK(stateCheck(state, "spcclStateDestroy"));
+  // Taken for good: a call that starts now is refused as "in use", and one in flight
+  // (another thread's) makes the destroy fail instead of freeing what it still uses.
+  SPCCL_REQUIRE(!state->busy.exchange(true), spcclInvalidUsage,
+                "spcclStateDestroy : state %p is in use by a call in flight on another thread; destroy it after the "
+                "call returns",
+                (void*)state);
   spcclComm* comm = state->comm;
   stateFree(state);
   if (--comm->liveStates == 0 && comm->aborted) {  // the last state of an aborted comm frees it

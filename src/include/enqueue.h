@@ -2,10 +2,32 @@
 #ifndef SPCCL_ENQUEUE_H_
 #define SPCCL_ENQUEUE_H_
 
+#include <atomic>
+
 #include "info.h"
 #include "state.h"
 
 namespace spccl {
+
+// One call at a time on a comm (a communicator driven from two threads at once matches the
+// wrong messages; Open MPI ended the job) and on a state (spcclStateDestroy under a running
+// call would free what MPI still writes): the call takes the object's flag and gives it back
+// when it returns; a call that finds it taken is refused, it never waits.
+class InUse {
+ public:
+  explicit InUse(std::atomic<bool>& flag) : flag_(flag), owned_(!flag.exchange(true)) {}
+  ~InUse() {
+    if (owned_) flag_.store(false);
+  }
+  InUse(const InUse&) = delete;
+  InUse& operator=(const InUse&) = delete;
+  // spcclInvalidUsage naming the object when another call holds it.
+  spcclResult_t check(const char* api, const char* what, const void* object) const;
+
+ private:
+  std::atomic<bool>& flag_;
+  bool owned_;
+};
 
 // The one funnel of the compressed collective: CommCheck, StateCheck, ArgsCheck, one INFO
 // line, the method, then the commit of the step. Nothing changes when it fails.

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <atomic>
 #include <memory>
 
 #include "comm.h"
@@ -74,6 +75,9 @@ struct spcclState {
   alignas(16) unsigned char methodPrivate[spccl::kMethodPrivateBytes] = {};
   // Every rank's state was found equal to this one (enqueue.cc, the first collective).
   bool agreed = false;
+  // A call is running on the state (enqueue.h, InUse): a second call, and spcclStateDestroy,
+  // are refused meanwhile.
+  std::atomic<bool> busy{false};
 
   // Hierarchical mode (hierarchy.h): the inner state and stage buffers; null when flat.
   std::shared_ptr<spccl::HierState> hier;

@@ -59,6 +59,8 @@ class Transport {
   virtual spcclResult_t allGatherHost(const void* sendbuff, void* recvbuff, size_t bytes) {
     return allGather(sendbuff, recvbuff, bytes, nullptr);
   }
+  // Why the transport cannot run anything any more (MPI finalized under it), or nullptr.
+  virtual const char* unusable() const { return nullptr; }
   // An error that happened after a call returned (NCCL's asynchronous errors), or spcclSuccess.
   virtual spcclResult_t asyncError() { return spcclSuccess; }
   // Stops outstanding operations so a failed job can tear down without hanging; the

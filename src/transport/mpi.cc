@@ -119,13 +119,20 @@ class MpiTransport final : public Transport {
   }
   ~MpiTransport() override {
     // An operation that timed out or failed may still be in flight: MPI could touch the comm
-    // and the ops when a late peer arrives, so they are left to MPI_Finalize.
-    if (abandoned_) return;
+    // and the ops when a late peer arrives, so they are left to MPI_Finalize. After
+    // MPI_Finalize they are gone with MPI, and freeing them would end the job.
+    if (abandoned_ || unusable()) return;
     MPI_Op_free(&sumHalf_);
     MPI_Op_free(&sumBf16_);
     MPI_Comm_free(&comm_);
   }
   const char* name() const override { return "MPI"; }
+  // Any MPI call after MPI_Finalize ends the job: refused before it is made.
+  const char* unusable() const override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    return finalized ? "MPI has been finalized (destroy spccl comms before MPI_Finalize)" : nullptr;
+  }
   bool deviceBuffers() const override { return false; }
 
   spcclResult_t allReduce(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype,
