@@ -12,11 +12,11 @@ spccl_install_packages "${spccl_apt_packages[@]}" clang libclang-rt-14-dev
 SPCCL_BUILD_DIR=$SPCCL_ROOT/build-fuzz
 CC=clang CXX=clang++ cmake -S "$SPCCL_ROOT" -B "$SPCCL_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSPCCL_FUZZ=ON -DSPCCL_WITH_CUDA=OFF -DSPCCL_BUILD_PERF=OFF >/dev/null
-cmake --build "$SPCCL_BUILD_DIR" -j"$(nproc)" --target fuzz_decompress fuzz_config fuzz_selection fuzz_env
+cmake --build "$SPCCL_BUILD_DIR" -j"$(nproc)" --target fuzz_decompress fuzz_config fuzz_selection fuzz_env fuzz_topk fuzz_restore
 
 export ASAN_OPTIONS="allocator_may_return_null=1:detect_leaks=1"
 status=0
-for target in fuzz_decompress fuzz_config fuzz_selection fuzz_env; do
+for target in fuzz_decompress fuzz_config fuzz_selection fuzz_env fuzz_topk fuzz_restore; do
   corpus=$SPCCL_BUILD_DIR/corpus/$target
   mkdir -p "$corpus"
   echo "== $target: ${seconds}s =="

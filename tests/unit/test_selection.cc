@@ -81,9 +81,19 @@ TEST_P(SelectionTest, DependsOnSeedKeyAndStep) {
 INSTANTIATE_TEST_SUITE_P(Patterns, SelectionTest, ::testing::Values(0, 1),
                          [](const auto& info) { return info.param ? "Scattered" : "Contiguous"; });
 
+// 4 of 10 blocks, contiguous: one run of 4 from some start, wrapping past block 9 for some
+// steps. The count is asserted first, so the run check below cannot pass vacuously.
 TEST(Selection, ContiguousIsOneWrappingRun) {
-  const BlockSelection sel = makeBlockSelection(10, 4, 0, selectionKey(3, 0, 9));
-  for (uint64_t i = 1; i < sel.nselected; ++i) EXPECT_EQ(slotBlock(sel, i), (slotBlock(sel, 0) + i) % 10);
+  bool wrapped = false;
+  for (uint64_t step = 0; step < 64; ++step) {
+    const BlockSelection sel = makeBlockSelection(10, 4, 0, selectionKey(3, 0, step));
+    ASSERT_EQ(sel.nselected, 4u) << "step " << step;
+    const uint64_t first = slotBlock(sel, 0);
+    ASSERT_LT(first, 10u);
+    for (uint64_t i = 1; i < sel.nselected; ++i) EXPECT_EQ(slotBlock(sel, i), (first + i) % 10) << "step " << step;
+    wrapped |= first + sel.nselected > 10;
+  }
+  EXPECT_TRUE(wrapped) << "no step's run wrapped past the last block";
 }
 
 }  // namespace
