@@ -57,6 +57,13 @@ spcclResult_t perElement(spcclDataType_t datatype, uint64_t n, Launch launch) {
   });
 }
 
+// The per-chunk passes' grid: the element-wise grid's blocks shared among the chunks
+// (blockIdx.y is the chunk, at most 65535: more chunks loop in the kernel).
+dim3 chunkGrid(unsigned grid, const SignChunks& c) {
+  const unsigned chunks = c.nchunks < 65535u ? (c.nchunks ? c.nchunks : 1u) : 65535u;
+  return dim3(grid / chunks ? grid / chunks : 1u, chunks);
+}
+
 }  // namespace
 
 size_t signScratchBytes(const SignChunks& c) {
@@ -97,7 +104,7 @@ spcclResult_t signResidual(spcclDataType_t datatype, const void* in, const void*
                            const void* messages, void* eOut, spcclStream_t stream) {
   return perElement(datatype, c.n, [&](auto tag, unsigned grid) {
     using T = decltype(tag);
-    cuda::signResidualKernel<T><<<grid, kStream.threads, 0, toCuda(stream)>>>(
+    cuda::signResidualKernel<T><<<chunkGrid(grid, c), kStream.threads, 0, toCuda(stream)>>>(
         static_cast<const T*>(in), static_cast<const T*>(eIn), c, messages, static_cast<T*>(eOut));
   });
 }
@@ -106,7 +113,8 @@ spcclResult_t signUnpack(spcclDataType_t datatype, const SignChunks& c, const vo
                          spcclStream_t stream) {
   return perElement(datatype, c.n, [&](auto tag, unsigned grid) {
     using T = decltype(tag);
-    cuda::signUnpackKernel<T><<<grid, kStream.threads, 0, toCuda(stream)>>>(c, messages, static_cast<T*>(out));
+    cuda::signUnpackKernel<T>
+        <<<chunkGrid(grid, c), kStream.threads, 0, toCuda(stream)>>>(c, messages, static_cast<T*>(out));
   });
 }
 

@@ -27,6 +27,16 @@ constexpr size_t kTile = (size_t)kRadix.threads * kRadix.itemsPerThread;
 static_assert(kRadix.digitBits <= cuda::kMaxDigitBits, "histogram larger than the shared array");
 static_assert(kRadix.itemsPerThread <= 32, "compaction flags are one 32-bit word per thread");
 
+// Low bits that are zero in every magnitude key of T: half types are ranked by their fp32
+// value (topk_core.h), whose mantissa has 10 (fp16, subnormals included) or 7 (bf16)
+// significant bits of 23. The selection's prefix is then the whole k-th key.
+template <typename T>
+constexpr int kKeyZeroBits = 0;
+template <>
+constexpr int kKeyZeroBits<half_t> = 13;
+template <>
+constexpr int kKeyZeroBits<bfloat16_t> = 16;
+
 size_t align256(size_t bytes) { return (bytes + 255) & ~size_t(255); }
 
 size_t ntiles(size_t n) { return (n + kTile - 1) / kTile; }
@@ -118,11 +128,15 @@ spcclResult_t topkSelect(spcclDataType_t datatype, const void* g, const void* e,
     unsigned grid = 0;
     SPCCLCHECK(cuda::gridSize((n + kTile - 1) / kTile, kRadix.blocksPerSm, &grid));
     cuda::selectInitKernel<<<1, kRadix.threads, 0, cs>>>(s.hist, cuda::kMaxBins, s.state, k);
-    // Digits from the top: the sign bit is always clear in a magnitude key, so it is skipped.
+    // Digits from the top: the sign bit is always clear in a magnitude key, so it is skipped,
+    // and so are the low bits every key of T has clear (a half type's fp32 key): fp16 and
+    // bf16 take 2 histogram passes instead of 3, a third less traffic.
     int hi = (int)sizeof(Key) * 8 - 1;
+    const int lo = kKeyZeroBits<T>;
     bool first = true;
-    while (hi > 0) {
-      const int width = hi < kRadix.digitBits ? hi : kRadix.digitBits, shift = hi - width, bins = 1 << width;
+    while (hi > lo) {
+      const int width = hi - lo < kRadix.digitBits ? hi - lo : kRadix.digitBits, shift = hi - width,
+                bins = 1 << width;
       if (first)
         cuda::feedbackHistogramKernel<T, kRadix.threads><<<grid, kRadix.threads, 0, cs>>>(
             static_cast<const T*>(g), static_cast<const T*>(e), static_cast<T*>(acc), n, shift, bins, s.hist);

@@ -11,6 +11,11 @@
 //   cub_sort_topk the same top-k from cub::DeviceRadixSort::SortPairsDescending of the
 //                 magnitude keys with their indices (goal: topk >= 3x faster)
 //   gaussiank     Gaussian-k on the same data (goal: >= 5x faster than topk)
+//   topk_fp16     exact top-k of fp16 data (2 histogram passes: the fp32 key's low 13 bits
+//                 are always clear)
+//   scatter_lists the gathered lists of 8 ranks at k = n/64 added into out (fp32, fp16):
+//                 8*k pairs read, n written, against memcpy of that traffic
+//   sign_residual 1-bit's e = x - c over n (fp32, fp16): x and e read, e written
 // Without a CUDA device it prints why and exits 0, so it can run anywhere the build runs.
 
 #include <benchmark/benchmark.h>
@@ -22,6 +27,8 @@
 #include <vector>
 
 #include "device.h"
+#include "dispatch.h"
+#include "onebit_core.h"
 #include "topk_core.h"
 
 namespace {
@@ -55,6 +62,21 @@ void fillNormal(float* dst, size_t n, unsigned seed) {
   for (auto& x : v) x = dist(rng);
   cudaMemcpy(dst, v.data(), n * sizeof(float), cudaMemcpyHostToDevice);
 }
+
+// Normal values in the storage type of dt (fp32 or fp16 here), n elements.
+void fillNormalAs(spcclDataType_t dt, void* dst, size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  withStorage(dt, [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<T> v(n);
+    for (auto& x : v) x = fromAcc<T>(dist(rng));
+    cudaMemcpy(dst, v.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  });
+}
+
+spcclDataType_t benchType(int64_t arg) { return arg ? spcclFloat16 : spcclFloat32; }
+size_t benchTypeSize(int64_t arg) { return arg ? 2 : 4; }
 
 // Seconds of one call of f, averaged over `reps`, by CUDA events on the default stream.
 template <typename F>
@@ -202,6 +224,62 @@ void BM_GaussianK(benchmark::State& state) {
   state.counters["Gelem/s"] = t.n / s / 1e9;
 }
 
+void BM_TopKFp16(benchmark::State& state) {
+  const size_t n = state.range(0), k = topkCount(n, 0.01);
+  void *g = deviceArray<char>(2 * n), *acc = deviceArray<char>(2 * n), *values = deviceArray<char>(2 * k);
+  uint32_t* indices = deviceArray<uint32_t>(k);
+  void* scratch = deviceArray<char>(device::topkScratchBytes(n));
+  if (!g || !acc || !values || !indices || !scratch) return state.SkipWithError("cudaMalloc failed");
+  fillNormalAs(spcclFloat16, g, n, 3);
+  const double s = runTimed(state, [&] {
+    device::topkSelect(spcclFloat16, g, nullptr, acc, n, k, indices, values, scratch, nullptr);
+  });
+  state.counters["Gelem/s"] = n / s / 1e9;
+  for (void* p : {g, acc, values, (void*)indices, scratch}) cudaFree(p);
+}
+
+// 8 ranks' gathered blocks at k = n/64: ascending random indices, then values, per block.
+void BM_ScatterSortedLists(benchmark::State& state) {
+  const size_t n = state.range(0), k = n / 64, elem = benchTypeSize(state.range(1));
+  const int lists = 8;
+  const spcclDataType_t dt = benchType(state.range(1));
+  const size_t stride = k * (sizeof(uint32_t) + elem);  // 8-byte aligned for these k
+  std::vector<char> host(lists * stride);
+  std::mt19937_64 rng(5);
+  for (int l = 0; l < lists; ++l) {
+    uint32_t* idx = reinterpret_cast<uint32_t*>(host.data() + l * stride);
+    uint32_t at = 0;
+    for (size_t j = 0; j < k; ++j) idx[j] = at += 1 + (uint32_t)(rng() % 126);  // mean gap 64
+    for (size_t j = 0; j < k; ++j) idx[j] = idx[j] < n ? idx[j] : SPCCL_PAD_INDEX;
+  }
+  char* blocks = deviceArray<char>(host.size());
+  void *out = deviceArray<char>(n * elem), *scratch = deviceArray<char>(device::scatterScratchBytes(n, lists));
+  if (!blocks || !out || !scratch) return state.SkipWithError("cudaMalloc failed");
+  cudaMemcpy(blocks, host.data(), host.size(), cudaMemcpyHostToDevice);
+  for (int l = 0; l < lists; ++l) fillNormalAs(dt, blocks + l * stride + k * sizeof(uint32_t), k, 7 + l);
+  const double s = runTimed(state, [&] {
+    device::scatterSortedLists(dt, reinterpret_cast<const uint32_t*>(blocks), blocks + k * sizeof(uint32_t), k, lists,
+                               stride, 1.0 / lists, n, out, scratch, nullptr, nullptr);
+  });
+  report(state, lists * k * (sizeof(uint32_t) + elem) + n * elem, s);
+  for (void* p : {(void*)blocks, out, scratch}) cudaFree(p);
+}
+
+void BM_SignResidual(benchmark::State& state) {
+  const size_t n = state.range(0), elem = benchTypeSize(state.range(1));
+  const spcclDataType_t dt = benchType(state.range(1));
+  const SignChunks c = signChunks(n, 8);
+  void *x = deviceArray<char>(n * elem), *e = deviceArray<char>(n * elem);
+  void *messages = deviceArray<char>(c.nchunks * c.messageBytes), *scratch = deviceArray<char>(device::signScratchBytes(c));
+  if (!x || !e || !messages || !scratch) return state.SkipWithError("cudaMalloc failed");
+  fillNormalAs(dt, x, n, 11);
+  fillNormalAs(dt, e, n, 12);
+  device::signCompress(dt, x, e, c, messages, scratch, nullptr);
+  const double s = runTimed(state, [&] { device::signResidual(dt, x, e, c, messages, e, nullptr); });
+  report(state, 3 * n * elem + c.nchunks * c.messageBytes, s);
+  for (void* p : {x, e, messages, scratch}) cudaFree(p);
+}
+
 // The baseline: magnitude keys and indices, one full descending radix sort, the first k.
 __global__ void magnitudeKeysKernel(const float* g, size_t n, uint32_t* keys, uint32_t* idx) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
@@ -237,6 +315,9 @@ BENCHMARK(BM_RandomBlockCommit)->ArgsProduct({{1 << 20, k64M}, {0, 1}})->UseManu
 BENCHMARK(BM_TopK)->Arg(1 << 20)->Arg(k64M)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CubSortTopK)->Arg(1 << 20)->Arg(k64M)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GaussianK)->Arg(1 << 20)->Arg(k64M)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TopKFp16)->Arg(k64M)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ScatterSortedLists)->ArgsProduct({{k64M}, {0, 1}})->UseManualTime();
+BENCHMARK(BM_SignResidual)->ArgsProduct({{k64M}, {0, 1}})->UseManualTime();
 
 }  // namespace
 

@@ -92,46 +92,82 @@ __device__ __forceinline__ void fillSpanTable(uint64_t* table, const Span& span,
   __syncthreads();
 }
 
+// Both passes handle a span (at most Tile = Threads * Items elements) as Items elements per
+// thread, all loaded before any is stored (the elements of one step are Threads apart, so
+// every access instruction is coalesced): Items independent loads in flight per thread (8
+// for fp32 and the half types, 4 for fp64) instead of one, since a store to `out`, which may
+// be g (in place), could not move past the next iteration's loads. With 8 CTAs of 256
+// threads per SM, >= 32 KB in flight per SM: the fused passes should reach >= 0.8 of
+// device-to-device memcpy (the target of README's device goals). fp16 still moves 2-byte
+// elements per thread: a span's elements are contiguous only within a block, so 16-byte
+// vectors would need B to be a multiple of 8 and aligned buffers.
 template <typename T, int Threads, int Tile>
 __global__ void __launch_bounds__(Threads)
     randomBlockPackKernel(const T* __restrict__ g, const T* __restrict__ e, uint64_t n, uint32_t blockSize,
                           device::DeviceSelection ds, SpanShape shape, T* __restrict__ packed) {
+  constexpr int kItems = Tile / Threads;
   __shared__ uint64_t blockBegin[Tile];  // element offset of the block in each slot of the span
   const BlockSelection sel = resolveSelection(ds);
   for (uint64_t id = blockIdx.x; id < shape.nspans; id += gridDim.x) {
     const Span span = spanAt(shape, id, sel.nselected, blockSize);
     fillSpanTable<Threads>(blockBegin, span, [&](uint64_t slot) { return slotBlock(sel, slot) * blockSize; });
-    for (uint32_t off = threadIdx.x; off < span.len; off += Threads) {
+    T v[kItems];
+#pragma unroll
+    for (int r = 0; r < kItems; ++r) {
+      const uint32_t off = threadIdx.x + r * Threads;
+      if (off >= span.len) continue;
       const uint32_t local = span.pieceOff + off, u = local / blockSize, j = local - u * blockSize;
       const uint64_t i = blockBegin[u] + j;
-      T v = T();  // the short last block packs zeros past n
-      if (i < n) v = feedbackValue(g, e, i);
-      packed[(span.first + u) * blockSize + j] = v;
+      v[r] = i < n ? feedbackValue(g, e, i) : T();  // the short last block packs zeros past n
+    }
+#pragma unroll
+    for (int r = 0; r < kItems; ++r) {
+      const uint32_t off = threadIdx.x + r * Threads;
+      if (off >= span.len) continue;
+      const uint32_t local = span.pieceOff + off, u = local / blockSize, j = local - u * blockSize;
+      packed[(span.first + u) * blockSize + j] = v[r];
     }
   }
 }
 
+// e and packed never alias anything (the residual and the workspace); g and out may be one
+// buffer (in place), which the load-all-then-store order of each step keeps safe.
 template <typename T, int Threads, int Tile>
 __global__ void __launch_bounds__(Threads)
-    randomBlockCommitKernel(const T* g, T* e, const T* __restrict__ packed, typename AccumOf<T>::type scale,
-                            uint64_t n, uint32_t blockSize, device::DeviceSelection ds, SpanShape shape, T* out) {
+    randomBlockCommitKernel(const T* g, T* __restrict__ e, const T* __restrict__ packed,
+                            typename AccumOf<T>::type scale, uint64_t n, uint32_t blockSize,
+                            device::DeviceSelection ds, SpanShape shape, T* out) {
+  constexpr int kItems = Tile / Threads;
   __shared__ uint64_t blockSlots[Tile];  // the slot of each block of the span (>= m: not chosen)
   const BlockSelection sel = resolveSelection(ds);
   for (uint64_t id = blockIdx.x; id < shape.nspans; id += gridDim.x) {
     const Span span = spanAt(shape, id, sel.nblocks, blockSize);
     fillSpanTable<Threads>(blockSlots, span, [&](uint64_t b) { return blockSlot(sel, b); });
-    for (uint32_t off = threadIdx.x; off < span.len; off += Threads) {
+    T outV[kItems], eV[kItems];
+#pragma unroll
+    for (int r = 0; r < kItems; ++r) {
+      const uint32_t off = threadIdx.x + r * Threads;
+      if (off >= span.len) continue;
+      const uint32_t local = span.pieceOff + off, u = local / blockSize, j = local - u * blockSize;
+      const uint64_t i = (span.first + u) * blockSize + j, slot = blockSlots[u];
+      if (i >= n) continue;  // the short last block
+      if (slot < sel.nselected) {  // chosen: sent, so nothing stays behind
+        outV[r] = out ? scaleRounded(packed[slot * blockSize + j], scale) : T();
+        eV[r] = T();
+      } else {  // kept: the whole of acc stays in the residual, when finite
+        eV[r] = g && e ? keptSum(g[i], e[i]) : T();
+        outV[r] = T();
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kItems; ++r) {
+      const uint32_t off = threadIdx.x + r * Threads;
+      if (off >= span.len) continue;
       const uint32_t local = span.pieceOff + off, u = local / blockSize, j = local - u * blockSize;
       const uint64_t i = (span.first + u) * blockSize + j;
-      if (i >= n) break;  // the short last block
-      const uint64_t slot = blockSlots[u];
-      if (slot < sel.nselected) {  // chosen: sent, so nothing stays behind
-        if (out) out[i] = scaleRounded(packed[slot * blockSize + j], scale);
-        if (e) e[i] = T();
-      } else {  // kept: the whole of acc stays in the residual, when finite
-        if (g && e) e[i] = keptSum(g[i], e[i]);
-        if (out) out[i] = T();
-      }
+      if (i >= n) continue;
+      if (out) out[i] = outV[r];
+      if (e && (g || blockSlots[u] < sel.nselected)) e[i] = eV[r];
     }
   }
 }

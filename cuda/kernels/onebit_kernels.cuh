@@ -20,7 +20,8 @@
  *  - the warp-level kernels give every warp whole units of work (the loops are warp-uniform),
  *    so all 32 lanes reach each __ballot_sync / __shfl_xor_sync with the full mask;
  *  - positions past a chunk's end contribute +0 and a clear sign bit, as on the CPU;
- *  - in signResidualKernel eIn may be eOut: each thread reads e[i] before it writes e[i].
+ *  - in signResidualKernel eIn may be eOut: each thread reads its elements of e before it
+ *    writes any (gridItems).
  */
 #ifndef SPCCL_CUDA_ONEBIT_KERNELS_CUH_
 #define SPCCL_CUDA_ONEBIT_KERNELS_CUH_
@@ -29,6 +30,7 @@
 
 #include "dtype_core.h"
 #include "onebit_core.h"
+#include "vector_io.cuh"
 
 namespace spccl {
 namespace cuda {
@@ -119,39 +121,48 @@ __global__ void signScaleKernel(const typename AccumOf<T>::type* __restrict__ su
     *signMessage(messages, c.messageBytes, j).scale = signScale<T>(sums[j], chunkSize(c, j));
 }
 
-// The chunk of element i and the message that carries it.
-__device__ __forceinline__ uint64_t chunkOf(const SignChunks& c, uint64_t i) { return i / c.chunkLen; }
-
+// The per-chunk element-wise passes: blockIdx.y picks the chunk, blockIdx.x strides through
+// it, so no thread divides its element index by the chunk length (a 64-bit divide per element
+// is a long instruction sequence that kept these passes from memory speed). gridDim.y is at
+// most 65535; more chunks loop. Within a chunk, gridItems keeps kStreamItems elements per
+// thread in flight (>= 0.8 of memcpy expected).
 template <typename T>
 __global__ void signResidualKernel(const T* in, const T* eIn, SignChunks c, const void* __restrict__ messages,
                                    T* eOut) {
-  for (uint64_t i = firstElement(); i < c.n; i += elementStride()) {
-    const uint64_t j = chunkOf(c, i), b = j * c.chunkLen;
-    eOut[i] = signResidualAt(in + b, eIn ? eIn + b : nullptr, signMessage(messages, c.messageBytes, j), i - b);
+  for (uint64_t j = blockIdx.y; j < c.nchunks; j += gridDim.y) {
+    const uint64_t b = chunkBegin(c, j);
+    const T* x = in + b;
+    const T* e = eIn ? eIn + b : nullptr;
+    T* out = eOut + b;
+    const SignMessageView m = signMessage(messages, c.messageBytes, j);
+    gridItems<kStreamItems>(chunkSize(c, j), [&](uint64_t i) { return signResidualAt(x, e, m, i); },
+                            [&](uint64_t i, T v) { out[i] = v; });
   }
 }
 
 template <typename T>
 __global__ void signUnpackKernel(SignChunks c, const void* __restrict__ messages, T* __restrict__ out) {
   using AccT = typename AccumOf<T>::type;
-  for (uint64_t i = firstElement(); i < c.n; i += elementStride()) {
-    const uint64_t j = chunkOf(c, i);
-    out[i] = fromAcc<T>(signValue<AccT>(signMessage(messages, c.messageBytes, j), i - j * c.chunkLen));
+  for (uint64_t j = blockIdx.y; j < c.nchunks; j += gridDim.y) {
+    T* o = out + chunkBegin(c, j);
+    const SignMessageView m = signMessage(messages, c.messageBytes, j);
+    gridItems<kStreamItems>(chunkSize(c, j), [&](uint64_t i) { return fromAcc<T>(signValue<AccT>(m, i)); },
+                            [&](uint64_t i, T v) { o[i] = v; });
   }
 }
 
 template <typename T>
 __global__ void signMeanKernel(const void* __restrict__ messages, uint64_t messageBytes, int nmessages, uint64_t len,
                                typename AccumOf<T>::type factor, T* __restrict__ out) {
-  for (uint64_t i = firstElement(); i < len; i += elementStride())
-    out[i] = signMeanAt<T>(messages, messageBytes, nmessages, i, factor);
+  gridItems<kStreamItems>(len, [&](uint64_t i) { return signMeanAt<T>(messages, messageBytes, nmessages, i, factor); },
+                          [&](uint64_t i, T v) { out[i] = v; });
 }
 
-// in == out allowed: each thread reads in[i] before it writes out[i].
+// in == out allowed: each thread reads all its elements before it writes any.
 template <typename T>
 __global__ void scaledCopyKernel(const T* in, uint64_t n, typename AccumOf<T>::type scale, T* out) {
-  for (uint64_t i = firstElement(); i < n; i += elementStride())
-    out[i] = scaleRounded(in[i], scale);
+  gridItems<kStreamItems>(n, [&](uint64_t i) { return scaleRounded(in[i], scale); },
+                          [&](uint64_t i, T v) { out[i] = v; });
 }
 
 }  // namespace cuda

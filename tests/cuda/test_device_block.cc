@@ -79,6 +79,40 @@ TYPED_TEST(DeviceTyped, RandomBlockMatchesCpu) {
   }
 }
 
+// n = 16M with 256-element blocks: 65536 blocks, 8192 spans of 8 blocks, several per CTA
+// (about 1056 CTAs on an H200), so the barriers between grid-stride iterations run (the span
+// tables are rewritten while other warps may still read the previous span's).
+template <typename T>
+void randomBlockLoopsMatchCpu() {
+  using AccT = typename AccumOf<T>::type;
+  const size_t n = (size_t(1) << 24) + 3, B = 256, nb = (n + B - 1) / B, m = nb / 4;
+  std::mt19937_64 rng(61);
+  const BlockSelection sel = makeBlockSelection(nb, m, 1, selectionKey(7, 8, 9));
+  const std::vector<T> g = randomVector<T>(n, rng), e = randomVector<T>(n, rng);
+  std::vector<T> packed(m * B), eCpu = e, outCpu(n);
+  std::vector<cpu::BlockSlot> order(m);
+  cpu::sortedSelection(sel, order.data());
+  cpu::feedbackPack(g.data(), e.data(), n, B, sel, packed.data());
+  const cpu::CommitArgs<T> args = {g.data(), eCpu.data(), eCpu.data(), packed.data(), (AccT)0.25, outCpu.data()};
+  cpu::unpackCommit(args, n, B, order.data(), m);
+  DeviceArray<T> dg(g), de(e), dpacked(packed.size()), dout(n);
+  const device::DeviceSelection ds = hostStep(sel);
+  ASSERT_EQ(device::randomBlockPack(dataTypeOf<T>(), dg.get(), de.get(), n, B, &ds, dpacked.get(), nullptr),
+            spcclSuccess);
+  ASSERT_EQ(device::randomBlockCommit(dataTypeOf<T>(), dg.get(), de.get(), dpacked.get(), 0.25, n, B, &ds, dout.get(),
+                                      nullptr),
+            spcclSuccess);
+  EXPECT_TRUE(sameBits(dpacked.download(), packed));
+  EXPECT_TRUE(sameBits(de.download(), eCpu));
+  EXPECT_TRUE(sameBits(dout.download(), outCpu));
+}
+
+TEST(DeviceRandomBlock, PassesLoopOverSpansAt16M) {
+  SPCCL_REQUIRE_DEVICE();
+  randomBlockLoopsMatchCpu<float>();
+  randomBlockLoopsMatchCpu<half_t>();
+}
+
 // NaN, ±Inf, -0 and subnormals in g and e, and a scale of 1/3 (an avg over three ranks):
 // the same values as the CPU, NaN payloads aside (sameValues). Blocks larger than a tile
 // are cut into pieces: sizes on both sides of the tile are covered.

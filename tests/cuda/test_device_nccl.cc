@@ -227,7 +227,58 @@ TEST_F(NcclComm, BadPairIndexIsReportedByTheNextCall) {
       << spcclGetLastError(comm_);
   EXPECT_EQ(spcclDecompress(dvalues.get(), didx.get(), 2, 0, 1.0, dout.get(), st, stream_), spcclSuccess)
       << "reported once";
+  // A caller's bad list is never the collective's: the next collective succeeds.
+  ASSERT_EQ(spcclDecompress(dvalues.get(), didx.get(), 3, 0, 1.0, dout.get(), st, stream_), spcclSuccess);
   CUDA_ASSERT(cudaStreamSynchronize(stream_));
+  DeviceArray<float> dg(std::vector<float>(n, 1.0f), stream_);
+  EXPECT_EQ(spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclSum, st, comm_, stream_), spcclSuccess)
+      << spcclGetLastError(comm_);
+  EXPECT_EQ(spcclDecompress(dvalues.get(), didx.get(), 2, 0, 1.0, dout.get(), st, stream_), spcclRemoteError);
+  CUDA_ASSERT(cudaStreamSynchronize(stream_));
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+}
+
+// After graph replays the host's step is stale: an eager spcclCompress reads the device
+// counter (its blocks and the step it returns are those the replays reached), and a compress
+// being captured is refused.
+TEST_F(NcclComm, CompressAfterReplaysUsesTheDeviceStep) {
+  const size_t n = 1 << 14, B = 64;
+  spcclState_t st = makeState(n, spcclFloat32, spcclBlocksScattered, B, 0.1);
+  ASSERT_NE(st, nullptr);
+  DeviceArray<float> dg(std::vector<float>(n, 0.0f), stream_), dout(n, stream_), dvalues(n, stream_);
+  // g = 0 until the compress: the residual stays zero, so the compress packs g alone.
+  ASSERT_EQ(spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclSum, st, comm_, stream_), spcclSuccess);
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  CUDA_ASSERT(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+  const spcclResult_t captured =
+      spcclSparseAllReduce(dg.get(), dout.get(), n, spcclFloat32, spcclSum, st, comm_, stream_);
+  size_t nvalues = 0;
+  unsigned long long step = 0;
+  const spcclResult_t compressCaptured = spcclCompress(dg.get(), dvalues.get(), nullptr, &nvalues, &step, st, stream_);
+  CUDA_ASSERT(cudaStreamEndCapture(stream_, &graph));
+  ASSERT_EQ(captured, spcclSuccess) << spcclGetLastError(comm_);
+  EXPECT_EQ(compressCaptured, spcclInvalidUsage);
+  CUDA_ASSERT(cudaGraphInstantiate(&exec, graph, 0));
+  for (int r = 0; r < 3; ++r) CUDA_ASSERT(cudaGraphLaunch(exec, stream_));
+  // One eager call and three replays: the compress takes step 4, as the device counter says.
+  std::vector<float> g(n);
+  for (size_t i = 0; i < n; ++i) g[i] = float(i / B);  // each block holds its number
+  dg.upload(g);
+  ASSERT_EQ(spcclCompress(dg.get(), dvalues.get(), nullptr, &nvalues, &step, st, stream_), spcclSuccess)
+      << spcclGetLastError(comm_);
+  EXPECT_EQ(step, 4u);
+  size_t m = 0;
+  ASSERT_EQ(spcclBlockSelection(st, 4, nullptr, &m), spcclSuccess);
+  std::vector<size_t> blocks(m);
+  ASSERT_EQ(spcclBlockSelection(st, 4, blocks.data(), &m), spcclSuccess);
+  const std::vector<float> values = dvalues.download();
+  for (size_t slot = 0; slot < m; ++slot) ASSERT_EQ((size_t)values[slot * B], blocks[slot]) << "slot " << slot;
+  unsigned long long after = 0;
+  ASSERT_EQ(spcclStateGetStep(st, &after), spcclSuccess);
+  EXPECT_EQ(after, 5u);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
   EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
 }
 

@@ -109,12 +109,22 @@ unsigned long long stepOf(spcclState_t st) {
   return step;
 }
 
-TEST(PairReport, CollectiveRunsBeforeItReports) {
-  FakeComm fc(1, false);
+// A one-rank top-k state with both report slots.
+class PairReport : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    st = topkState(fc.comm, n);
+    ASSERT_NE(st, nullptr);
+    reports = giveReports(st);
+  }
+  void TearDown() override { EXPECT_EQ(spcclStateDestroy(st), spcclSuccess); }
+  FakeComm fc{1, false};
   const size_t n = 1000;
-  spcclState_t st = topkState(fc.comm, n);
-  ASSERT_NE(st, nullptr);
-  device::BadPairReport* reports = giveReports(st);
+  spcclState_t st = nullptr;
+  device::BadPairReport* reports = nullptr;
+};
+
+TEST_F(PairReport, CollectiveRunsBeforeItReports) {
   reports[kCollectivePairs] = {device::kPairOutOfRange, 5000};
   std::vector<float> g(n, 1.0f), out(n, -1.0f);
   g[7] = 3.0f;
@@ -134,15 +144,9 @@ TEST(PairReport, CollectiveRunsBeforeItReports) {
   EXPECT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, spcclFloat32, spcclSum, st, fc.comm, nullptr),
             spcclRemoteError);
   EXPECT_NE(std::string(spcclGetLastError(fc.comm)).find("not ascending"), std::string::npos);
-  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
 }
 
-TEST(PairReport, DecompressHasItsOwn) {
-  FakeComm fc(1, false);
-  const size_t n = 1000;
-  spcclState_t st = topkState(fc.comm, n);
-  ASSERT_NE(st, nullptr);
-  device::BadPairReport* reports = giveReports(st);
+TEST_F(PairReport, DecompressHasItsOwn) {
   const std::vector<uint32_t> idx = {1, 2};
   const std::vector<float> val = {1.0f, 2.0f};
   std::vector<float> g(n, 1.0f), out(n);
@@ -158,7 +162,6 @@ TEST(PairReport, DecompressHasItsOwn) {
   reports[kCollectivePairs] = {device::kPairOutOfRange, 5000};
   EXPECT_EQ(spcclDecompress(val.data(), idx.data(), 2, 0, 1.0, out.data(), st, nullptr), spcclRemoteError);
   EXPECT_EQ(reports[kCollectivePairs].kind, (uint32_t)device::kPairOutOfRange) << "left for the collective";
-  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
 }
 
 // A device transport (NCCL's rules) and a peer whose state differs: refused before anything
