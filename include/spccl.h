@@ -62,7 +62,8 @@ typedef enum {
   spcclMethodGaussianK = 3,
   spcclMethodGTopK = 4,
   spcclMethodOneBit = 5,
-  spcclNumMethods = 6
+  spcclMethodQTopK = 6,
+  spcclNumMethods = 7
 } spcclMethod_t;
 
 typedef enum { spcclBlocksContiguous = 0, spcclBlocksScattered = 1, spcclNumBlockPatterns = 2 } spcclBlockPattern_t;
@@ -76,7 +77,7 @@ typedef enum { spcclFeedbackNone = 0, spcclFeedbackEF = 1, spcclNumFeedbacks = 2
  * fields you care about. Fields left at their "undefined" sentinel are resolved inside the
  * library, from SPCCL_<FIELD> environment variables or the defaults below; a struct that
  * was not initialised (wrong size, magic or version) is rejected.
- *   method        spcclMethodRandomBlock       SPCCL_METHOD (dense|randomblock|topk|gaussiank|gtopk|onebit)
+ *   method        spcclMethodRandomBlock       SPCCL_METHOD (dense|randomblock|topk|gaussiank|gtopk|onebit|qtopk)
  *   density       1/64                         SPCCL_DENSITY
  *   blockSize     256 elements                 SPCCL_BLOCK_SIZE
  *   blockPattern  spcclBlocksContiguous        SPCCL_BLOCK_PATTERN (contiguous|scattered)
@@ -87,6 +88,7 @@ typedef enum { spcclFeedbackNone = 0, spcclFeedbackEF = 1, spcclNumFeedbacks = 2
  *   pipeline      0                            SPCCL_PIPELINE
  *   hierarchical  on when the comm spans >1 host SPCCL_HIERARCHICAL (0|1)
  *                 and some host has >1 rank
+ *   valueBits     2                            SPCCL_VALUE_BITS (2..8)
  * ------------------------------------------------------------------------------------ */
 #define SPCCL_CONFIG_MAGIC 0x5bcc1c0fu
 #define SPCCL_CONFIG_UNDEF_INT (-2147483647 - 1)
@@ -113,6 +115,8 @@ typedef struct {
                           across hosts (ranks of the same local rank), dense allgather inside the
                           host; the residual is kept per shard. Host buffers on MPI comms whose
                           hosts have equal numbers of ranks. 0: flat. */
+  int valueBits;       /* qtopk: bits per sent value, 2..8 (levels -(2^(b-1)-1) .. 2^(b-1)-1 times a
+                          power-of-two scale per block); the other methods ignore it */
 } spcclConfig_t;
 
 #define SPCCL_CONFIG_INITIALIZER                                                            \
@@ -120,7 +124,7 @@ typedef struct {
     sizeof(spcclConfig_t), SPCCL_CONFIG_MAGIC, SPCCL_VERSION_CODE, SPCCL_CONFIG_UNDEF_INT, \
         SPCCL_CONFIG_UNDEF_DOUBLE, SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT,          \
         SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_U64, 0ull, SPCCL_CONFIG_UNDEF_INT,       \
-        SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT                                      \
+        SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT              \
   }
 
 /* ---------------------------------- Library and errors ------------------------------- */

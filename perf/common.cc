@@ -65,6 +65,7 @@ void usage(const char* prog) {
           "usage: %s [-b minbytes] [-e maxbytes] [-f factor] [-n iters] [-w warmup] [-c 0|1]\n"
           "          [-d float|half|bfloat16|double] [-o sum|avg] [-m dense,randomblock,...]\n"
           "          [-D density] [-B blocksize] [-p contiguous|scattered] [-F none|ef] [-J file.json]\n"
+          "          [-q bits: qtopk's bits per value, 2..8]\n"
           "          [-g 1: device buffers, rank r on GPU r %% count] [-T mpi|nccl: with -g, MPI staged\n"
           "          through pinned host memory (ranks may share a GPU) or NCCL (one GPU per rank)]\n"
           "          [-H 0,1: run each method flat (0) and/or hierarchical (1); default: the library's choice]\n"
@@ -74,7 +75,7 @@ void usage(const char* prog) {
 
 bool parseOptions(int argc, char** argv, Options* o) {
   int c;
-  while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:m:D:B:p:F:J:g:T:H:lh")) != -1) {
+  while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:m:D:B:p:F:J:g:T:H:q:lh")) != -1) {
     switch (c) {
       case 'b': o->minBytes = parseSize(optarg); break;
       case 'e': o->maxBytes = parseSize(optarg); break;
@@ -108,6 +109,7 @@ bool parseOptions(int argc, char** argv, Options* o) {
       }
       case 'D': o->density = atof(optarg); break;
       case 'B': o->blockSize = atoi(optarg); break;
+      case 'q': o->valueBits = atoi(optarg); break;
       case 'p': o->blockPattern = !strcasecmp(optarg, "scattered") ? spcclBlocksScattered : spcclBlocksContiguous; break;
       case 'F': o->feedback = !strcasecmp(optarg, "none") ? spcclFeedbackNone : spcclFeedbackEF; break;
       case 'J': o->jsonPath = optarg; break;
@@ -255,6 +257,7 @@ class Harness {
     cfg.method = m.method;
     cfg.density = opts_.density;
     cfg.blockSize = opts_.blockSize;
+    cfg.valueBits = opts_.valueBits;
     cfg.blockPattern = opts_.blockPattern;
     cfg.feedback = opts_.feedback;
     cfg.pipeline = m.pipeline;

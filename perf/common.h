@@ -31,6 +31,7 @@ struct Options {
   std::vector<std::string> methods = {"dense", "randomblock"};
   double density = 1.0 / 64;
   int blockSize = 256;
+  int valueBits = 2;  // qtopk
   int blockPattern = spcclBlocksContiguous;
   int feedback = spcclFeedbackEF;
   // -H: config.hierarchical values to run each method with (library default: auto).

@@ -53,6 +53,23 @@ struct Format {
     }
   }
   double acc(double x) const { return type == spcclFloat64 ? x : (double)(float)x; }
+  // The exponent of the smallest subnormal, and the largest finite value.
+  int minExp() const {
+    switch (type) {
+      case spcclFloat64: return -1074;
+      case spcclFloat16: return -24;
+      case spcclBfloat16: return -133;
+      default: return -149;
+    }
+  }
+  double maxFinite() const {
+    switch (type) {
+      case spcclFloat64: return 1.7976931348623157e308;
+      case spcclFloat16: return 65504.0;
+      case spcclBfloat16: return ldexp(255.0, 120);
+      default: return 3.4028234663852886e38;
+    }
+  }
   // a + b in the accumulation type, rounded once into storage (the library's g + e).
   double add(double a, double b) const { return store(acc(a + b)); }
 
@@ -233,6 +250,37 @@ inline double signCompressChunk(const std::vector<double>& x, size_t b, size_t e
   const double s = fmt.store(fmt.acc(signFoldSum(magnitudes, fmt) / fmt.acc((double)(e - b))));
   for (size_t i = b; i < e; ++i) (*c)[i] = x[i] < 0 ? -s : s;
   return s;
+}
+
+// ---------------------------------------------------------------- quantized top-k
+// One rank's contribution c under qtopk (docs/DESIGN.md, "Quantized Top-k"), from its input
+// x (values of the type): per chunk of `chunk` elements, the k = min(len, ceil(density *
+// chunk)) (at least 1) of largest magnitude, ties to the lower index; the chunk's scale
+// 2^E, E the smallest integer >= the type's smallest-subnormal exponent with
+// (2^(bits-1) - 1) * 2^E >= the largest finite magnitude among them; each sent as
+// sign * floor(|x| / 2^E + 1/2) * 2^E, or 0 when that is not finite in the type.
+inline std::vector<double> qtopkContribution(const std::vector<double>& x, size_t chunk, double density, int bits,
+                                             const Format& fmt) {
+  std::vector<double> c(x.size(), 0.0);
+  const double L = (1 << (bits - 1)) - 1;
+  const size_t k = std::max<size_t>(1, (size_t)ceil(density * (double)chunk));
+  for (size_t start = 0; start < x.size(); start += chunk) {
+    const std::vector<double> part(x.begin() + start, x.begin() + std::min(x.size(), start + chunk));
+    const std::vector<uint32_t> sent = topkByLevels(part, std::min(k, part.size()));
+    double peak = 0;
+    for (uint32_t i : sent)
+      if (fabs(part[i]) <= fmt.maxFinite()) peak = std::max(peak, fabs(part[i]));
+    if (peak == 0) continue;
+    int E = (int)ceil(log2(peak / L));
+    while (ldexp(L, E - 1) >= peak) --E;
+    while (ldexp(L, E) < peak) ++E;
+    E = std::max(E, fmt.minExp());
+    for (uint32_t i : sent) {
+      const double q = floor(fabs(part[i]) / ldexp(1.0, E) + 0.5), value = copysign(ldexp(q, E), part[i]);
+      c[start + i] = fabs(value) <= fmt.maxFinite() ? value : 0.0;
+    }
+  }
+  return c;
 }
 
 }  // namespace spccl_perf

@@ -128,6 +128,17 @@ void oneBitReference(const Context& ctx, std::vector<double>& expected) {
   for (size_t b = 0; b < n; b += len) signCompressChunk(mean, b, std::min(n, b + len), fmt, &expected);
 }
 
+// Quantized top-k: the sum over ranks of each rank's contribution (reference.h), chunks of
+// -B elements (at most the tensor).
+void qtopkReference(const Context& ctx, std::vector<double>& expected) {
+  const size_t chunk = std::max<size_t>(1, std::min<size_t>(ctx.count, (size_t)ctx.opts->blockSize));
+  for (int r = 0; r < ctx.nranks; ++r) {
+    const std::vector<double> c =
+        qtopkContribution(rankInput(ctx, r), chunk, ctx.opts->density, ctx.opts->valueBits, ctx.format);
+    for (size_t i = 0; i < ctx.count; ++i) expected[i] += c[i];
+  }
+}
+
 }  // namespace
 }  // namespace spccl_perf
 
@@ -141,6 +152,7 @@ int main(int argc, char** argv) {
       {"gaussiank", spcclMethodGaussianK, 0, libraryWire, gaussiankReference, topkFamilyVariant},
       {"gtopk", spcclMethodGTopK, 0, libraryWire, gtopkReference, topkFamilyVariant},
       {"onebit", spcclMethodOneBit, 0, libraryWire, oneBitReference, nullptr, true, "-"},
+      {"qtopk", spcclMethodQTopK, 0, libraryWire, qtopkReference},
   };
   return perfMain(argc, argv, methods);
 }

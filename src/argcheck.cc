@@ -236,6 +236,10 @@ spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const c
     SPCCLCHECK(envInt("SPCCL_BLOCK_SIZE", 1, INT_MAX, 256, &number, api));
     c.blockSize = (int)number;
   }
+  if (c.valueBits == SPCCL_CONFIG_UNDEF_INT) {
+    SPCCLCHECK(envInt("SPCCL_VALUE_BITS", 2, 8, 2, &number, api));
+    c.valueBits = (int)number;
+  }
   if (c.denseSwitch == SPCCL_CONFIG_UNDEF_INT) {
     SPCCLCHECK(envBool("SPCCL_DENSE_SWITCH", true, &flag, api));
     c.denseSwitch = flag;
@@ -259,6 +263,8 @@ spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const c
                 "%s : invalid feedback %d (0 none, 1 ef)", api, c.feedback);
   SPCCL_REQUIRE(c.denseSwitch == 0 || c.denseSwitch == 1, spcclInvalidArgument,
                 "%s : denseSwitch %d is not 0 or 1", api, c.denseSwitch);
+  SPCCL_REQUIRE(c.valueBits >= 2 && c.valueBits <= 8, spcclInvalidArgument, "%s : valueBits %d is outside [2, 8]",
+                api, c.valueBits);
   SPCCL_REQUIRE(c.pipeline == 0 || c.pipeline == 1, spcclInvalidArgument, "%s : pipeline %d is not 0 or 1", api,
                 c.pipeline);
   *out = c;

@@ -43,7 +43,7 @@ struct CallSignature {
   uint64_t seed;
   uint64_t tensorKey;
   double density;
-  int32_t datatype, op, method, feedback, blockSize, blockPattern, denseSwitch;
+  int32_t datatype, op, method, feedback, blockSize, blockPattern, denseSwitch, valueBits;
   int32_t hierarchical;  // changes every message: in-host stages, then the method on shards
 };
 
@@ -51,7 +51,7 @@ CallSignature signatureOf(const spcclInfo& info) {
   const spcclState& st = *info.state;
   return {info.count, st.step, st.config.seed, st.config.tensorKey, st.config.density, info.datatype, info.op,
        st.config.method, st.config.feedback, st.config.blockSize, st.config.blockPattern, st.config.denseSwitch,
-       st.config.hierarchical};
+       st.config.valueBits, st.config.hierarchical};
 }
 
 // Names the first field in which `theirs` differs from `mine`, or returns nullptr.
@@ -70,6 +70,7 @@ const char* firstDifference(const CallSignature& a, const CallSignature& b, char
   SPCCL_COMPARE(blockPattern, "%d", int)
   SPCCL_COMPARE(feedback, "%d", int)
   SPCCL_COMPARE(denseSwitch, "%d", int)
+  SPCCL_COMPARE(valueBits, "%d", int)
   SPCCL_COMPARE(hierarchical, "%d", int)
   SPCCL_COMPARE(seed, "%llu", unsigned long long)
   SPCCL_COMPARE(tensorKey, "%llu", unsigned long long)

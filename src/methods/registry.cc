@@ -18,6 +18,7 @@ extern const MethodOps kTopKMethod;
 extern const MethodOps kGaussianKMethod;
 extern const MethodOps kGTopKMethod;
 extern const MethodOps kOneBitMethod;
+extern const MethodOps kQTopKMethod;
 
 namespace {
 
@@ -28,6 +29,7 @@ const MethodOps* const kTable[] = {
     &kGaussianKMethod,    // spcclMethodGaussianK
     &kGTopKMethod,        // spcclMethodGTopK
     &kOneBitMethod,       // spcclMethodOneBit
+    &kQTopKMethod,        // spcclMethodQTopK
 };
 static_assert(sizeof(kTable) / sizeof(kTable[0]) == spcclNumMethods, "one table line per spcclMethod_t");
 

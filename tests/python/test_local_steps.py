@@ -86,9 +86,35 @@ def compressed_opt(model, comm, config=None, **settings):
     return spccl_torch.LocalSGD(model.parameters(), local_steps=4, mu=1.0, config=config, comm=comm, **settings)
 
 
-def diloco_opt(model, comm):
-    return compressed_opt(model, comm, lr=None, inner=adamw(model.parameters()), variant="fedavg_server_momentum",
-                          outer="nesterov", server_lr=0.7, residual_decay=0.9)
+def diloco_opt(model, comm, config=None):
+    return compressed_opt(model, comm, config, lr=None, inner=adamw(model.parameters()),
+                          variant="fedavg_server_momentum", outer="nesterov", server_lr=0.7, residual_decay=0.9)
+
+
+QTOPK = spccl.Config(method="qtopk", density=0.25, block_size=8, value_bits=3, feedback="ef")
+
+
+def diloco_qtopk_opt(model, comm):
+    return diloco_opt(model, comm, QTOPK)
+
+
+def test_quantized_topk_rounds_end_on_one_global_model_and_count_its_wire(world, comm):
+    """DiLoCo with quantized Top-k outer gradients: every rank ends each round on the same x,
+    the residual keeps what was not sent, and each round's bytes are the state's own wire
+    (spcclStateGetInfo), below what Top-k's (index, value) slots would send."""
+    model = make_model(1)
+    opt = diloco_qtopk_opt(model, comm)
+    train(opt, model, world.rank, 8)
+    with opt.global_model():
+        x = flat(model).numpy()
+    assert (allsum(world, x) / world.size == x).all()
+    state = opt.spccl_state()
+    assert state.residual.any()
+    wire = state.info().wire_bytes
+    assert opt.bytes_sent == 2 * wire
+    topk = spccl.State(comm, QTOPK.replace(method="topk"), state.count)
+    assert 0 < wire < topk.info().wire_bytes
+    topk.close()
 
 
 def test_residual_decay_scales_what_was_not_sent(world, comm):
@@ -108,7 +134,8 @@ def test_residual_decay_scales_what_was_not_sent(world, comm):
     assert torch.equal(x_decayed, x_plain)
 
 
-@pytest.mark.parametrize("make_opt", [compressed_opt, diloco_opt], ids=["domo", "diloco"])
+@pytest.mark.parametrize("make_opt", [compressed_opt, diloco_opt, diloco_qtopk_opt],
+                         ids=["domo", "diloco", "diloco-qtopk"])
 def test_resume_mid_round_equals_the_straight_run(world, comm, make_opt):
     """10 steps (2.5 rounds of 4), save model and optimizer, load both into fresh ones (new
     spccl states, a new inner optimizer), 10 more: bit for bit the 20 straight steps,

@@ -28,7 +28,7 @@ using spccl::half_t;
 
 const spcclDataType_t kTypes[] = {spcclFloat32, spcclFloat64, spcclFloat16, spcclBfloat16};
 const spcclMethod_t kMethods[] = {spcclMethodDense, spcclMethodRandomBlock, spcclMethodTopK,
-                                  spcclMethodGaussianK, spcclMethodGTopK, spcclMethodOneBit};
+                                  spcclMethodGaussianK, spcclMethodGTopK, spcclMethodOneBit, spcclMethodQTopK};
 
 size_t elemSize(spcclDataType_t t) { return t == spcclFloat64 ? 8 : t == spcclFloat32 ? 4 : 2; }
 

@@ -3,6 +3,7 @@
 CUDA with the current stream) or NumPy arrays; nothing is copied, so they must be contiguous."""
 import atexit
 import ctypes
+import types
 import weakref
 
 import numpy as np
@@ -90,10 +91,10 @@ class Config:
     from its SPCCL_* environment variable or default; State.config shows the resolved one."""
 
     FIELDS = ("method", "density", "block_size", "block_pattern", "feedback", "seed", "tensor_key", "dense_switch",
-              "pipeline", "hierarchical")
+              "pipeline", "hierarchical", "value_bits")
 
     def __init__(self, method=None, density=None, block_size=None, block_pattern=None, feedback=None, seed=None,
-                 tensor_key=None, dense_switch=None, pipeline=None, hierarchical=None):
+                 tensor_key=None, dense_switch=None, pipeline=None, hierarchical=None, value_bits=None):
         self.method = _name(_enum(method, METHODS, "method"), METHODS)
         self.density = density
         self.block_size = block_size
@@ -104,6 +105,7 @@ class Config:
         self.dense_switch = dense_switch
         self.pipeline = pipeline
         self.hierarchical = hierarchical  # None: on when the comm spans several hosts
+        self.value_bits = value_bits  # qtopk's bits per sent value (2..8)
         self.to_c()  # range errors surface here, where the value was given
 
     def replace(self, **changes):
@@ -135,6 +137,7 @@ class Config:
         s.denseSwitch = field(self.dense_switch, "dense_switch", _checks.flag, _lib.UNDEF_INT)
         s.pipeline = field(self.pipeline, "pipeline", _checks.flag, _lib.UNDEF_INT)
         s.hierarchical = field(self.hierarchical, "hierarchical", _checks.flag, _lib.UNDEF_INT)
+        s.valueBits = field(self.value_bits, "value_bits", integer(c_int), _lib.UNDEF_INT)
         return s
 
     @classmethod
@@ -142,7 +145,7 @@ class Config:
         return cls(method=_name(s.method, METHODS), density=s.density, block_size=s.blockSize,
                    block_pattern=_name(s.blockPattern, PATTERNS), feedback=_name(s.feedback, FEEDBACKS),
                    seed=s.seed, tensor_key=s.tensorKey, dense_switch=bool(s.denseSwitch), pipeline=bool(s.pipeline),
-                   hierarchical=bool(s.hierarchical))
+                   hierarchical=bool(s.hierarchical), value_bits=s.valueBits)
 
     def __repr__(self):
         return "Config(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if getattr(self, f) is not None) + ")"
@@ -476,6 +479,15 @@ class State:
         _check(_L.spcclSparseAllReduce(s.ptr, r.ptr, s.count, s.datatype, _enum(op, OPS, "op"), self.handle,
                                        self.comm.handle, s.stream))
         return recvbuf
+
+    def info(self):
+        """spcclStateGetInfo: what the state does per call, byte counts per rank (wire_bytes:
+        what this rank sends over the network in spcclSparseAllReduce)."""
+        s = _lib.StateInfoStruct()
+        _check(_L.spcclStateGetInfo(self.handle, ctypes.byref(s)))
+        return types.SimpleNamespace(method=_name(s.method, METHODS), count=s.count, selected=s.selected,
+                                     wire_bytes=s.wireBytes, dense_wire_bytes=s.denseWireBytes,
+                                     dense_switched=bool(s.denseSwitched), memory_bytes=s.memoryBytes)
 
     def compressed_count(self):
         n = ctypes.c_size_t()

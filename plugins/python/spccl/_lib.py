@@ -19,7 +19,14 @@ class ConfigStruct(ctypes.Structure):
         ("size", c_size_t), ("magic", c_uint), ("version", c_uint),
         ("method", c_int), ("density", c_double), ("blockSize", c_int), ("blockPattern", c_int),
         ("feedback", c_int), ("seed", c_ull), ("tensorKey", c_ull), ("denseSwitch", c_int),
-        ("pipeline", c_int), ("hierarchical", c_int),
+        ("pipeline", c_int), ("hierarchical", c_int), ("valueBits", c_int),
+    ]
+
+class StateInfoStruct(ctypes.Structure):
+    """spcclStateInfo_t, in its field order."""
+    _fields_ = [
+        ("method", c_int), ("count", c_size_t), ("selected", c_size_t), ("wireBytes", c_size_t),
+        ("denseWireBytes", c_size_t), ("denseSwitched", c_int), ("memoryBytes", c_size_t),
     ]
 
 CONFIG_MAGIC = 0x5BCC1C0F
@@ -50,6 +57,7 @@ _PROTOTYPES = {
     "spcclStateGetConfig": (c_int, [c_void_p, P(ConfigStruct)]),
     "spcclSparseAllReduce": (c_int, [c_void_p, c_void_p, c_size_t, c_int, c_int, c_void_p, c_void_p, c_void_p]),
     "spcclCompressedCount": (c_int, [c_void_p, P(c_size_t)]),
+    "spcclStateGetInfo": (c_int, [c_void_p, P(StateInfoStruct)]),
     "spcclCompress": (c_int, [c_void_p, c_void_p, c_void_p, P(c_size_t), P(c_ull), c_void_p, c_void_p]),
     "spcclDecompress": (c_int, [c_void_p, c_void_p, c_size_t, c_ull, c_double, c_void_p, c_void_p, c_void_p]),
     "spcclBlockSelection": (c_int, [c_void_p, c_ull, P(c_size_t), P(c_size_t)]),

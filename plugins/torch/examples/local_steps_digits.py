@@ -1,15 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Local steps with double momentum (spccl_torch.LocalSGD) on non-i.i.d. shards of digits.
+"""Local steps (spccl_torch.LocalSGD) on non-i.i.d. (or i.i.d.) shards of digits.
 
 P MPI ranks train the MLP of convergence_digits.py; rank k sees only its Dirichlet(alpha)
-share of every class (alpha = 0.1: mostly 2-3 classes per rank). Every run takes the same
-number of local gradient steps with the same seeds; all communication goes through spccl:
+share of every class (alpha = 0.1: mostly 2-3 classes per rank), or with --split iid an
+equal random share. Every run takes the same number of local gradient steps with the same
+seeds; all communication goes through spccl:
 
     sync-sgd        one step per round, server momentum (synchronous momentum SGD, dense)
     fedavg          H local steps, plain SGD, delta averaged
     fedavg-server   + server momentum (applied after the round)
     fedavg-local    + local momentum (reset every round)
+    fedavg-slm      both momenta, the local one carried across rounds (FedAvgSLM)
     domo            both momenta, coordinated by momentum fusion
+    diloco          AdamW inside the round (--inner-lr), Nesterov outer step (--outer-lr,
+                    --server-momentum), dense: not in the default list
     domo-rb         domo, the deltas sent as random blocks (density 1/64) with EF, DEF's
                     look-ahead (each round starts at x - mu * e) and the residual shrunk by
                     --residual-decay every round
@@ -18,15 +22,20 @@ number of local gradient steps with the same seeds; all communication goes throu
     domo-rb-nodecay domo-rb without the decay: not in the default list
 
 Every run follows one cosine learning-rate schedule over the steps (LambdaLR, stepped after
-every local step).
+every local step; on the inner optimizer for diloco).
 
-Accuracy is measured at the global model after each round. Bytes are what one rank sends,
-counted as a ring allreduce of each round's payload. Run with:
+Accuracy is measured at the global model about 100 times per run. Bytes are what one rank
+sends, counted as a ring allreduce of each round's payload; "to target" is the bytes sent
+when the run first reached sync-sgd's final accuracy minus --target-gap points (in the same
+seed), "-" when it never did. Run with:
 
     mpirun -np 4 python3 local_steps_digits.py --out results/
+    mpirun -np 4 python3 local_steps_digits.py --seeds 0,1,2,3,4 --runs sync-sgd,domo --out results/
 
-Prints a table, writes results.json and curves.png (accuracy against bytes sent) into --out."""
+Prints a table (with several seeds: mean and sample standard deviation over them), writes
+results.json and, for one seed, curves.png (accuracy against bytes sent) into --out."""
 import argparse
+import json
 import math
 import os
 import sys
@@ -41,12 +50,16 @@ import spccl_torch
 from convergence_digits import fmt, load_data, make_model, write_json_open_figure
 
 RUNS = {  # name -> LocalSGD variant, local steps (None: --local-steps), spccl method, look-ahead mu (None: --mu),
-    # density (None: --density), residual decay (None: --residual-decay; absent: 1)
+    # density (None: --density), residual decay (None: --residual-decay; absent: 1),
+    # outer step (absent: momentum; nesterov also uses --outer-lr), inner optimizer (absent: built-in)
     "sync-sgd": dict(variant="fedavg_server_momentum", local_steps=1, method="dense", mu=0.0),
     "fedavg": dict(variant="fedavg", local_steps=None, method="dense", mu=0.0),
     "fedavg-server": dict(variant="fedavg_server_momentum", local_steps=None, method="dense", mu=0.0),
     "fedavg-local": dict(variant="fedavg_local_momentum", local_steps=None, method="dense", mu=0.0),
+    "fedavg-slm": dict(variant="fedavg_slm", local_steps=None, method="dense", mu=0.0),
     "domo": dict(variant="domo", local_steps=None, method="dense", mu=0.0),
+    "diloco": dict(variant="fedavg_server_momentum", local_steps=None, method="dense", mu=0.0, outer="nesterov",
+                   inner="adamw"),
     "domo-rb": dict(variant="domo", local_steps=None, method="randomblock", mu=None, decay=None),
     "domo-rb16": dict(variant="domo", local_steps=None, method="randomblock", mu=None, density=1 / 16, decay=None),
     "domo-rb-ef": dict(variant="domo", local_steps=None, method="randomblock", mu=0.0),
@@ -70,9 +83,15 @@ def parse_args(argv=None):
     p.add_argument("--residual-decay", type=float, default=0.93,
                    help="residual decay of domo-rb and domo-rb16 (1: plain EF)")
     p.add_argument("--alpha", type=float, default=0.1, help="Dirichlet concentration of the split")
+    p.add_argument("--split", choices=("dirichlet", "iid"), default="dirichlet")
+    p.add_argument("--inner-lr", type=float, default=2e-3, help="AdamW's learning rate (diloco runs)")
+    p.add_argument("--outer-lr", type=float, default=0.7, help="outer learning rate of the Nesterov runs")
+    p.add_argument("--target-gap", type=float, default=0.0,
+                   help="points below sync-sgd's final accuracy that count as reaching it")
     p.add_argument("--density", type=float, default=1 / 64)
     p.add_argument("--block-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None, help="comma list of seeds, each a full table (overrides --seed)")
     p.add_argument("--out", default=None, help="directory for results.json and curves.png (rank 0)")
     return p.parse_args(argv)
 
@@ -92,6 +111,12 @@ def dirichlet_shards(labels, nranks, alpha, seed):
         if not shard:  # a rank with nothing to train on would have no gradient at all
             shard.append(int(rng.integers(len(labels))))
     return [torch.tensor(sorted(s), dtype=torch.int64) for s in shards]
+
+
+def iid_shards(nlabels, nranks, seed):
+    """Per rank, an equal random share of the training set (the same on every rank)."""
+    perm = torch.randperm(nlabels, generator=torch.Generator().manual_seed(seed))
+    return [perm[rank::nranks].sort().values for rank in range(nranks)]
 
 
 def batches(shard, batch, seed):
@@ -119,15 +144,22 @@ def train(spec, args, comm, data, shard):
     decay = spec.get("decay", 1.0)
     if decay is None:
         decay = args.residual_decay
-    opt = spccl_torch.LocalSGD(model.parameters(), lr=args.lr, local_steps=local_steps, variant=spec["variant"],
-                               momentum=args.momentum, server_momentum=args.server_momentum, fusion=args.fusion,
+    outer = spec.get("outer", "momentum")
+    inner = None
+    if spec.get("inner") == "adamw":
+        inner = torch.optim.AdamW(model.parameters(), lr=args.inner_lr, weight_decay=args.weight_decay)
+    opt = spccl_torch.LocalSGD(model.parameters(), lr=args.lr if inner is None else None, inner=inner,
+                               local_steps=local_steps, variant=spec["variant"], momentum=args.momentum,
+                               server_momentum=args.server_momentum, fusion=args.fusion,
+                               server_lr=args.outer_lr if outer == "nesterov" else 1.0, outer=outer,
                                weight_decay=args.weight_decay, mu=mu, residual_decay=decay, config=config,
                                comm=comm)
-    cosine = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+    cosine = torch.optim.lr_scheduler.LambdaLR(inner or opt,
+                                               lambda step: 0.5 * (1 + math.cos(math.pi * step / args.steps)))
     loss_fn = torch.nn.CrossEntropyLoss()
     draw = batches(shard, args.batch, args.seed * 1000 + comm.rank)
     curve = []
-    eval_every = max(1, (args.steps // 40) // local_steps) * local_steps  # about 40 points per curve
+    eval_every = max(1, (args.steps // 100) // local_steps) * local_steps  # about 100 points per curve
     for step in range(1, args.steps + 1):
         idx = next(draw)
         opt.zero_grad()
@@ -151,24 +183,105 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(1)
     comm = spccl.Comm()
-    data = load_data(args.seed)
-    shards = dirichlet_shards(data[1], comm.size, args.alpha, args.seed)
-    shard = shards[comm.rank]
-    results = dict(settings=vars(args), nranks=comm.size, runs={}, test_samples=len(data[3]),
-                   classes_per_rank=[class_counts(data[1][s]) for s in shards])
-    for name in [r for r in args.runs.split(",") if r]:
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    names = [r for r in args.runs.split(",") if r]
+    for name in names:
         if name not in RUNS:
             raise SystemExit(f"unknown run {name!r}; known: {', '.join(RUNS)}")
+    per_seed = {}
+    for seed in seeds:
+        args.seed = seed
+        per_seed[seed] = run_seed(args, comm, names)
+        if comm.rank == 0:
+            report(per_seed[seed], args, figure=len(seeds) == 1)
+    if len(seeds) == 1:
+        return per_seed[seeds[0]]
+    results = dict(settings=vars(args), nranks=comm.size, seeds=per_seed, summary=summarise(per_seed, names))
+    if comm.rank == 0:
+        report_summary(results, args)
+    return results
+
+
+def run_seed(args, comm, names):
+    data = load_data(args.seed)
+    if args.split == "iid":
+        shards = iid_shards(len(data[1]), comm.size, args.seed)
+    else:
+        shards = dirichlet_shards(data[1], comm.size, args.alpha, args.seed)
+    shard = shards[comm.rank]
+    results = dict(settings=dict(vars(args)), nranks=comm.size, runs={}, test_samples=len(data[3]),
+                   classes_per_rank=[class_counts(data[1][s]) for s in shards])
+    for name in names:
         spec = RUNS[name]
         start = time.time()
         curve, local_steps, mu, decay = train(spec, args, comm, data, shard)
         results["runs"][name] = dict(curve=curve, final=curve[-1], seconds=time.time() - start, variant=spec["variant"],
                                      method=spec["method"], density=run_density(spec, args),
                                      local_steps=local_steps, mu=mu, residual_decay=decay,
+                                     outer=spec.get("outer", "momentum"), inner=spec.get("inner"),
                                      mean_acc=sum(c["test_acc"] for c in curve) / len(curve))
-    if comm.rank == 0:
-        report(results, args)
+    add_bytes_to_target(results, args.target_gap)
     return results
+
+
+def add_bytes_to_target(results, gap):
+    """Each run's bytes when it first reached sync-sgd's final accuracy minus gap (None: never);
+    nothing without a sync-sgd run."""
+    sync = results["runs"].get("sync-sgd")
+    if sync is None:
+        return
+    target = sync["final"]["test_acc"] - gap
+    results["target_acc"] = target
+    for r in results["runs"].values():
+        r["bytes_to_target"] = next((c["bytes"] for c in r["curve"] if c["test_acc"] >= target), None)
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (0 for one value); None when any value is None."""
+    if any(v is None for v in values):
+        return None, None
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def summarise(per_seed, names):
+    """Per run, over the seeds: final accuracy, its gap to sync-sgd, bytes, bytes to target."""
+    out = {}
+    for name in names:
+        runs = [per_seed[s]["runs"][name] for s in per_seed]
+        entry = dict(final_acc=mean_std([r["final"]["test_acc"] for r in runs]),
+                     bytes=mean_std([r["final"]["bytes"] for r in runs]),
+                     bytes_to_target=mean_std([r.get("bytes_to_target") for r in runs]),
+                     reached=sum(r.get("bytes_to_target") is not None for r in runs), seeds=len(runs))
+        if all("sync-sgd" in per_seed[s]["runs"] for s in per_seed):
+            entry["gap_to_sync"] = mean_std([per_seed[s]["runs"]["sync-sgd"]["final"]["test_acc"]
+                                             - per_seed[s]["runs"][name]["final"]["test_acc"] for s in per_seed])
+            entry["fewer_bytes_than_sync"] = (per_seed[next(iter(per_seed))]["runs"]["sync-sgd"]["final"]["bytes"]
+                                              / runs[0]["final"]["bytes"])
+        out[name] = entry
+    return out
+
+
+def pm(pair, scale=1.0, spec=".2f"):
+    mean, std = pair
+    return "-" if mean is None else f"{format(mean * scale, spec)} ± {format(std * scale, spec)}"
+
+
+def report_summary(results, args):
+    seeds = ",".join(str(s) for s in results["seeds"])
+    print(f"\nover seeds {seeds} ({args.split} split): mean ± sample std")
+    print(f"{'run':<15} {'final acc %':>14} {'gap to sync':>14} {'MB sent/rank':>12} {'x fewer':>8} "
+          f"{'MB to target':>16} {'reached':>7}")
+    for name, e in results["summary"].items():
+        fewer = e.get("fewer_bytes_than_sync")
+        print(f"{name:<15} {pm(e['final_acc']):>14} {pm(e.get('gap_to_sync', (None, None))):>14} "
+              f"{e['bytes'][0] / 1e6:>12.3f} {fmt(fewer, '.0f'):>8} {pm(e['bytes_to_target'], 1e-6, '.3f'):>16} "
+              f"{e['reached']}/{e['seeds']:<5}")
+    sys.stdout.flush()
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "summary.json"), "w") as f:
+            json.dump(results, f, indent=1)
 
 
 def class_counts(labels):
@@ -177,20 +290,23 @@ def class_counts(labels):
     return {int(c): int(n) for c, n in enumerate(counts) if n >= 0.1 * len(labels)}
 
 
-def report(results, args):
-    print(f"\nlocal steps on non-i.i.d. digits: {results['nranks']} ranks, Dirichlet alpha {args.alpha}, "
+def report(results, args, figure=True):
+    split = f"Dirichlet alpha {args.alpha}" if args.split == "dirichlet" else "i.i.d. split"
+    print(f"\nlocal steps on digits: {results['nranks']} ranks, {split}, "
           f"{args.steps} steps of batch {args.batch}/rank, H {args.local_steps}, lr {args.lr}, momenta "
           f"{args.momentum}/{args.server_momentum}, fusion {args.fusion}, seed {args.seed}")
     print("main classes per rank:", results["classes_per_rank"])
     print(f"{'run':<15} {'variant':<24} {'method':<12} {'H':>2} {'mu':>3} {'decay':>5} {'rounds':>6} {'test acc %':>10} "
-          f"{'mean acc %':>10} {'MB sent/rank':>12} {'time s':>7}")
+          f"{'mean acc %':>10} {'MB sent/rank':>12} {'MB to target':>12} {'time s':>7}")
     for name, r in results["runs"].items():
         f = r["final"]
+        to_target = r.get("bytes_to_target")
         print(f"{name:<15} {r['variant']:<24} {r['method']:<12} {r['local_steps']:>2} {r['mu']:>3} "
               f"{r['residual_decay']:>5} {f['rounds']:>6} "
-              f"{fmt(f['test_acc']):>10} {fmt(r['mean_acc']):>10} {f['bytes'] / 1e6:>12.3f} {r['seconds']:>7.1f}")
+              f"{fmt(f['test_acc']):>10} {fmt(r['mean_acc']):>10} {f['bytes'] / 1e6:>12.3f} "
+              f"{'-' if to_target is None else format(to_target / 1e6, '.3f'):>12} {r['seconds']:>7.1f}")
     sys.stdout.flush()
-    if not args.out:
+    if not args.out or not figure:
         return
     fig, (ax1, ax2) = write_json_open_figure(args.out, results)
     for name, r in results["runs"].items():

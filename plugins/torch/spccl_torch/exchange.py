@@ -20,7 +20,7 @@ import spccl
 from .profile import timed
 
 ALL_REDUCE_METHODS = ("randomblock",)
-ALL_GATHER_METHODS = ("topk", "gaussiank")
+ALL_GATHER_METHODS = ("topk", "gaussiank", "qtopk")  # qtopk: its dequantized slots, not its packed wire
 PAD_INDEX = -1  # SPCCL_PAD_INDEX (0xFFFFFFFF) as an int32
 
 
