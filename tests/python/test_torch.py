@@ -171,7 +171,7 @@ def test_def_rejects_bad_use(comm):
 def test_onebit_checkpoint_resumes_bit_for_bit(world, comm, dtype):
     # The checkpoint holds the state's whole feedback memory (1-bit's server residual after
     # the worker residual), so a state restored from it continues exactly as the saved one.
-    from spccl_torch import checkpoint
+    from spccl import checkpoint
 
     n, cfg = 3000, spccl.Config(method="onebit", feedback="ef")
     straight, resumed = spccl.State(comm, cfg, n, dtype), spccl.State(comm, cfg, n, dtype)

@@ -216,7 +216,7 @@ def test_a_saved_residual_is_never_restored_into_other_parameters():
     buffer = torch.zeros(16)
     st = state.state_for(0, buffer, [(0, 0), (0, 1)])
     st.restore(3, torch.arange(16.0))
-    saved = dict(spccl_torch.checkpoint.snapshot(st), params=[(0, 1), (0, 0)])
+    saved = dict(spccl.checkpoint.snapshot(st), params=[(0, 1), (0, 0)])
     state.load_state_dict(dict(state.state_dict(), buckets={0: saved}))
     with pytest.raises(ValueError, match="bucket 0 now holds other parameters than its residual was made for"):
         state.state_for(0, buffer, [(0, 0), (0, 1)])

@@ -16,7 +16,7 @@ tensor name, on the gradient's device, made on a compress-only spccl comm of Hor
 rank (no MPI communicator of spccl's own); its step advances once per compress, so ranks agree
 as long as each compresses each name once per step, which Horovod's allreduce by name requires
 anyway. state_dict() / load_state_dict() save and restore this rank's residuals and steps
-(spccl_torch.checkpoint: tagged with world size, rank and config). Only random block fits: Top-k picks different coordinates on each rank, which needs an
+(spccl.checkpoint: tagged with world size, rank and config). Only random block fits: Top-k picks different coordinates on each rank, which needs an
 allgather that the Compressor interface does not have.
 
 Horovod does not pass the tensor's name to compress(); constructing this compressor wraps
@@ -27,7 +27,7 @@ import functools
 import zlib
 
 import spccl
-from spccl_torch import checkpoint
+from spccl import checkpoint
 
 __all__ = ["RandomBlockCompressor"]
 
@@ -38,10 +38,19 @@ class RandomBlockCompressor:
                                    block_pattern=block_pattern, feedback=feedback, seed=seed)
         self._comm = comm
         self._local_comms = {}  # device -> compress-only spccl comm (Horovod moves the payload)
-        self.states = {}  # tensor name -> spccl.State
-        self.pending = {}  # tensor name -> saved state, restored when the name is next compressed
+        self.table = checkpoint.StateTable("RandomBlockCompressor tensor")  # tensor name -> spccl.State
         self._name = None
         _record_names_in_horovod()
+
+    @property
+    def states(self):
+        """tensor name -> spccl.State."""
+        return self.table.states
+
+    @property
+    def pending(self):
+        """tensor name -> a loaded checkpoint's entry, restored when the name is next compressed."""
+        return self.table.pending
 
     def comm_for(self, device):
         """The spccl comm of states for tensors on `device`: the one given, else a compress-only
@@ -61,17 +70,12 @@ class RandomBlockCompressor:
 
     def state(self, name, tensor):
         """The state of `name`, (re)created when its size, dtype or device changed."""
-        st = self.states.get(name)
-        if st is None or st.count != tensor.numel() or st.dtype != tensor.dtype or st.device != tensor.device:
-            if st is not None:
-                st.close()
-            key = zlib.crc32(name.encode())  # the same on every rank (Python's hash() is not)
-            st = spccl.State.like(self.comm_for(tensor.device), self.config.replace(tensor_key=key), tensor)
-            self.states[name] = st
-        saved = self.pending.pop(name, None)
-        if saved is not None:
-            checkpoint.restore(st, saved, f"RandomBlockCompressor tensor {name!r}")
-        return st
+        key = zlib.crc32(name.encode())  # the same on every rank (Python's hash() is not)
+
+        def make():
+            return spccl.State.like(self.comm_for(tensor.device), self.config.replace(tensor_key=key), tensor)
+
+        return self.table.get(name, tensor.numel(), tensor.dtype, tensor.device, make)[0]
 
     # --- checkpoints -------------------------------------------------------------------
     def _tag(self):
@@ -82,9 +86,7 @@ class RandomBlockCompressor:
     def state_dict(self):
         """This rank's residual and step per tensor name, tagged with Horovod's world size and
         rank and the config. Save one per rank, beside the model's and optimizer's."""
-        tensors = checkpoint.to_cpu_dict(self.states)
-        tensors.update({n: saved for n, saved in self.pending.items() if n not in tensors})
-        return dict(tag=self._tag(), tensors=tensors)
+        return dict(tag=self._tag(), tensors=self.table.entries())
 
     def load_state_dict(self, state_dict, reset=False):
         """Restores what state_dict() saved on this rank; each tensor's residual and step come
@@ -95,10 +97,7 @@ class RandomBlockCompressor:
         if not reset:
             checkpoint.check_tag(tag, self._tag(), what)
             checkpoint.check_snapshots(tensors, what)
-        for st in self.states.values():
-            st.close()
-        self.states = {}
-        self.pending = {} if reset else dict(tensors)
+        self.table.load(tensors, reset)
 
     def __getstate__(self):
         # As PowerSGDState: no comm (nor Horovod) in the pickle, the residuals as CPU tensors.
@@ -106,8 +105,9 @@ class RandomBlockCompressor:
 
     def __setstate__(self, pickled):
         self.config, self._comm = pickled["config"], None
-        self._local_comms, self.states, self._name = {}, {}, None
-        self.pending = dict(pickled["saved"]["tensors"])
+        self._local_comms, self._name = {}, None
+        self.table = checkpoint.StateTable("RandomBlockCompressor tensor")
+        self.table.load(pickled["saved"]["tensors"])
         _record_names_in_horovod()
 
     def compress(self, tensor):

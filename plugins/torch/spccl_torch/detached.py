@@ -41,7 +41,8 @@ import torch
 import spccl
 from spccl import _checks as checks
 
-from . import checkpoint
+from spccl import checkpoint
+
 from .exchange import LocalComms, average, check_method, world
 from .hook import SpcclHookState
 from .profile import timed
@@ -69,28 +70,26 @@ class DEF(torch.optim.Optimizer):
         if comm is None:
             check_method(self.config.method, "DEF")
         self._local_comms = LocalComms()
-        self._flat = {}        # group index -> {"state": spccl.State, "x": flat x, "m": flat momentum}
-        self._pending = {}     # group index -> saved spccl state and momentum, restored on first use
+        self._table = checkpoint.StateTable("DEF parameter group", snapshot_key="spccl")  # group index -> state
+        self._buffers = {}     # group index -> {"x": flat x, "m": flat momentum}, made with its state
         self._at_lookahead = False
 
     def _group(self, index, group):
         params = group["params"]
-        numel = sum(p.numel() for p in params)
-        g = self._flat.get(index)
-        if g is None or g["x"].numel() != numel:
-            ref = params[0]
-            if g is not None:
-                g["state"].close()
+        ref, numel = params[0], sum(p.numel() for p in params)
+
+        def make():
             comm = self.comm if self.comm is not None else self._local_comms.get(self.process_group, ref.device)
-            state = spccl.State(comm, self.config.replace(tensor_key=index), numel, ref.dtype, ref.device)
-            g = dict(state=state, x=torch.empty(numel, dtype=ref.dtype, device=ref.device),
-                     m=torch.zeros(numel, dtype=ref.dtype, device=ref.device))
-            self._flat[index] = g
-        saved = self._pending.pop(index, None)
+            return spccl.State(comm, self.config.replace(tensor_key=index), numel, ref.dtype, ref.device)
+
+        state, fresh, saved = self._table.get(index, numel, ref.dtype, ref.device, make)
+        if fresh:
+            self._buffers[index] = dict(x=torch.empty(numel, dtype=ref.dtype, device=ref.device),
+                                        m=torch.zeros(numel, dtype=ref.dtype, device=ref.device))
+        buffers = self._buffers[index]
         if saved is not None:
-            checkpoint.restore(g["state"], saved["spccl"], f"DEF parameter group {index}")
-            g["m"].copy_(saved["m"])
-        return g
+            buffers["m"].copy_(saved["m"])
+        return dict(buffers, state=state)
 
     @staticmethod
     def _scatter(flat, params):
@@ -155,9 +154,7 @@ class DEF(torch.optim.Optimizer):
     def state_dict(self):
         """torch.optim's state_dict plus, under "spccl", this rank's residual, step and
         momentum per parameter group, tagged as SpcclHookState's are. Save one per rank."""
-        groups = {i: dict(spccl=checkpoint.snapshot(g["state"]), m=g["m"].detach().to("cpu", copy=True))
-                  for i, g in self._flat.items()}
-        groups.update({i: saved for i, saved in self._pending.items() if i not in groups})
+        groups = self._table.entries(extra=lambda i: dict(m=self._buffers[i]["m"].detach().to("cpu", copy=True)))
         out = super().state_dict()
         out["spccl"] = dict(tag=self._tag(), groups=groups)
         return out
@@ -174,13 +171,11 @@ class DEF(torch.optim.Optimizer):
             checkpoint.check_tag(tag, self._tag(), what)
         checkpoint.check_snapshots(groups, what, snapshot_key="spccl", keys=("m",))
         super().load_state_dict(state_dict)
-        for g in self._flat.values():
-            g["state"].close()
-        self._flat = {}
-        self._pending = dict(groups)
-        if reset:
-            for entry in self._pending.values():
-                entry["spccl"] = dict(entry["spccl"], step=0, residual=None)
+        self._table.close()
+        self._buffers = {}
+        if reset:  # the momenta are kept
+            groups = {i: dict(entry, spccl=dict(entry["spccl"], step=0, residual=None)) for i, entry in groups.items()}
+        self._table.load(groups)
 
     def __getstate__(self):
         # As PowerSGDState: neither the process group nor spccl's comms go into the pickle.
@@ -193,8 +188,10 @@ class DEF(torch.optim.Optimizer):
         if saved is not None:
             self.comm, self.process_group = None, None
             self._local_comms = LocalComms()
-            self._flat, self._at_lookahead = {}, False
-            self._pending = dict(saved["groups"])
+            self._at_lookahead = False
+            self._table = checkpoint.StateTable("DEF parameter group", snapshot_key="spccl")
+            self._table.load(saved["groups"])
+            self._buffers = {}
 
 
 class DEFSGD(torch.optim.Optimizer):

@@ -31,8 +31,8 @@ except ImportError:
 
 import spccl
 from spccl import _checks as checks
+from spccl import checkpoint
 
-from . import checkpoint
 from .exchange import LocalComms, check_method, compressed_average, dense_average
 from .profile import timed
 
@@ -53,10 +53,9 @@ class SpcclHookState:
         "config",             # spccl.Config for every bucket; tensor_key is set per bucket
         "start_sparse_iter",  # dense before this iteration
         # Internal state.
-        "states",             # bucket.index() -> spccl.State, on the bucket's device
+        "table",              # bucket.index() -> spccl.State on the bucket's device, and loaded entries
         "iter",               # optimizer iterations seen (advanced on the last bucket)
         "local_comms",        # compress-only spccl comms, one per device (process-group path)
-        "pending",            # bucket.index() -> saved state, restored when the bucket is next seen
         "param_keys",         # parameter data_ptr -> its key: (bucket, position) in DDP's first
                               # iteration here, or its index in DEFSGD's parameters
         "layouts",            # bucket.index() -> its parameters' keys, as last seen
@@ -87,10 +86,9 @@ class SpcclHookState:
         self.comm = comm
         self.config = config if config is not None else spccl.Config()
         self.start_sparse_iter = start_sparse_iter
-        self.states = {}
+        self.table = checkpoint.StateTable("SpcclHookState bucket")
         self.iter = 0
         self.local_comms = LocalComms()
-        self.pending = {}
         self.param_keys, self.layouts, self.first_pass, self.state_params = {}, {}, True, {}
         self.residual_layouts, self.saved_first_pass = {}, None
         self.detached, self.momenta, self.shifted, self.shift_mu, self.trap_check = None, {}, {}, 0.0, None
@@ -99,6 +97,16 @@ class SpcclHookState:
         elif dist.is_available() and dist.is_initialized() and self.world_size() != comm.size:
             raise ValueError(f"SpcclHookState: the process group has {self.world_size()} ranks but the spccl "
                              f"comm has {comm.size}; they must be the same processes")
+
+    @property
+    def states(self):
+        """bucket.index() -> spccl.State."""
+        return self.table.states
+
+    @property
+    def pending(self):
+        """bucket.index() -> a loaded checkpoint's entry, restored when the bucket is next seen."""
+        return self.table.pending
 
     def world_size(self):
         return dist.get_world_size(self.process_group)
@@ -141,26 +149,23 @@ class SpcclHookState:
             raise ValueError(f"SpcclHookState: bucket {index} now holds other parameters than its residual was "
                              "made for; DDP's buckets differ from the checkpoint's (bucket_cap_mb or the model "
                              "changed). Resume with the saved settings, or load with reset=True")
-        st = self.states.get(index)
-        if st is None or st.count != buffer.numel() or st.dtype != buffer.dtype or st.device != buffer.device:
-            if st is not None:
-                self.unshift_all()  # the shifted parameters' residual slices go with the old state
-                st.close()
-            comm = self.comm if self.comm is not None else self.local_comms.get(self.process_group, buffer.device)
-            key = ((self.config.tensor_key or 0) << 32) + index
-            st = spccl.State.like(comm, self.config.replace(tensor_key=key), buffer)
-            self.states[index] = st
+        st, fresh, saved = self.table.get(index, buffer.numel(), buffer.dtype, buffer.device,
+                                          lambda: self._new_state(index, buffer))
+        if fresh:  # (parameters still moved by a replaced state's residual hold views that keep it)
             self.residual_layouts[index] = layout
             self.momenta.pop(index, None)
         if self.detached is not None and index not in self.momenta:
             self.momenta[index] = [torch.zeros_like(buffer), None]
         if saved is not None:
-            checkpoint.restore(st, saved, f"SpcclHookState bucket {index}")
             self.residual_layouts[index] = saved.get("params")
             if self.detached is not None:
                 _restore_momentum(self.momenta[index], saved, index)
-            del self.pending[index]  # only once restored: a refused entry stays refused
         return st
+
+    def _new_state(self, index, buffer):
+        comm = self.comm if self.comm is not None else self.local_comms.get(self.process_group, buffer.device)
+        key = ((self.config.tensor_key or 0) << 32) + index
+        return spccl.State.like(comm, self.config.replace(tensor_key=key), buffer)
 
     # --- detached error feedback -------------------------------------------------------
     def attach(self, optimizer):
@@ -254,14 +259,16 @@ class SpcclHookState:
                               detached=self.detached is not None)
 
     def _saved_buckets(self):
-        buckets = checkpoint.to_cpu_dict(self.states)
-        for index, saved in buckets.items():
-            saved["params"] = self.residual_layouts.get(index)
-            if index in self.momenta:
-                m, lr = self.momenta[index]
-                saved["momentum"], saved["momentum_lr"] = m.detach().to("cpu", copy=True), lr
-        buckets.update({i: saved for i, saved in self.pending.items() if i not in buckets})
-        return buckets
+        return self.table.entries(extra=self._bucket_extra)
+
+    def _bucket_extra(self, index):
+        """Beside a bucket's snapshot: the keys of the parameters its residual belongs to, and
+        DEFSGD's momentum."""
+        extra = dict(params=self.residual_layouts.get(index))
+        if index in self.momenta:
+            m, lr = self.momenta[index]
+            extra.update(momentum=m.detach().to("cpu", copy=True), momentum_lr=lr)
+        return extra
 
     def state_dict(self):
         """This rank's residuals and steps (and DEFSGD's momenta), one entry per bucket with
@@ -282,14 +289,12 @@ class SpcclHookState:
             checkpoint.check_snapshots(buckets, what, keys=("params",) + momenta)
         self.unshift_all()
         self.iter = checks.integer(iteration, f"{what}: iter", checks.U64)
-        for st in self.states.values():
-            st.reset()
         self.momenta = {}
         self.residual_layouts, self.state_params = {}, {}  # the residuals are zero: they belong to none
-        self._load_pending({} if reset else buckets)
+        self.table.load(buckets, reset)
+        self._note_first_pass(self.pending)
 
-    def _load_pending(self, buckets):
-        self.pending = dict(buckets)
+    def _note_first_pass(self, buckets):
         # DDP's first buckets name the parameters (keys (bucket, position)) unless DEFSGD does.
         keys = [key for saved in buckets.values() for key in saved.get("params") or () if isinstance(key, tuple)]
         self.saved_first_pass = collections.Counter(bucket for bucket, _ in keys) if keys else None
@@ -303,7 +308,8 @@ class SpcclHookState:
         saved = pickled.pop("saved")
         SpcclHookState.__init__(self, **pickled)
         self.iter = saved["iter"]
-        self._load_pending(saved["buckets"])
+        self.table.load(saved["buckets"])
+        self._note_first_pass(self.pending)
 
 
 def _restore_momentum(slot, saved, index):
