@@ -123,3 +123,16 @@ def test_def_on_process_group_matches_hook_free_reference():
         torch.testing.assert_close(model.weight.detach().reshape(-1), x_before - c / size)
         x_before, e_before = model.weight.detach().clone().reshape(-1), e_after
     assert torch.count_nonzero(e_before) > 0
+
+
+def test_state_dict_right_after_loading_keeps_the_loaded_entries():
+    # Loaded entries wait for their bucket; a checkpoint taken before then must hold them, not
+    # the states' reset residuals (zero) and steps (0).
+    state = train_and_check("randomblock")
+    saved = state.state_dict()
+    state.load_state_dict(saved)
+    again = state.state_dict()["buckets"]
+    assert set(again) == set(saved["buckets"])
+    for index, entry in saved["buckets"].items():
+        assert again[index]["step"] == entry["step"] > 0
+        assert torch.equal(again[index]["residual"], entry["residual"])

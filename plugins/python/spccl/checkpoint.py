@@ -125,10 +125,17 @@ class StateTable:
 
     def load(self, entries, reset=False):
         """A checkpoint's entries, restored as each key is next used; every state starts afresh
-        (residual zero, step 0) until then. reset=True: no entries (compression starts afresh)."""
+        (residual zero, step 0) until then. reset=True: compression starts afresh (no
+        snapshots), while the adapter's own buffers beside them (under snapshot_key) are kept."""
         for st in self.states.values():
             st.reset()
-        self.pending = {} if reset else dict(entries)
+        if not reset:
+            self.pending = dict(entries)
+        elif self.snapshot_key is None:
+            self.pending = {}
+        else:
+            fresh = lambda entry: dict(entry[self.snapshot_key], step=0, residual=None)  # noqa: E731
+            self.pending = {key: {**entry, self.snapshot_key: fresh(entry)} for key, entry in entries.items()}
 
     def close(self):
         for st in self.states.values():

@@ -173,9 +173,7 @@ class DEF(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._table.close()
         self._buffers = {}
-        if reset:  # the momenta are kept
-            groups = {i: dict(entry, spccl=dict(entry["spccl"], step=0, residual=None)) for i, entry in groups.items()}
-        self._table.load(groups)
+        self._table.load(groups, reset)  # reset: the momenta are kept
 
     def __getstate__(self):
         # As PowerSGDState: neither the process group nor spccl's comms go into the pickle.
