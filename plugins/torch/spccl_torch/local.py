@@ -60,7 +60,8 @@ import torch
 import spccl
 from spccl import _checks as checks
 
-from . import checkpoint
+from spccl import checkpoint
+
 from .exchange import LocalComms, average, check_method, world
 
 Variant = collections.namedtuple("Variant", "local server fused carried")
@@ -131,22 +132,23 @@ class LocalSGD(torch.optim.Optimizer):
         self.local_step = 0      # local steps taken in the current round
         self.rounds = 0          # rounds completed (synchronisations)
         self.bytes_sent = 0      # bytes this rank sent, counted as a ring allreduce of the payload
-        self._flat = {}          # group index -> _Group
-        self._pending = {}       # group index -> saved buffers, restored when the group is next made
+        self._table = checkpoint.StateTable("LocalSGD parameter group", snapshot_key="spccl")  # index -> state
+        self._flat = {}          # group index -> _Group, made with its state
 
     def _group(self, index):
         params = self.param_groups[index]["params"]
-        g = self._flat.get(index)
-        if g is None or g.numel != sum(p.numel() for p in params):
-            if g is not None:
-                g.state.close()
-            ref = params[0]
+        ref, numel = params[0], sum(p.numel() for p in params)
+
+        def make():
             comm = self.comm if self.comm is not None else self._local_comms.get(self.process_group, ref.device)
-            g = _Group(comm, self.config.replace(tensor_key=index), params)
-            saved = self._pending.pop(index, None)
-            if saved is not None:
-                g.restore(saved, f"LocalSGD parameter group {index}")
-            self._flat[index] = g
+            return spccl.State(comm, self.config.replace(tensor_key=index), numel, ref.dtype, ref.device)
+
+        state, fresh, saved = self._table.get(index, numel, ref.dtype, ref.device, make)
+        if fresh:
+            self._flat[index] = _Group(state, params)
+        g = self._flat[index]
+        if saved is not None:
+            g.restore(saved)
         return g
 
     def spccl_state(self, group=0):
@@ -209,8 +211,7 @@ class LocalSGD(torch.optim.Optimizer):
         round start, both momenta, spccl residual and step), the inner optimizer's state_dict
         and the round position, tagged with world size, rank, method and config. Save one per
         rank, with the model's parameters."""
-        groups = {i: g.snapshot() for i, g in self._flat.items()}
-        groups.update({i: saved for i, saved in self._pending.items() if i not in groups})
+        groups = self._table.entries(extra=lambda i: self._flat[i].snapshot())
         out = super().state_dict()
         out["spccl"] = dict(tag=self._tag(), groups=groups, local_step=self.local_step, rounds=self.rounds,
                             bytes_sent=self.bytes_sent,
@@ -233,24 +234,19 @@ class LocalSGD(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         if self.inner is not None and saved.get("inner") is not None:
             self.inner.load_state_dict(saved["inner"])
-        for g in self._flat.values():
-            g.state.close()
+        self._table.close()
         self._flat = {}
-        self._pending = dict(groups)
+        self._table.load(groups, reset)  # reset: the other buffers are kept
         self.local_step, self.rounds, self.bytes_sent = local_step, rounds, bytes_sent
-        if reset:
-            for entry in self._pending.values():
-                entry["spccl"] = dict(entry["spccl"], step=0, residual=None)
 
 
 class _Group:
     """One parameter group, flat: the global x, the round's start y0, the local momentum m,
     the server momentum u, and the spccl state whose residual e belongs to the delta stream."""
 
-    def __init__(self, comm, config, params):
-        ref = params[0]
+    def __init__(self, state, params):
         self.params, self.numel = params, sum(p.numel() for p in params)
-        self.state = spccl.State(comm, config, self.numel, ref.dtype, ref.device)
+        self.state = state
         self.x = torch.cat([p.detach().reshape(-1) for p in params])
         self.y0, self.m, self.u = torch.zeros_like(self.x), torch.zeros_like(self.x), torch.zeros_like(self.x)
         self.lr_sum = 0.0  # sum of the round's local learning rates
@@ -317,11 +313,10 @@ class _Group:
 
     def snapshot(self):
         cpu = lambda t: t.detach().to("cpu", copy=True)  # noqa: E731
-        return dict(spccl=checkpoint.snapshot(self.state), x=cpu(self.x), y0=cpu(self.y0), m=cpu(self.m),
-                    u=cpu(self.u), lr_sum=self.lr_sum)
+        return dict(x=cpu(self.x), y0=cpu(self.y0), m=cpu(self.m), u=cpu(self.u), lr_sum=self.lr_sum)
 
-    def restore(self, saved, what):
-        checkpoint.restore(self.state, saved["spccl"], what)
+    def restore(self, saved):
+        """The buffers of a loaded entry (its spccl snapshot is restored by the table)."""
         for name in ("x", "y0", "m", "u"):
             getattr(self, name).copy_(saved[name])
         self.lr_sum = saved["lr_sum"]
