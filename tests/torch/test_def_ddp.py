@@ -40,14 +40,20 @@ def test_def_mu_zero_is_ef_with_momentum_in_the_buckets():
     assert not state.shifted
 
 
-def test_lr_change_rescales_the_kept_momentum():
-    # lr*m is kept; after lr halves, it must equal what lr_new * (beta*m + g) gives.
+def one_bucket_def(**settings):
+    """A one-parameter model (one bucket) under DDP with the hook and DEFSGD, as the README
+    registers them: (sizes, net, ddp, hook state, optimizer)."""
     sizes = sizes_for(torch.float32, 1)
     net = ParamNet(sizes, torch.float32)
     ddp = make_ddp(net)
     state = spccl_torch.SpcclHookState(spccl.Config(method="randomblock", density=0.1, block_size=64))
     ddp.register_comm_hook(state, spccl_torch.ddp_comm_hook)
-    opt = spccl_torch.DEFSGD(ddp, state, lr=0.1, momentum=0.5, mu=0.0)
+    return sizes, net, ddp, state, spccl_torch.DEFSGD(ddp, state, **settings)
+
+
+def test_lr_change_rescales_the_kept_momentum():
+    # lr*m is kept; after lr halves, it must equal what lr_new * (beta*m + g) gives.
+    sizes, net, ddp, state, opt = one_bucket_def(lr=0.1, momentum=0.5, mu=0.0)
     kept = None
     for step in range(START + 2):
         if step == START + 1:
@@ -64,12 +70,7 @@ def test_lr_change_rescales_the_kept_momentum():
 
 
 def test_evaluation_sees_x_and_training_forward_sees_the_lookahead():
-    sizes = sizes_for(torch.float32, 1)
-    net = ParamNet(sizes, torch.float32)
-    ddp = make_ddp(net)
-    state = spccl_torch.SpcclHookState(spccl.Config(method="randomblock", density=0.1, block_size=64))
-    ddp.register_comm_hook(state, spccl_torch.ddp_comm_hook)
-    opt = spccl_torch.DEFSGD(ddp, state, lr=0.1, mu=0.5)
+    sizes, net, ddp, state, opt = one_bucket_def(lr=0.1, mu=0.5)
     for step in range(START + 2):
         opt.zero_grad()
         ddp(inputs(dist.get_rank(), step, sizes, torch.float32)).backward()

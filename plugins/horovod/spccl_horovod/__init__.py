@@ -32,7 +32,7 @@ from spccl import checkpoint
 __all__ = ["RandomBlockCompressor"]
 
 
-class RandomBlockCompressor:
+class RandomBlockCompressor(checkpoint.TableOwner):
     def __init__(self, density=1 / 64, block_size=256, block_pattern=None, seed=None, feedback="ef", comm=None):
         self.config = spccl.Config(method="randomblock", density=density, block_size=block_size,
                                    block_pattern=block_pattern, feedback=feedback, seed=seed)
@@ -41,16 +41,6 @@ class RandomBlockCompressor:
         self.table = checkpoint.StateTable("RandomBlockCompressor tensor")  # tensor name -> spccl.State
         self._name = None
         _record_names_in_horovod()
-
-    @property
-    def states(self):
-        """tensor name -> spccl.State."""
-        return self.table.states
-
-    @property
-    def pending(self):
-        """tensor name -> a loaded checkpoint's entry, restored when the name is next compressed."""
-        return self.table.pending
 
     def comm_for(self, device):
         """The spccl comm of states for tensors on `device`: the one given, else a compress-only

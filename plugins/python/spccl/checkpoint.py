@@ -83,6 +83,21 @@ def restore(state, saved, what):
     state.restore(step, residual)
 
 
+class TableOwner:
+    """An adapter whose states live in a StateTable (self.table): its states and the loaded
+    entries waiting for their tensors, by key."""
+
+    __slots__ = ()
+
+    @property
+    def states(self):
+        return self.table.states
+
+    @property
+    def pending(self):
+        return self.table.pending
+
+
 class StateTable:
     """key -> spccl.State for one adapter's tensors: made on first use, remade (the old one
     closed) when the tensor's size, dtype or device changes, and restored from a loaded

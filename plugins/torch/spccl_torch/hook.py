@@ -41,7 +41,7 @@ from .profile import timed
 TRAP_DENSITY = 0.25
 
 
-class SpcclHookState:
+class SpcclHookState(checkpoint.TableOwner):
     """Settings, switches and per-bucket state of ddp_comm_hook. Pickles (and state_dict()s)
     without its process group, comms or optimizer, as PowerSGDState does; each rank keeps its
     own residuals (and, under DEFSGD, momenta)."""
@@ -97,16 +97,6 @@ class SpcclHookState:
         elif dist.is_available() and dist.is_initialized() and self.world_size() != comm.size:
             raise ValueError(f"SpcclHookState: the process group has {self.world_size()} ranks but the spccl "
                              f"comm has {comm.size}; they must be the same processes")
-
-    @property
-    def states(self):
-        """bucket.index() -> spccl.State."""
-        return self.table.states
-
-    @property
-    def pending(self):
-        """bucket.index() -> a loaded checkpoint's entry, restored when the bucket is next seen."""
-        return self.table.pending
 
     def world_size(self):
         return dist.get_world_size(self.process_group)
