@@ -190,6 +190,11 @@ spcclResult_t feedbackSum(spcclDataType_t datatype, const void* g, const void* e
   });
 }
 
+// A full pass over acc, kept on purpose: acc lives in the workspace, not in the residual,
+// because the residual may change only after the collective's last failable step (the
+// staged MPI path checks the gathered pairs on the host after the selection), and a pointer
+// swap instead of the copy would be baked into a captured graph. The compaction, which reads
+// acc anyway, cannot write e for the same reason.
 spcclResult_t residualCommit(spcclDataType_t datatype, void* e, const void* acc, size_t n, const uint32_t* indices,
                              size_t npairs, spcclStream_t stream) {
   return withType(datatype, [&](auto tag) {
