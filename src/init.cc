@@ -76,6 +76,12 @@ spcclResult_t spcclCommUserRank(const spcclComm_t comm, int* rank) {
 
 spcclResult_t spcclCommAbort(spcclComm_t comm) {
   SPCCLCHECK(commCheck(comm, "spcclCommAbort"));
+  // A call in flight on another thread still uses the transport; freeing it under that call
+  // would be a use-after-free, and a host transport cannot interrupt MPI anyway.
+  SPCCL_REQUIRE(!comm->busy.load(), spcclInvalidUsage,
+                "spcclCommAbort : a call on comm %p is in flight on another thread; abort it after the call returns "
+                "(SPCCL_TIMEOUT_MS bounds how long that takes)",
+                (void*)comm);
   INFO(kSubsysInit, "spcclCommAbort : rank %d, %d states still open", comm->rank, comm->liveStates.load());
   if (comm->transport) comm->transport->abort();  // NCCL: ncclCommAbort, so nothing hangs
   comm->transport.reset();

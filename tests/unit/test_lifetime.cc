@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// Lifetimes the library refuses to get wrong (README, Reliability): a state destroyed while
-// a call on it is in flight, a second call on a busy state, and a handle used after its
+// Lifetimes the library refuses to get wrong (README, Reliability): a state destroyed, or its
+// comm aborted, while a call on it is in flight, a second call on a busy state, and a handle used after its
 // state was destroyed, even once new states exist.
 
 #include <gtest/gtest.h>
@@ -55,11 +55,14 @@ TEST(Lifetime, StateBusyWithACallIsNeitherDestroyedNorReused) {
   unsigned long long step = 0;
   EXPECT_EQ(spcclCompress(g.data(), values.data(), idx.data(), &n, &step, st, nullptr), spcclInvalidUsage);
   EXPECT_TRUE(lastErrorMentions("state")) << spcclGetLastError(nullptr);
+  // Nor is the comm aborted under the call (it would free the transport the call uses).
+  EXPECT_EQ(spcclCommAbort(comm), spcclInvalidUsage);
+  EXPECT_TRUE(lastErrorMentions("is in flight on another thread")) << spcclGetLastError(nullptr);
   gate->open = true;
   caller.join();
   EXPECT_EQ(inFlight, spcclSuccess);
   EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);  // once the call returned
-  spcclCommAbort(comm);
+  EXPECT_EQ(spcclCommAbort(comm), spcclSuccess);
 }
 
 // A destroyed state's handle never acts on a later state: its address is not reused, and
