@@ -124,6 +124,9 @@ __device__ __forceinline__ void forEachFeedback(const T* __restrict__ g, const T
 // cannot be moved past the next load. In place stays safe: a thread reads all its elements
 // before it writes any, and no two threads share an element. With Items = 4 and 8 CTAs of
 // 256 threads per SM: 32 KB in flight per SM for 4-byte loads, >= 0.8 of memcpy expected.
+// fp16/bf16 move 2 bytes per access here (a warp's request is 64 contiguous bytes): half the
+// bytes in flight, so these passes may stay nearer 0.5 of memcpy for half types; the
+// streaming passes above use 16-byte vectors for every type.
 constexpr int kStreamItems = streamPolicy().itemsPerThread;  // as launch.h's gridFor assumes
 
 template <int Items, typename Value, typename Store>

@@ -15,6 +15,7 @@
 #include "device.h"
 #include "device_test.h"
 #include "common/topk_reference.h"
+#include "cpu/topk_kernels.h"
 #include "topk_core.h"
 
 namespace spccl_test {
@@ -151,7 +152,7 @@ TYPED_TEST(DeviceTyped, GaussianKSearchesBothWays) {
 
 // NaN, ±Inf, -0 and subnormals in g and e: the exact top-k takes the same positions as the
 // CPU (fewer NaN than k, so NaN payloads, which differ, cannot decide a slot) and the same
-// values, NaN payloads aside.
+// values, NaN payloads aside; so does Gaussian-k, against the CPU kernel.
 TYPED_TEST(DeviceTyped, TopKWithSpecialValues) {
   SPCCL_REQUIRE_DEVICE();
   using T = TypeParam;
@@ -173,6 +174,17 @@ TYPED_TEST(DeviceTyped, TopKWithSpecialValues) {
   std::vector<T> wantValues(k);
   for (size_t j = 0; j < k; ++j) wantValues[j] = acc[want[j]];
   EXPECT_TRUE(sameValues(dvalues.download(), wantValues));
+  // Gaussian-k on the same values, against the CPU kernel itself: the moments leave the
+  // non-finite values out, NaN counts above every threshold (topk_core.h, aboveThreshold).
+  std::vector<T> gaussAcc(n), gaussValues(k);
+  std::vector<uint32_t> gaussWant(k);
+  cpu::gaussianK(g.data(), e.data(), gaussAcc.data(), n, k, 0.02, gaussWant.data(), gaussValues.data());
+  ASSERT_EQ(device::gaussiankSelect(dt, dg.get(), de.get(), dacc.get(), n, k, 0.02, didx.get(), dvalues.get(),
+                                    scratch.get(), nullptr),
+            spcclSuccess);
+  EXPECT_TRUE(sameValues(dacc.download(), gaussAcc));
+  ASSERT_EQ(didx.download(), gaussWant) << "Gaussian-k";
+  EXPECT_TRUE(sameValues(dvalues.download(), gaussValues));
 }
 
 // Residual commit then scatter-add of the same pairs: c + e_new == acc on every coordinate.
