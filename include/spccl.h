@@ -222,24 +222,63 @@ spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes);
 /* The resolved configuration (no undefined fields left). */
 spcclResult_t spcclStateGetConfig(spcclState_t state, spcclConfig_t* config);
 
-/* What the state does per spcclSparseAllReduce, as its method sized it at creation. */
-typedef struct {
-  int method;                /* spcclMethod_t */
-  size_t count;              /* elements of the tensor */
-  size_t selected;           /* elements each rank contributes: m*blockSize (random block), k (top-k
-                                family), count (dense, and 1-bit, which sends every sign) */
-  size_t wireBytes;          /* bytes this rank sends over the network, as the method's algorithm
-                                moves them (a ring allreduce sends 2(P-1)/P of its buffer) */
-  size_t denseWireBytes;     /* what a dense ring allreduce of the tensor sends per rank */
-  int denseSwitched;         /* 1: the sparse payload would cost more, so the collective runs dense */
-  size_t memoryBytes;        /* spcclStateGetMemoryFootprint */
-} spcclStateInfo_t;
-spcclResult_t spcclStateGetInfo(spcclState_t state, spcclStateInfo_t* info);
-
 /* The name of a method ("topk"): the spelling SPCCL_METHOD, the perf binary's -m and the
  * Python binding accept. NULL for a value that names no method, so a caller can list them
  * all by counting up from 0. */
 const char* spcclMethodName(int method);
+
+/* How a method's payload travels between ranks: the one fact an adapter that moves payloads
+ * itself (spcclCompress, its own collective, spcclDecompress) needs to pick its collective. */
+typedef enum {
+  spcclPayloadValues = 0, /* values on positions every rank knows: one allreduce of the packed values
+                             (dense, random block) */
+  spcclPayloadSlots = 1,  /* (index, value) slots, a fixed number per rank: one allgather, then every
+                             rank scatter-adds all of them (Top-k, Gaussian-k) */
+  spcclPayloadRounds = 2, /* rounds of its own (gTop-k's merge tree, 1-bit's two levels): only
+                             spcclSparseAllReduce on a spccl comm runs it */
+  spcclNumPayloads = 3
+} spcclPayload_t;
+
+/* The name of a payload kind ("values", "slots", "rounds"), NULL for a value that names none. */
+const char* spcclPayloadName(int payload);
+/* The payload kind of a method, without a state (spcclInvalidArgument for a value that names no
+ * method). */
+spcclResult_t spcclMethodGetPayload(int method, int* payload);
+
+/* What the state does per spcclSparseAllReduce, as its method's table entry sized it at
+ * creation. Versioned like spcclConfig_t: initialise it with SPCCL_STATE_INFO_INITIALIZER, and
+ * the library fills the fields the caller's header knows (size) and refuses a struct without
+ * the magic (a caller built against a header older than the size field). All byte counts
+ * saturate at SIZE_MAX instead of wrapping. */
+#define SPCCL_STATE_INFO_MAGIC 0x5bcc11f0u
+typedef struct {
+  size_t size;               /* sizeof(spcclStateInfo_t), set by the initializer */
+  unsigned int magic;        /* SPCCL_STATE_INFO_MAGIC */
+  unsigned int version;      /* SPCCL_VERSION_CODE of the caller's header */
+  int method;                /* spcclMethod_t */
+  size_t count;              /* elements of the tensor */
+  size_t selected;           /* elements each rank contributes: m*blockSize (random block), k (top-k
+                                family), count (dense, and 1-bit, which sends every sign) */
+  size_t wireBytes;          /* bytes this rank sends per spcclSparseAllReduce, as the algorithm the
+                                call runs moves them (a ring allreduce sends 2(P-1)/P of its buffer);
+                                hierarchical: both levels */
+  size_t denseWireBytes;     /* what a dense ring allreduce of the tensor sends per rank */
+  int denseSwitched;         /* 1: the sparse payload would cost more, so the collective runs dense */
+  size_t memoryBytes;        /* spcclStateGetMemoryFootprint */
+  /* The method's table entry: its payload and its cost terms (docs/cost_model.md). */
+  int payload;               /* spcclPayload_t */
+  size_t methodWireBytes;    /* what the method's own payload sends per rank over the comm, whatever
+                                the collective chose (what an adapter's exchange of spcclCompress's
+                                payload by `payload`'s collective sends) */
+  size_t wireIntraHostBytes; /* of wireBytes: to ranks of this rank's host */
+  size_t wireInterHostBytes; /* of wireBytes: to other hosts */
+  size_t rounds;             /* message rounds per call, each paying the link latency once */
+  double memoryPasses;       /* passes over count elements that the compute makes per call (each pass
+                                reads or writes count elements once), beyond the transport's */
+  double selectPasses;       /* selection work, in passes over count elements (compare-heavy) */
+} spcclStateInfo_t;
+#define SPCCL_STATE_INFO_INITIALIZER {sizeof(spcclStateInfo_t), SPCCL_STATE_INFO_MAGIC, SPCCL_VERSION_CODE}
+spcclResult_t spcclStateGetInfo(spcclState_t state, spcclStateInfo_t* info);
 
 /* ------------------------------ The compressed collective ---------------------------- */
 /* recvbuff[i] = sum (or average) over ranks of each rank's compressed contribution

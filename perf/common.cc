@@ -63,7 +63,7 @@ const char* typeName(spcclDataType_t t) {
 void usage(const char* prog) {
   fprintf(stderr,
           "usage: %s [-b minbytes] [-e maxbytes] [-f factor] [-n iters] [-w warmup] [-c 0|1]\n"
-          "          [-d float|half|bfloat16|double] [-o sum|avg] [-m dense,randomblock,...]\n"
+          "          [-d float|half|bfloat16|double] [-o sum|avg] [-m dense,randomblock,...|all]\n"
           "          [-D density] [-B blocksize] [-p contiguous|scattered] [-F none|ef] [-J file.json]\n"
           "          [-q bits: qtopk's bits per value, 2..8]\n"
           "          [-g 1: device buffers, rank r on GPU r %% count] [-T mpi|nccl: with -g, MPI staged\n"
@@ -123,6 +123,25 @@ bool parseOptions(int argc, char** argv, Options* o) {
          (o->transport == "mpi" || o->transport == "nccl");
 }
 
+// A -m choice: a library method, possibly with config.pipeline, and its check reference.
+struct MethodRun {
+  std::string name;  // spcclMethodName, "_pipe" appended with pipeline
+  const MethodReference* ref;
+  int pipeline;
+};
+
+// Every method the library names that has a reference here, in the library's order.
+std::vector<MethodRun> knownRuns(const std::vector<MethodReference>& references) {
+  std::vector<MethodRun> runs;
+  for (int m = 0; spcclMethodName(m); ++m)
+    for (const MethodReference& ref : references)
+      if (ref.method == m) {
+        runs.push_back({spcclMethodName(m), &ref, 0});
+        if (ref.pipelined) runs.push_back({std::string(spcclMethodName(m)) + "_pipe", &ref, 1});
+      }
+  return runs;
+}
+
 struct Result {
   size_t bytes, count;
   std::string method, density;  // density: the column's text
@@ -135,19 +154,23 @@ struct Result {
 
 class Harness {
  public:
-  Harness(const Options& opts, const std::vector<MethodDesc>& table) : opts_(opts) {
+  Harness(const Options& opts, const std::vector<MethodReference>& references)
+      : opts_(opts), known_(knownRuns(references)) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks_);
+    const bool all = opts.methods.size() == 1 && opts.methods[0] == "all";
+    if (all) wanted_ = known_.size();
     for (const auto& name : opts.methods)
-      for (const auto& d : table)
-        if (name == d.name) methods_.push_back(&d);
-    for (const auto& d : table) knownMethods_ += std::string(knownMethods_.empty() ? "" : ",") + d.name;
+      for (const MethodRun& run : known_)
+        if (all || name == run.name) methods_.push_back(&run);
+    if (!all) wanted_ = opts.methods.size();
+    for (const MethodRun& run : known_) knownMethods_ += std::string(knownMethods_.empty() ? "" : ",") + run.name;
   }
 
   const std::string& knownMethods() const { return knownMethods_; }
 
   bool run() {
-    if (methods_.size() != opts_.methods.size()) {
+    if (methods_.size() != wanted_) {
       if (rank_ == 0) fprintf(stderr, "unknown method in -m; known: %s\n", knownMethods_.c_str());
       return false;
     }
@@ -227,9 +250,9 @@ class Harness {
         return false;
     }
     std::vector<Result> rows;
-    for (const MethodDesc* m : methods_)
+    for (const MethodRun* m : methods_)
       for (int hierarchical : opts_.hierarchical) {
-        Result r{count * elem, count, m->name, densityText(*m), 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        Result r{count * elem, count, m->name, "-", 0, 0, 0, 0, 0, 0, 0, 0, 0};
         if (!measure(*m, hierarchical, buf, count, &r)) return false;
         rows.push_back(r);
       }
@@ -245,16 +268,18 @@ class Harness {
     return true;
   }
 
-  std::string densityText(const MethodDesc& m) const {
-    if (m.densityText) return m.densityText;
+  // The density column: the fraction of its elements a contributor sends (the shard's, for a
+  // hierarchical state), as the state sized it.
+  static std::string densityText(const Context& ctx) {
+    if (!ctx.state || ctx.count == 0) return "-";
     char text[32];
-    snprintf(text, sizeof(text), "%.4g", opts_.density);
+    snprintf(text, sizeof(text), "%.4g", (double)stateInfo(ctx.state).selected / ctx.count);
     return text;
   }
 
-  bool measure(const MethodDesc& m, int hierarchical, Buffers& buf, size_t count, Result* r) {
+  bool measure(const MethodRun& m, int hierarchical, Buffers& buf, size_t count, Result* r) {
     spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
-    cfg.method = m.method;
+    cfg.method = m.ref->method;
     cfg.density = opts_.density;
     cfg.blockSize = opts_.blockSize;
     cfg.valueBits = opts_.valueBits;
@@ -296,14 +321,18 @@ class Harness {
       r->method += "+hier";
     }
     std::unique_ptr<spcclState, decltype(&spcclStateDestroy)> shardGuard(shard, spcclStateDestroy);
-    wireBytes(m, ctx, resolved.hierarchical != 0, r);
-    if (m.variant && ctx.state) r->method += m.variant(ctx);
+    const spcclStateInfo_t info = stateInfo(st);
+    r->wire = info.wireBytes;
+    r->wireIntra = info.wireIntraHostBytes;
+    r->wireInter = info.wireInterHostBytes;
+    r->density = densityText(ctx);
+    if (ctx.state && stateInfo(ctx.state).denseSwitched) r->method += ">dense";
     r->wrong = -1;
     if (opts_.check) {
       PERFCHECK(spcclStateReset(st));
       PERFCHECK(call());
       if (buf.drecv && !copyAndWait(buf.recv.data(), buf.drecv, count * typeSize(opts_.datatype))) return false;
-      long long wrong = ctx.state ? countWrong(m, ctx, buf.recv.data() + offset * typeSize(opts_.datatype)) : 0;
+      long long wrong = ctx.state ? countWrong(*m.ref, ctx, buf.recv.data() + offset * typeSize(opts_.datatype)) : 0;
       MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
       r->wrong = wrong;
     }
@@ -335,29 +364,12 @@ class Harness {
     return true;
   }
 
-  // Flat: the method's bytes, of which a ring in rank order sends the share of its links
-  // that cross hosts (hosts / ranks) to other hosts. Hierarchical: reduce-scatter and
-  // allgather inside the host, the method on the shard across hosts.
-  void wireBytes(const MethodDesc& m, const Context& ctx, bool hierarchical, Result* r) const {
-    const size_t hosts = hosts_.members.size();
-    if (!hierarchical) {
-      r->wire = m.wireBytes(ctx);
-      r->wireInter = hosts > 1 ? r->wire * hosts / nranks_ : 0;
-      r->wireIntra = r->wire - r->wireInter;
-      return;
-    }
-    const size_t L = (size_t)hosts_.localSize, shard = (r->count + L - 1) / L;
-    r->wireIntra = 2 * (L - 1) * shard * typeSize(opts_.datatype);
-    r->wireInter = ctx.state ? m.wireBytes(ctx) : 0;
-    r->wire = r->wireIntra + r->wireInter;
-  }
-
   void fillInputs(void* buf, size_t count) const {
     const Format fmt{opts_.datatype};
     for (size_t i = 0; i < count; ++i) fmt.encode(fmt.store(inputValue(rank_, i)), buf, i);
   }
 
-  long long countWrong(const MethodDesc& m, const Context& ctx, const void* out) const {
+  long long countWrong(const MethodReference& m, const Context& ctx, const void* out) const {
     std::vector<double> expected(ctx.count, 0.0);
     m.reference(ctx, expected);
     // avg: the sum rounded into T, times 1/P (in the accumulation type), rounded again.
@@ -427,7 +439,9 @@ class Harness {
   }
 
   const Options& opts_;
-  std::vector<const MethodDesc*> methods_;
+  const std::vector<MethodRun> known_;
+  std::vector<const MethodRun*> methods_;
+  size_t wanted_ = 0;  // the number of -m entries (every known run for -m all)
   std::string knownMethods_;
   int rank_ = 0, nranks_ = 1;
   spcclComm_t comm_ = nullptr;
@@ -439,14 +453,23 @@ class Harness {
 
 float inputValue(int rank, size_t i) { return float(int((rank * 5 + i * 7) % 9) - 4) * 0.5f; }
 
-int perfMain(int argc, char** argv, const std::vector<MethodDesc>& table) {
+spcclStateInfo_t stateInfo(spcclState_t state) {
+  spcclStateInfo_t info = SPCCL_STATE_INFO_INITIALIZER;
+  if (spcclStateGetInfo(state, &info) != spcclSuccess) {
+    const spcclStateInfo_t none = SPCCL_STATE_INFO_INITIALIZER;
+    return none;
+  }
+  return info;
+}
+
+int perfMain(int argc, char** argv, const std::vector<MethodReference>& references) {
   MPI_Init(&argc, &argv);
   Options opts;
   int status = 1;
   if (!parseOptions(argc, argv, &opts)) {
     usage(argv[0]);
   } else {
-    Harness harness(opts, table);
+    Harness harness(opts, references);
     if (opts.listMethods) {
       printf("%s\n", harness.knownMethods().c_str());
       status = 0;

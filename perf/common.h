@@ -56,28 +56,25 @@ struct Context {
 // few ranks is exact in every type, whatever the order of summation.
 float inputValue(int rank, size_t i);
 
-// One method of the sparse allreduce, as nccl-tests' struct testColl: a name (the -m value),
-// the library method, the bytes this rank puts on the wire, and the exact expected output
-// of the check pass (state reset: step 0, zero residual), from every rank's inputs.
-struct MethodDesc {
-  const char* name;
+// The check pass of one library method, as nccl-tests' struct testColl: the exact expected
+// output (state reset: step 0, zero residual) from every rank's inputs. Everything else
+// (name, wire bytes, what the state chose to run) the harness asks the library.
+struct MethodReference {
   spcclMethod_t method;
-  int pipeline;  // config.pipeline: overlap the residual pass with the reduction
-  size_t (*wireBytes)(const Context& ctx);
   void (*reference)(const Context& ctx, std::vector<double>& expected);
-  // Optional: a suffix for the method column saying what the state chose to run (the top-k
-  // family's dense switch prints ">dense").
-  const char* (*variant)(const Context& ctx) = nullptr;
   // The reference already applies the op (1-bit averages before its server level).
   bool referenceAppliesOp = false;
-  // The density column: the -D value for the methods that sparsify (null), else this text
-  // ("1" for dense, "-" for 1-bit, which sends every element's sign).
-  const char* densityText = nullptr;
+  // Also run as "<name>_pipe", with config.pipeline (the residual pass overlapped).
+  bool pipelined = false;
 };
 
-// Runs the size loop for the methods in opts.methods that are in `table`; returns the exit
-// status (non-zero when any element was wrong or a call failed).
-int perfMain(int argc, char** argv, const std::vector<MethodDesc>& table);
+// The state's spcclStateGetInfo (zeros if it fails).
+spcclStateInfo_t stateInfo(spcclState_t state);
+
+// Runs the size loop for the methods in opts.methods (every method spcclMethodName lists,
+// with a reference here); returns the exit status (non-zero when any element was wrong or a
+// call failed).
+int perfMain(int argc, char** argv, const std::vector<MethodReference>& references);
 
 }  // namespace spccl_perf
 

@@ -183,21 +183,16 @@ spcclResult_t hierarchicalAllReduce(const spcclInfo& info) {
 
 void hierarchicalReset(const spcclState& st) { st.hier->op = -1; }
 
-void hierarchicalWireBytes(const spcclState& st, size_t* intraHost, size_t* interHost) {
-  const HierState& h = *st.hier;
-  const size_t L = (size_t)h.topo->localSize;
-  *intraHost = 2 * (L - 1) * h.shard * st.elemSize;  // reduce-scatter + allgather, ring
-  spcclStateInfo_t inner = {};
-  if (h.inner) h.inner->method->describe(*h.inner, &inner);
-  *interHost = inner.wireBytes;
-}
-
 void hierarchicalDescribe(const spcclState& st, spcclStateInfo_t* info) {
-  // The method runs on this rank's shard in the inner state; the wire adds both levels.
-  if (st.hier->inner) st.method->describe(*st.hier->inner, info);
-  size_t intraHost = 0, interHost = 0;
-  hierarchicalWireBytes(st, &intraHost, &interHost);
-  info->wireBytes = intraHost + interHost;
+  // The method runs on this rank's shard in the inner state, across hosts; the reduce-scatter
+  // and the allgather inside the host are rings of L - 1 steps over the padded shards.
+  const HierState& h = *st.hier;
+  const int L = h.topo->localSize;
+  if (h.inner) describeFlat(*h.inner, info);
+  info->wireInterHostBytes = h.inner ? info->wireBytes : 0;
+  info->wireIntraHostBytes = saturatingMul(2 * (size_t)(L - 1), saturatingMul(h.shard, st.elemSize));
+  info->wireBytes = saturatingAdd(info->wireIntraHostBytes, info->wireInterHostBytes);
+  info->rounds = (h.inner ? info->rounds : 0) + 2 * (size_t)(L - 1);
 }
 
 size_t hierarchicalFootprint(const spcclState& st) {

@@ -243,20 +243,6 @@ spcclResult_t spcclStateGetMemoryFootprint(spcclState_t state, size_t* bytes) {
   return spcclSuccess;
 }
 
-spcclResult_t spcclStateGetInfo(spcclState_t state, spcclStateInfo_t* info) {
-  SPCCLCHECK(stateCheck(state, "spcclStateGetInfo"));
-  SPCCLCHECK(ptrCheck(info, "spcclStateGetInfo", "info"));
-  spcclStateInfo_t out = {};
-  out.method = state->config.method;
-  out.count = state->count;
-  out.denseWireBytes = denseWireBytes(*state);
-  SPCCLCHECK(spcclStateGetMemoryFootprint(state, &out.memoryBytes));
-  if (state->hier) hierarchicalDescribe(*state, &out);
-  else state->method->describe(*state, &out);
-  *info = out;
-  return spcclSuccess;
-}
-
 spcclResult_t spcclStateGetConfig(spcclState_t state, spcclConfig_t* config) {
   SPCCLCHECK(stateCheck(state, "spcclStateGetConfig"));
   SPCCLCHECK(ptrCheck(config, "spcclStateGetConfig", "config"));

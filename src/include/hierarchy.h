@@ -60,9 +60,8 @@ spcclResult_t hierarchicalSetup(spcclState* st, const char* api);
 spcclResult_t hierarchicalAllReduce(const spcclInfo& info);
 void hierarchicalReset(const spcclState& st);
 
-// Bytes this rank sends per call inside its host and to other hosts (as a ring would).
-void hierarchicalWireBytes(const spcclState& st, size_t* intraHost, size_t* interHost);
-// spcclStateGetInfo of a hierarchical state: the inner state's method fields, both wires.
+// spcclStateGetInfo of a hierarchical state: the inner state's method fields, the bytes this
+// rank sends inside its host and to other hosts (as a ring would), and both levels' rounds.
 void hierarchicalDescribe(const spcclState& st, spcclStateInfo_t* info);
 
 // Memory the hierarchical part of a state holds (inner workspace and stage buffers).

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * A compression method is one table entry (methods/registry.cc): its id, its name (the
- * spelling of logs, SPCCL_METHOD, the perf binary's -m and the Python binding) and its
- * operations. A method owns its private state (methodState<T>, filled by setup) and its
+ * spelling of logs, SPCCL_METHOD, the perf binary's -m and the Python binding), its facts
+ * (payload kind and cost terms: what adapters, perf and the cost model read through
+ * spcclStateGetInfo, so nothing outside the entry restates them) and its operations. A method owns its private state (methodState<T>, filled by setup) and its
  * workspace layout (workspace.h); feedback goes through feedback.h's residual-in /
  * residual-out contract, so every method keeps  c + e_new == g + e_old  on every coordinate.
  * docs/DESIGN.md, "Methods", lists what adding one takes.
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <algorithm>
 #include <type_traits>
 
 #include "info.h"
@@ -24,9 +26,19 @@
 
 namespace spccl {
 
+// What a method's call costs, apart from its wire bytes (describe): the a-priori terms of
+// the cost model (docs/cost_model.md), which calibrates their rates on the machine. Counted
+// for the host path; a "pass" reads or writes count elements once.
+struct MethodFacts {
+  spcclPayload_t payload;  // how its payload travels (spcclPayload_t)
+  double memoryPasses;     // streaming passes per call beyond the transport's
+  double selectPasses;     // selection work per call, in passes over count elements
+};
+
 struct MethodOps {
   spcclMethod_t id;
   const char* name;
+  MethodFacts facts;
   // Checks the resolved config and fills the method's private state (methodState<T>).
   spcclResult_t (*setup)(spcclState& st);
   // Bytes of scratch the method needs, allocated once into st.workspace: its layout function
@@ -34,8 +46,9 @@ struct MethodOps {
   size_t (*workspaceBytes)(const spcclState& st);
   // Capacity of the values/indices arrays spcclCompress writes.
   size_t (*compressedCount)(const spcclState& st);
-  // What spcclStateGetInfo reports beyond the common fields: wire bytes per rank and call,
-  // elements contributed per rank, whether the collective runs dense instead.
+  // What spcclStateGetInfo reports beyond the common fields: selected (elements contributed
+  // per rank), methodWireBytes (the method's own bytes per rank and call), rounds (its message
+  // rounds) and denseSwitched (whether the collective runs dense instead).
   void (*describe)(const spcclState& st, spcclStateInfo_t* info);
   spcclResult_t (*sparseAllReduce)(const spcclInfo& info);
   spcclResult_t (*compress)(const spcclInfo& info, void* values, uint32_t* indices, size_t* nvalues);
@@ -69,21 +82,27 @@ const T& methodState(const spcclState& st) {
   return methodState<T>(const_cast<spcclState&>(st));
 }
 
-// Bytes one rank sends in a ring allreduce of `bytes` over P ranks: 2 (P-1)/P of them
-// (in 128 bits: 2 (P-1) bytes overflows 64 for a large comm; SIZE_MAX if the result does).
+// Byte counts of the wire formulas saturate at SIZE_MAX instead of wrapping: P reaches 2^31
+// and a tensor SIZE_MAX / 8 bytes, whose products do not fit in size_t.
+inline size_t saturated(unsigned __int128 bytes) { return bytes > SIZE_MAX ? SIZE_MAX : (size_t)bytes; }
+inline size_t saturatingMul(size_t a, size_t b) { return saturated((unsigned __int128)a * b); }
+inline size_t saturatingAdd(size_t a, size_t b) { return saturated((unsigned __int128)a + b); }
+// Bytes one rank sends in a ring allreduce of `bytes` over P ranks: 2 (P-1)/P of them.
 inline size_t ringAllReduceBytes(int P, size_t bytes) {
-  if (P <= 1) return 0;
-  const unsigned __int128 wire = (unsigned __int128)2 * (unsigned)(P - 1) * bytes / (unsigned)P;
-  return wire > SIZE_MAX ? SIZE_MAX : (size_t)wire;
+  return P > 1 ? saturated((unsigned __int128)2 * (unsigned)(P - 1) * bytes / (unsigned)P) : 0;
 }
-// ... and in a ring allgather of `bytes` per rank: (P-1) blocks (SIZE_MAX if that overflows).
-inline size_t ringAllGatherBytes(int P, size_t bytes) {
-  if (P <= 1) return 0;
-  return bytes > SIZE_MAX / (size_t)(P - 1) ? SIZE_MAX : (size_t)(P - 1) * bytes;
-}
+// ... and in a ring allgather of `bytes` per rank: (P-1) blocks.
+inline size_t ringAllGatherBytes(int P, size_t bytes) { return P > 1 ? saturatingMul((size_t)(P - 1), bytes) : 0; }
+// Message rounds of a ring allreduce (reduce-scatter + allgather) and a ring allgather.
+inline size_t ringAllReduceRounds(int P) { return P > 1 ? 2 * (size_t)(P - 1) : 0; }
+inline size_t ringAllGatherRounds(int P) { return P > 1 ? (size_t)(P - 1) : 0; }
+// spcclStateGetInfo's method fields of a flat state: describe, then what the collective sends
+// (dense when switched) and its share that crosses hosts (a ring in rank order crosses
+// hosts on `hosts` of its P links).
+void describeFlat(const spcclState& st, spcclStateInfo_t* info);
 // What a dense allreduce of the state's tensor sends per rank.
 inline size_t denseWireBytes(const spcclState& st) {
-  return ringAllReduceBytes(st.comm->nranks, st.count * st.elemSize);
+  return ringAllReduceBytes(st.comm->nranks, saturatingMul(st.count, st.elemSize));
 }
 
 }  // namespace spccl

@@ -5,12 +5,14 @@
  * WorkspaceCarver; run on a null base it only counts the bytes (spcclStateCreate allocates
  * that much), run on the state's workspace it hands out the pointers. Sizing and cutting
  * therefore cannot disagree. Every part starts on a kWorkspaceAlign boundary, which suits
- * any element type and the device kernels' vector loads.
+ * any element type and the device kernels' vector loads. Sizes saturate at SIZE_MAX instead
+ * of wrapping (a layout of nranks = 2^31 parts), so an impossible size fails to allocate.
  */
 #ifndef SPCCL_WORKSPACE_H_
 #define SPCCL_WORKSPACE_H_
 
 #include <stddef.h>
+#include <stdint.h>
 
 namespace spccl {
 
@@ -25,12 +27,14 @@ class WorkspaceCarver {
   // The next part of `bytes` bytes (null while only sizing).
   void* takeBytes(size_t bytes) {
     char* part = base_ ? base_ + used_ : nullptr;
-    used_ += alignUp(bytes);
+    const size_t aligned = bytes > SIZE_MAX - kWorkspaceAlign ? SIZE_MAX : alignUp(bytes);
+    if (__builtin_add_overflow(used_, aligned, &used_)) used_ = SIZE_MAX;
     return part;
   }
   template <typename T>
   T* take(size_t n) {
-    return static_cast<T*>(takeBytes(n * sizeof(T)));
+    size_t bytes;
+    return static_cast<T*>(takeBytes(__builtin_mul_overflow(n, sizeof(T), &bytes) ? SIZE_MAX : bytes));
   }
   // Bytes taken so far: the workspace size once the layout is complete.
   size_t bytes() const { return used_; }

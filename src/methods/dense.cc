@@ -21,7 +21,8 @@ size_t compressedCount(const spcclState& st) { return st.count; }
 
 void describe(const spcclState& st, spcclStateInfo_t* info) {
   info->selected = st.count;
-  info->wireBytes = denseWireBytes(st);
+  info->methodWireBytes = denseWireBytes(st);
+  info->rounds = ringAllReduceRounds(st.comm->nranks);
 }
 
 spcclResult_t sparseAllReduce(const spcclInfo& info) {
@@ -48,7 +49,9 @@ spcclResult_t decompress(const spcclState& st, const void* values, const uint32_
 
 }  // namespace
 
-extern const MethodOps kDenseMethod = {spcclMethodDense, "dense",  setup,    workspaceBytes, compressedCount,
-                                       describe,         sparseAllReduce, compress, decompress, nullptr, nullptr};
+// Values on every position; the transport does all the work.
+extern const MethodOps kDenseMethod = {spcclMethodDense, "dense", {spcclPayloadValues, 0, 0},
+                                       setup, workspaceBytes, compressedCount, describe, sparseAllReduce,
+                                       compress, decompress, nullptr, nullptr};
 
 }  // namespace spccl

@@ -41,7 +41,9 @@ spcclResult_t select(const spcclState& st, const void* sendbuff, void* acc, cons
 
 spcclResult_t setup(spcclState& st) { return pairsSetup(st, pairsAllGatherWire, false); }
 size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, pairsAllGatherTailBytes(st)); }
-void describe(const spcclState& st, spcclStateInfo_t* info) { pairsDescribe(st, pairsAllGatherWire, info); }
+void describe(const spcclState& st, spcclStateInfo_t* info) {
+  pairsDescribe(st, pairsAllGatherWire, pairsAllGatherRounds, info);
+}
 spcclResult_t sparseAllReduce(const spcclInfo& info) { return pairsAllGather(info, select); }
 
 spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, size_t* nvalues) {
@@ -50,7 +52,10 @@ spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, s
 
 }  // namespace
 
-extern const MethodOps kGaussianKMethod = {spcclMethodGaussianK, "gaussiank", setup, workspaceBytes, pairsCompressedCount,
+// Slots; TOPK's passes, and a statistics pass, up to three counts and the compaction instead of
+// the listing pass (about three on average).
+extern const MethodOps kGaussianKMethod = {spcclMethodGaussianK, "gaussiank", {spcclPayloadSlots, 6, 3}, setup,
+                                           workspaceBytes, pairsCompressedCount,
                                       describe, sparseAllReduce, compress, pairsDecompress, nullptr, nullptr};
 
 }  // namespace spccl

@@ -58,12 +58,22 @@ int largestPowerOfTwo(int P) {
   return p2;
 }
 
-size_t sparseWire(const spcclState& st) {
-  const int P = st.comm->nranks, p2 = largestPowerOfTwo(P);
-  int rounds = P > p2 ? 1 : 0;
+// Exchanges of k pairs a rank sends in the agreement: one per doubling round, and one fold.
+size_t agreementRounds(int P) {
+  const int p2 = largestPowerOfTwo(P);
+  size_t rounds = P > p2 ? 1 : 0;
   for (int d = 1; d < p2; d <<= 1) rounds++;
-  return rounds * pairBytes(st, pairsK(st)) + ringAllReduceBytes(P, pairsK(st) * st.elemSize);
+  return rounds;
 }
+
+size_t sparseWire(const spcclState& st) {
+  const int P = st.comm->nranks;
+  return saturatingAdd(saturatingMul(agreementRounds(P), pairBytes(st, pairsK(st))),
+                       ringAllReduceBytes(P, saturatingMul(pairsK(st), st.elemSize)));
+}
+
+// The agreement's rounds (a fold costs two: there and back) and the ring allreduce's.
+size_t rounds(int P) { return agreementRounds(P) + (P > largestPowerOfTwo(P) ? 1 : 0) + ringAllReduceRounds(P); }
 
 // cur = the k of largest magnitude of (cur merged with partner), sorted by index.
 spcclResult_t mergeKeep(const spcclState& st, const PairsWorkspace& ws, const Tail& t) {
@@ -144,7 +154,7 @@ spcclResult_t setup(spcclState& st) {
   return pairsSetup(st, sparseWire, true);
 }
 size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, tailBytes(st)); }
-void describe(const spcclState& st, spcclStateInfo_t* info) { pairsDescribe(st, sparseWire, info); }
+void describe(const spcclState& st, spcclStateInfo_t* info) { pairsDescribe(st, sparseWire, rounds, info); }
 
 spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, size_t* nvalues) {
   return pairsCompress(info, selectTopK, indices, values, nvalues);
@@ -152,7 +162,9 @@ spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, s
 
 }  // namespace
 
-extern const MethodOps kGTopKMethod = {spcclMethodGTopK, "gtopk", setup, workspaceBytes, pairsCompressedCount,
+// Rounds of its own (the merge tree); TOPK's passes and selection (merges are O(k log P)).
+extern const MethodOps kGTopKMethod = {spcclMethodGTopK, "gtopk", {spcclPayloadRounds, 6, 1}, setup, workspaceBytes,
+                                       pairsCompressedCount,
                                        describe, sparseAllReduce, compress, pairsDecompress, nullptr, nullptr};
 
 }  // namespace spccl

@@ -51,7 +51,7 @@ struct Workspace {
 };
 
 Workspace carve(const spcclState& st, WorkspaceCarver& c) {
-  const size_t messages = st.comm->nranks * messageBytes(st);
+  const size_t messages = saturatingMul(st.comm->nranks, messageBytes(st));
   Workspace ws;
   ws.sent = static_cast<char*>(c.takeBytes(messages));
   ws.received = static_cast<char*>(c.takeBytes(messages));
@@ -72,7 +72,8 @@ size_t compressedCount(const spcclState& st) { return st.count; }
 void describe(const spcclState& st, spcclStateInfo_t* info) {
   info->selected = st.count;
   // The all-to-all and the ring allgather each send P-1 messages.
-  info->wireBytes = 2 * ringAllGatherBytes(st.comm->nranks, messageBytes(st));
+  info->methodWireBytes = saturatingMul(2, ringAllGatherBytes(st.comm->nranks, messageBytes(st)));
+  info->rounds = 2 * ringAllGatherRounds(st.comm->nranks);
 }
 
 // The server residual: after the count elements of the residual (null without feedback).
@@ -197,7 +198,10 @@ spcclResult_t decompress(const spcclState& st, const void* values, const uint32_
 
 }  // namespace
 
-extern const MethodOps kOneBitMethod = {spcclMethodOneBit, "onebit", setup, workspaceBytes, compressedCount,
+// Rounds of its own (all-to-all, then allgather); passes: the scale and signs of acc, the
+// residual, the unpacked output; no selection.
+extern const MethodOps kOneBitMethod = {spcclMethodOneBit, "onebit", {spcclPayloadRounds, 8, 0}, setup,
+                                        workspaceBytes, compressedCount,
                                         describe, sparseAllReduce, compress, decompress, nullptr,
                                         residualExtra};
 

@@ -61,7 +61,7 @@ size_t pairBlockBytes(const spcclState& st) { return align8(pairsK(st) * sizeof(
 
 void* blockValues(const spcclState& st, char* block) { return block + align8(pairsK(st) * sizeof(uint32_t)); }
 
-size_t pairBytes(const spcclState& st, size_t npairs) { return npairs * (sizeof(uint32_t) + st.elemSize); }
+size_t pairBytes(const spcclState& st, size_t npairs) { return saturatingMul(npairs, sizeof(uint32_t) + st.elemSize); }
 
 PairsWorkspace pairsCarve(const spcclState& st, WorkspaceCarver& c) {
   PairsWorkspace ws = {};
@@ -109,11 +109,15 @@ spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&)
   return spcclSuccess;
 }
 
-void pairsDescribe(const spcclState& st, size_t (*sparseWire)(const spcclState&), spcclStateInfo_t* info) {
+void pairsDescribe(const spcclState& st, size_t (*sparseWire)(const spcclState&), size_t (*rounds)(int P),
+                   spcclStateInfo_t* info) {
   info->selected = pairsK(st);
   info->denseSwitched = pairsDenseSwitched(st);
-  info->wireBytes = pairsDenseSwitched(st) ? denseWireBytes(st) : sparseWire(st);
+  info->methodWireBytes = sparseWire(st);
+  info->rounds = rounds(st.comm->nranks);
 }
+
+size_t pairsAllGatherRounds(int P) { return ringAllGatherRounds(P); }
 
 size_t pairsCompressedCount(const spcclState& st) { return pairsK(st); }
 
@@ -216,9 +220,11 @@ spcclResult_t pairsDecompress(const spcclState& st, const void* values, const ui
   return pairsScatter(st, list, scale, recvbuff, badPairReport(st, kDecompressPairs), stream);
 }
 
-size_t pairsAllGatherTailBytes(const spcclState& st) { return st.comm->nranks * pairBlockBytes(st); }
+size_t pairsAllGatherTailBytes(const spcclState& st) { return saturatingMul(st.comm->nranks, pairBlockBytes(st)); }
 
-size_t pairsAllGatherWire(const spcclState& st) { return ringAllGatherBytes(st.comm->nranks, pairBytes(st, pairsK(st))); }
+size_t pairsAllGatherWire(const spcclState& st) {
+  return ringAllGatherBytes(st.comm->nranks, pairBytes(st, pairsK(st)));
+}
 
 spcclResult_t pairsAllGather(const spcclInfo& info, PairSelectFn select) {
   const spcclState& st = *info.state;

@@ -75,8 +75,11 @@ size_t pairBytes(const spcclState& st, size_t npairs);
 // (logged at INFO with both numbers; PairsState::denseSwitched records it). exact: the
 // method selects with selectTopK.
 spcclResult_t pairsSetup(spcclState& st, size_t (*sparseWire)(const spcclState&), bool exact);
-// spcclStateGetInfo's fields of a pairs method: k, and sparseWire or dense when switched.
-void pairsDescribe(const spcclState& st, size_t (*sparseWire)(const spcclState&), spcclStateInfo_t* info);
+// spcclStateGetInfo's fields of a pairs method: k, sparseWire, its rounds at P ranks, the switch.
+void pairsDescribe(const spcclState& st, size_t (*sparseWire)(const spcclState&), size_t (*rounds)(int P),
+                   spcclStateInfo_t* info);
+// Message rounds of the allgather of TOPK and GAUSSIANK.
+size_t pairsAllGatherRounds(int P);
 
 // A selection: writes acc = g + e into acc (count elements; it may be feedbackIn(st) itself)
 // and k slots, sorted by index, to indices/values. Never fails on data; returns a code only

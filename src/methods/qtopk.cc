@@ -77,7 +77,8 @@ size_t compressedCount(const spcclState& st) { return (size_t)layoutOf(st).nchun
 
 void describe(const spcclState& st, spcclStateInfo_t* info) {
   info->selected = compressedCount(st);
-  info->wireBytes = ringAllGatherBytes(st.comm->nranks, quantPayloadBytes(layoutOf(st)));
+  info->methodWireBytes = ringAllGatherBytes(st.comm->nranks, quantPayloadBytes(layoutOf(st)));
+  info->rounds = ringAllGatherRounds(st.comm->nranks);
 }
 
 // acc = g + e into acc, this rank's payload into `payload`.
@@ -170,7 +171,10 @@ spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, s
 
 }  // namespace
 
-extern const MethodOps kQTopKMethod = {spcclMethodQTopK, "qtopk", setup, workspaceBytes, compressedCount,
+// Slots (spcclCompress writes dequantized (index, value) slots; the collective allgathers them
+// packed); TOPK's passes, one selection pass per chunk.
+extern const MethodOps kQTopKMethod = {spcclMethodQTopK, "qtopk", {spcclPayloadSlots, 6, 1}, setup, workspaceBytes,
+                                       compressedCount,
                                        describe, sparseAllReduce, compress, pairsDecompress, nullptr, nullptr};
 
 }  // namespace spccl

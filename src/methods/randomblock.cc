@@ -75,7 +75,8 @@ size_t compressedCount(const spcclState& st) { return privateOf(st).nselected * 
 
 void describe(const spcclState& st, spcclStateInfo_t* info) {
   info->selected = compressedCount(st);
-  info->wireBytes = ringAllReduceBytes(st.comm->nranks, compressedCount(st) * st.elemSize);
+  info->methodWireBytes = ringAllReduceBytes(st.comm->nranks, saturatingMul(compressedCount(st), st.elemSize));
+  info->rounds = ringAllReduceRounds(st.comm->nranks);
 }
 
 // The overlapped host path only: device states are stream-ordered already.
@@ -196,7 +197,10 @@ spcclResult_t decompress(const spcclState& st, const void* values, const uint32_
 
 }  // namespace
 
-extern const MethodOps kRandomBlockMethod = {spcclMethodRandomBlock, "randomblock", setup, workspaceBytes,
+// Values on blocks every rank derives from the seed; the commit pass reads g and e and writes
+// e and the output (pack reads only the chosen blocks); no selection work.
+extern const MethodOps kRandomBlockMethod = {spcclMethodRandomBlock, "randomblock", {spcclPayloadValues, 4, 0},
+                                             setup, workspaceBytes,
                                              compressedCount, describe, sparseAllReduce, compress,
                                              decompress, spareResidual, nullptr};
 

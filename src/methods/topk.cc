@@ -43,7 +43,9 @@ namespace {
 
 spcclResult_t setup(spcclState& st) { return pairsSetup(st, pairsAllGatherWire, true); }
 size_t workspaceBytes(const spcclState& st) { return pairsWorkspaceBytes(st, pairsAllGatherTailBytes(st)); }
-void describe(const spcclState& st, spcclStateInfo_t* info) { pairsDescribe(st, pairsAllGatherWire, info); }
+void describe(const spcclState& st, spcclStateInfo_t* info) {
+  pairsDescribe(st, pairsAllGatherWire, pairsAllGatherRounds, info);
+}
 spcclResult_t sparseAllReduce(const spcclInfo& info) { return pairsAllGather(info, selectTopK); }
 
 spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, size_t* nvalues) {
@@ -52,7 +54,10 @@ spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, s
 
 }  // namespace
 
-extern const MethodOps kTopKMethod = {spcclMethodTopK, "topk", setup, workspaceBytes, pairsCompressedCount,
+// Slots; passes: acc = g + e (3), the residual (2), the zeroed output (1); one sampled-threshold
+// listing pass over acc.
+extern const MethodOps kTopKMethod = {spcclMethodTopK, "topk", {spcclPayloadSlots, 6, 1}, setup, workspaceBytes,
+                                      pairsCompressedCount,
                                       describe, sparseAllReduce, compress, pairsDecompress, nullptr, nullptr};
 
 }  // namespace spccl

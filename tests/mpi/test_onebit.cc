@@ -177,7 +177,7 @@ TEST(OneBit, WireIsTwoBitsPerElement) {
   spcclConfig_t cfg = oneBitConfig();
   spcclState_t st;
   ASSERT_EQ(spcclStateCreate(&st, w.comm, &cfg, n, spcclFloat32), spcclSuccess);
-  spcclStateInfo_t info;
+  spcclStateInfo_t info = SPCCL_STATE_INFO_INITIALIZER;
   ASSERT_EQ(spcclStateGetInfo(st, &info), spcclSuccess);
   const size_t message = (8 + 4 * ((len + 31) / 32) + 7) / 8 * 8;
   EXPECT_EQ(info.wireBytes, 2 * (size_t)(w.nranks - 1) * message);

@@ -334,7 +334,7 @@ TEST(TopKFamily, DenseSwitch) {
       spcclState_t st;
       ASSERT_EQ(spcclStateCreate(&st, w.comm, &cfg, n, spcclFloat32), spcclSuccess);
       const size_t dense = w.nranks > 1 ? 2 * (w.nranks - 1) * n * sizeof(float) / w.nranks : 0;
-      spcclStateInfo_t info;
+      spcclStateInfo_t info = SPCCL_STATE_INFO_INITIALIZER;
       ASSERT_EQ(spcclStateGetInfo(st, &info), spcclSuccess);
       const size_t wire = info.wireBytes;
       EXPECT_EQ(info.denseWireBytes, dense);

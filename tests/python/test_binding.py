@@ -73,6 +73,24 @@ def test_resolved_config_and_version(comm):
     assert spccl.version() >= 100
 
 
+def test_state_info_reports_the_method_table(comm):
+    """State.info is spcclStateGetInfo: payload kinds and wire bytes as the library's table
+    states them (a ring allreduce of the packed values; an allgather of k 8-byte slots)."""
+    P = comm.size
+    st = spccl.State(comm, spccl.Config(method="randomblock", density=0.25, block_size=4), 64)
+    info = st.info()
+    assert (info.method, info.payload, info.count, info.selected) == ("randomblock", "values", 64, 16)
+    assert info.wire_bytes == 2 * (P - 1) * 16 * 4 // P
+    assert info.dense_wire_bytes == 2 * (P - 1) * 64 * 4 // P
+    assert info.rounds == 2 * (P - 1) and info.memory_passes > 0
+    topk = spccl.State(comm, spccl.Config(method="topk", density=1 / 16, dense_switch=0), 64).info()
+    assert (topk.payload, topk.selected, topk.method_wire_bytes) == ("slots", 4, (P - 1) * 4 * 8)
+    assert {spccl.payload_of(m) for m in spccl.METHODS} == set(spccl.PAYLOADS.values())
+    assert spccl.payload_of("gtopk") == "rounds" and spccl.payload_of("dense") == "values"
+    with pytest.raises(ValueError, match="unknown method"):
+        spccl.payload_of("nosuch")
+
+
 def test_library_errors_carry_code_and_message(comm):
     with pytest.raises(spccl.SpcclError) as err:
         spccl.State(comm, spccl.Config(density=1.5), 10)

@@ -50,7 +50,7 @@ TEST(QTopK, WorkedExample) {
     void* e = nullptr;
     ASSERT_EQ(spcclStateGetResidual(st, &e), spcclSuccess);
     for (int i = 0; i < 8; ++i) EXPECT_EQ(out[i] + static_cast<float*>(e)[i], g[i]) << i;
-    spcclStateInfo_t info = {};
+    spcclStateInfo_t info = SPCCL_STATE_INFO_INITIALIZER;
     ASSERT_EQ(spcclStateGetInfo(st, &info), spcclSuccess);
     EXPECT_EQ(info.selected, 4u);
     spcclStateDestroy(st);

@@ -11,8 +11,8 @@ Failures raise spccl.SpcclError with the spccl result code and the library's sen
 wrong Python types raise TypeError; out-of-range integers, NaN or Inf reals and buffers
 spccl cannot use as they are (non-contiguous, byte-swapped, unaligned, read-only where
 written, lazy torch views) raise ValueError, before the library is called."""
-from ._core import (DATATYPES, FEEDBACKS, METHODS, OPS, PATTERNS, Comm, Config, SpcclError, State,
-                    sparse_allreduce, version)
+from ._core import (DATATYPES, FEEDBACKS, METHODS, OPS, PATTERNS, PAYLOADS, Comm, Config, SpcclError, State,
+                    StateInfo, payload_of, sparse_allreduce, version)
 
-__all__ = ["Comm", "Config", "State", "SpcclError", "sparse_allreduce", "version", "METHODS", "PATTERNS",
-           "FEEDBACKS", "OPS", "DATATYPES"]
+__all__ = ["Comm", "Config", "State", "StateInfo", "SpcclError", "sparse_allreduce", "payload_of", "version",
+           "METHODS", "PATTERNS", "FEEDBACKS", "OPS", "DATATYPES", "PAYLOADS"]

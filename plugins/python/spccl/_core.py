@@ -3,7 +3,6 @@
 CUDA with the current stream) or NumPy arrays; nothing is copied, so they must be contiguous."""
 import atexit
 import ctypes
-import types
 import weakref
 
 import numpy as np
@@ -31,7 +30,47 @@ def _method_table():
     return table
 
 
+def _payload_table():
+    """{spcclPayload_t: name} from the library (spcclPayloadName)."""
+    table, payload = {}, 0
+    while (name := _L.spcclPayloadName(payload)) is not None:
+        table[payload] = name.decode()
+        payload += 1
+    return table
+
+
 METHODS = _method_table()
+PAYLOADS = _payload_table()
+
+
+def payload_of(method):
+    """How `method`'s payload travels (spcclMethodGetPayload): "values" (one allreduce of values
+    on positions every rank knows), "slots" (one allgather of (index, value) slots) or "rounds"
+    (rounds of its own, only spccl's collective runs it)."""
+    kind = ctypes.c_int()
+    _check(_L.spcclMethodGetPayload(_enum(method, METHODS, "method"), ctypes.byref(kind)))
+    return PAYLOADS[kind.value]
+
+
+class StateInfo:
+    """What a state does per call (spcclStateGetInfo): its method's payload kind, wire bytes
+    and cost terms. Byte counts are per rank and call."""
+
+    FIELDS = {"method": "method", "count": "count", "selected": "selected", "wire_bytes": "wireBytes",
+              "dense_wire_bytes": "denseWireBytes", "dense_switched": "denseSwitched", "memory_bytes": "memoryBytes",
+              "payload": "payload", "method_wire_bytes": "methodWireBytes",
+              "wire_intra_host_bytes": "wireIntraHostBytes", "wire_inter_host_bytes": "wireInterHostBytes",
+              "rounds": "rounds", "memory_passes": "memoryPasses", "select_passes": "selectPasses"}
+
+    def __init__(self, s):
+        for name, c_name in self.FIELDS.items():
+            setattr(self, name, getattr(s, c_name))
+        self.method = _name(self.method, METHODS)
+        self.payload = PAYLOADS[self.payload]
+        self.dense_switched = bool(self.dense_switched)
+
+    def __repr__(self):
+        return "StateInfo(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS) + ")"
 PATTERNS = {"contiguous": 0, "scattered": 1}
 FEEDBACKS = {"none": 0, "ef": 1}
 OPS = {"sum": 0, "avg": 4}
@@ -441,6 +480,13 @@ class State:
         t = torch.from_numpy(arr)
         return t.view(torch.bfloat16) if self.datatype == DATATYPES["bfloat16"] else t
 
+    def info(self):
+        """spcclStateGetInfo as a StateInfo: what the state does per call, byte counts per rank
+        (wire_bytes: what this rank sends over the network in spcclSparseAllReduce)."""
+        s = _lib.StateInfoStruct(ctypes.sizeof(_lib.StateInfoStruct), _lib.STATE_INFO_MAGIC, version())
+        _check(_L.spcclStateGetInfo(self.handle, ctypes.byref(s)))
+        return StateInfo(s)
+
     def reset(self):
         """Residual = 0, step = 0."""
         _check(_L.spcclStateReset(self.handle))
@@ -479,15 +525,6 @@ class State:
         _check(_L.spcclSparseAllReduce(s.ptr, r.ptr, s.count, s.datatype, _enum(op, OPS, "op"), self.handle,
                                        self.comm.handle, s.stream))
         return recvbuf
-
-    def info(self):
-        """spcclStateGetInfo: what the state does per call, byte counts per rank (wire_bytes:
-        what this rank sends over the network in spcclSparseAllReduce)."""
-        s = _lib.StateInfoStruct()
-        _check(_L.spcclStateGetInfo(self.handle, ctypes.byref(s)))
-        return types.SimpleNamespace(method=_name(s.method, METHODS), count=s.count, selected=s.selected,
-                                     wire_bytes=s.wireBytes, dense_wire_bytes=s.denseWireBytes,
-                                     dense_switched=bool(s.denseSwitched), memory_bytes=s.memoryBytes)
 
     def compressed_count(self):
         n = ctypes.c_size_t()

@@ -22,13 +22,18 @@ class ConfigStruct(ctypes.Structure):
         ("pipeline", c_int), ("hierarchical", c_int), ("valueBits", c_int),
     ]
 
+# spcclStateInfo_t, versioned the same way (size and magic set before the call).
 class StateInfoStruct(ctypes.Structure):
-    """spcclStateInfo_t, in its field order."""
     _fields_ = [
+        ("size", c_size_t), ("magic", c_uint), ("version", c_uint),
         ("method", c_int), ("count", c_size_t), ("selected", c_size_t), ("wireBytes", c_size_t),
         ("denseWireBytes", c_size_t), ("denseSwitched", c_int), ("memoryBytes", c_size_t),
+        ("payload", c_int), ("methodWireBytes", c_size_t), ("wireIntraHostBytes", c_size_t),
+        ("wireInterHostBytes", c_size_t), ("rounds", c_size_t), ("memoryPasses", c_double),
+        ("selectPasses", c_double),
     ]
 
+STATE_INFO_MAGIC = 0x5BCC11F0
 CONFIG_MAGIC = 0x5BCC1C0F
 UNDEF_INT = -2147483648
 UNDEF_DOUBLE = -1.0e300
@@ -40,6 +45,8 @@ _PROTOTYPES = {
     "spcclGetErrorString": (c_char_p, [c_int]),
     "spcclGetLastError": (c_char_p, [c_void_p]),
     "spcclMethodName": (c_char_p, [c_int]),
+    "spcclPayloadName": (c_char_p, [c_int]),
+    "spcclMethodGetPayload": (c_int, [c_int, P(c_int)]),
     "spcclCommInitMPIFortran": (c_int, [P(c_void_p), c_int]),
     "spcclCommInitLocal": (c_int, [P(c_void_p), c_int, c_int, c_int]),
     "spcclCommCount": (c_int, [c_void_p, P(c_int)]),

@@ -4,14 +4,16 @@
 The state compresses on the tensor's device (spcclCompress: feedback applied and the residual
 updated at once); the payload crosses the group asynchronously; the returned future's
 callback decompresses (spcclDecompress) the average of every rank's contribution back into
-the tensor:
+the tensor. The collective follows the method's payload kind (spccl.payload_of, from the
+library's method table):
 
-- random block: every rank packs the same blocks, so the packed values are summed with one
-  all_reduce and no indices travel;
-- Top-k / Gaussian-k: each rank sends a fixed number of (index, value) slots, so one
+- "values" (random block): every rank packs the same positions, so the packed values are
+  summed with one all_reduce and no indices travel; a payload of every value is PyTorch's own
+  allreduce of the tensor;
+- "slots" (Top-k, Gaussian-k): each rank sends a fixed number of (index, value) slots, so one
   all_gather of a byte buffer per rank [indices | values] carries them; unused slots hold
-  SPCCL_PAD_INDEX and are skipped.
-gTop-k and 1-bit need rounds of their own and stay on spccl's comm (spcclSparseAllReduce)."""
+  SPCCL_PAD_INDEX and are skipped;
+- "rounds" (gTop-k, 1-bit): rounds of their own, which stay on spccl's comm (spcclSparseAllReduce)."""
 import torch
 import torch.distributed as dist
 
@@ -19,18 +21,16 @@ import spccl
 
 from .profile import timed
 
-ALL_REDUCE_METHODS = ("randomblock",)
-ALL_GATHER_METHODS = ("topk", "gaussiank", "qtopk")  # qtopk: its dequantized slots, not its packed wire
 PAD_INDEX = -1  # SPCCL_PAD_INDEX (0xFFFFFFFF) as an int32
 
 
 def check_method(method, what):
-    """Refuses a method no process group can carry, naming the way out."""
-    if method in ("gtopk", "onebit"):
-        # gTop-k merges in rounds; 1-bit keeps a server residual per chunk owner between an
-        # all-to-all and an allgather: neither is one process-group collective.
+    """Refuses a method no process group can carry, naming the way out. None (the library's
+    default or SPCCL_METHOD) is checked once a state has resolved it."""
+    if method is not None and spccl.payload_of(method) == "rounds":
+        carried = " or ".join(repr(m) for m in spccl.METHODS if spccl.payload_of(m) == "slots")
         raise ValueError(f"{what}: {method} needs its own communication rounds and cannot go through a process "
-                         "group; pass comm=spccl.Comm(...) (launch with mpirun) or use method 'topk' or 'gaussiank'")
+                         f"group; pass comm=spccl.Comm(...) (launch with mpirun) or use method {carried}")
 
 
 def dense_average(tensor, group):
@@ -45,15 +45,15 @@ def compressed_average(state, tensor, group, out=None):
     residual), each rank's residual updated now; `tensor` is only read. `state` lives on a
     compress-only comm of the group's size."""
     out = tensor if out is None else out
-    method = state.config.method
-    if method == "dense":
-        return dense_average(out if out is tensor else out.copy_(tensor), group)
-    if method in ALL_REDUCE_METHODS:
+    info = state.info()
+    if info.payload == "values":
+        if info.selected == info.count:  # every value: nothing to compress
+            return dense_average(out if out is tensor else out.copy_(tensor), group)
         return _all_reduce_values(state, tensor, group, out)
-    if method in ALL_GATHER_METHODS:
+    if info.payload == "slots":
         return _all_gather_pairs(state, tensor, group, out)
-    check_method(method, "spccl_torch")
-    raise ValueError(f"spccl_torch: method {method!r} has no process-group exchange")
+    check_method(info.method, "spccl_torch")
+    raise ValueError(f"spccl_torch: method {info.method!r} has no process-group exchange")
 
 
 def world(comm, group):

@@ -309,7 +309,7 @@ class _Group:
             self.load(self.x - group["mu"] * self.state.residual[:self.state.count])
         else:
             self.load(self.x)
-        return _wire_bytes(self.state, comm)
+        return _bytes_sent(self.state, comm)
 
     def snapshot(self):
         cpu = lambda t: t.detach().to("cpu", copy=True)  # noqa: E731
@@ -333,13 +333,9 @@ def _check_inner(inner, groups):
                          f"LocalSGD ({[len(g) for g in theirs]} against {[len(g) for g in ours]} per group)")
 
 
-def _wire_bytes(state, comm):
-    """Bytes one rank sends for a round's payload, as perf/sparse_all_reduce_perf counts
-    them: spccl's own wire (spcclStateGetInfo) on a spccl comm; through a process group, a
-    ring allreduce of spcclCompressedCount elements (2 (P-1)/P of them: what dense and random
-    block move; the slot methods' allgather is counted the same way)."""
-    if comm is not None:
-        return state.info().wire_bytes
-    nranks = state.comm.size
-    elem = torch.empty(0, dtype=state.dtype).element_size()
-    return 2 * (nranks - 1) * state.compressed_count() * elem // nranks
+def _bytes_sent(state, comm):
+    """Bytes one rank sent in the round's average, as the library's method table counts them
+    (perf/sparse_all_reduce_perf's wire column): spccl's collective on `comm`, else the
+    process group's exchange of the method's payload."""
+    info = state.info()
+    return info.wire_bytes if comm is not None else info.method_wire_bytes
