@@ -77,7 +77,7 @@ TEST(LocalCommInit, HugeRankCountsDoNotOverflow) {
       spcclState_t st = nullptr;
       const spcclResult_t res = spcclStateCreate(&st, comm, &cfg, 100, spcclFloat32);
       if (res != spcclSuccess) continue;  // refused (too much workspace) is fine; a hang is not
-      spcclStateInfo_t info;
+      spcclStateInfo_t info = SPCCL_STATE_INFO_INITIALIZER;
       ASSERT_EQ(spcclStateGetInfo(st, &info), spcclSuccess);
       EXPECT_EQ(info.denseWireBytes, (size_t)(2.0 * (nranks - 1.0) * 400 / nranks)) << nranks;
       EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
