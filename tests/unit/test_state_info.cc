@@ -64,7 +64,8 @@ TEST(StateInfo, PayloadKindsHaveNamesAndEveryMethodOne) {
 TEST(StateInfo, PayloadKindOfEachMethod) {
   const int expected[][2] = {{spcclMethodDense, spcclPayloadValues},  {spcclMethodRandomBlock, spcclPayloadValues},
                              {spcclMethodTopK, spcclPayloadSlots},    {spcclMethodGaussianK, spcclPayloadSlots},
-                             {spcclMethodGTopK, spcclPayloadRounds}, {spcclMethodOneBit, spcclPayloadRounds}};
+                             {spcclMethodGTopK, spcclPayloadRounds}, {spcclMethodOneBit, spcclPayloadRounds},
+                             {spcclMethodQTopK, spcclPayloadSlots}};
   for (const auto& e : expected) {
     int payload = -1;
     ASSERT_EQ(spcclMethodGetPayload(e[0], &payload), spcclSuccess);
