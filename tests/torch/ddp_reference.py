@@ -89,16 +89,18 @@ class PullNet(ParamNet):
 
 
 def train_def_and_check(comm=None, steps=5, micro=1, lr=0.1, beta=0.9, wd=0.01, mu=0.3, density=0.1, seed=5,
-                        **ddp_kwargs):
+                        lrs=None, **ddp_kwargs):
     """Trains PullNet (one parameter per bucket) with DEFSGD as the README registers it and,
     each step, compares every parameter and residual with DESIGN.md's DEF computed here in
     float64 from every rank's targets:
 
         dense iterations: x -= lr * mean(g + wd*y)            (y = x, no state yet)
-        then:  y = x - mu*e;  lr*m = beta*lr*m + lr*(g(y) + wd*y);  acc = e + lr*m
-               c = acc on the step's blocks;  e = acc - c;  x -= mean over ranks of c
+        then:  y = x - mu*e;  m = beta*m + g(y) + wd*y;  p = e + lr*m
+               c = p on the step's blocks;  e = p - c;  x -= mean over ranks of c
 
-    `micro` > 1 accumulates micro-batches under no_sync, all at y. Returns the hook state."""
+    e in parameter units (the hook keeps e/lr: the residual is compared times lr). `micro` > 1
+    accumulates micro-batches under no_sync, all at y; `lrs`: the lr of each step (set
+    between steps, as a scheduler does). Returns the hook state."""
     import spccl
     import spccl_torch
 
@@ -114,6 +116,8 @@ def train_def_and_check(comm=None, steps=5, micro=1, lr=0.1, beta=0.9, wd=0.01, 
     e = [torch.zeros(n, dtype=torch.float64) for n in sizes]
     m = [torch.zeros(n, dtype=torch.float64) for n in sizes]
     for step in range(steps):
+        lr = lrs[step] if lrs is not None else lr
+        opt.param_groups[0]["lr"] = lr
         opt.zero_grad()
         batches = [[t.float() for t in inputs(rank, step, sizes, torch.float64, k)] for k in range(micro)]
         for ts in batches[:-1]:
@@ -131,14 +135,14 @@ def train_def_and_check(comm=None, steps=5, micro=1, lr=0.1, beta=0.9, wd=0.01, 
                 dist.all_reduce(mean)
                 x[i] = x[i] - lr * mean / size
                 continue
-            m[i] = beta * m[i] + lr * g
-            acc = e[i] + m[i]
+            m[i] = beta * m[i] + g
+            acc = e[i] + lr * m[i]
             mask = selection_mask(by_count[w.numel()], "randomblock", acc, None)
             c = torch.where(mask, acc, torch.zeros_like(acc))
             e[i] = acc - c
             dist.all_reduce(c)
             x[i] = x[i] - c / size
-            torch.testing.assert_close(by_count[w.numel()].residual.double(), e[i], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(lr * by_count[w.numel()].residual.double(), e[i], rtol=1e-5, atol=1e-6)
             assert torch.count_nonzero(e[i]) > 0
         for i, w in enumerate(net.w):
             torch.testing.assert_close(w.detach().double(), x[i], rtol=1e-5, atol=1e-6,

@@ -205,13 +205,14 @@ class DEFSGD(torch.optim.Optimizer):
   look-ahead y = x - mu*e, e being the hook's per-bucket residuals; once a bucket's gradients
   are ready, the hook moves that bucket's parameters back to x. Under no_sync they stay at y
   for every micro-batch; between steps, and for evaluation, they hold x.
-- The local momentum lives with each bucket's residual, in parameter units (DGC's momentum
-  correction): lr*m = beta*lr*m + lr*(g + wd*y), and the bucket sends C(e + lr*m). So the
-  momentum never amplifies a delayed release of the residual, which is what makes random
-  block with plain EF under an optimizer's momentum diverge.
-- After backward each parameter's .grad holds its share of the average of C(e + lr*m) over
-  the ranks, already in parameter units; step() subtracts it (x -= .grad) and has no
-  momentum of its own. lr may change between steps (a scheduler): the kept lr*m is rescaled.
+- The local momentum lives with each bucket's residual (DGC's momentum correction):
+  m = beta*m + g + wd*y, and the bucket sends C(e + lr*m), both kept in gradient units (the
+  residual holds e/lr, so m is formed in one pass and sent as it is). So the momentum never
+  amplifies a delayed release of the residual, which is what makes random block with plain
+  EF under an optimizer's momentum diverge.
+- After backward each parameter's .grad holds its share of the ranks' average of
+  C(e + lr*m)/lr; step() applies x -= lr * .grad and has no momentum of its own. lr may change
+  between steps (a scheduler): the kept residual e/lr is rescaled, e itself is unchanged.
 - DDP's first start_sparse_iter iterations are dense and without momentum (buckets are
   rebuilt after the first one).
 - Checkpoints: the momenta are saved with the residuals by the hook state's state_dict();
@@ -243,7 +244,7 @@ in every run, so a resumed run still continues bit for bit)."""
 
     @torch.no_grad()
     def step(self, closure=None):
-        """x -= .grad (the ranks' average of C(e + lr*m), left by the hook). Returns the
+        """x -= lr * .grad (the ranks' average of C(e + lr*m)/lr, left by the hook). Returns the
         closure's loss (or None); a closure runs DDP's forward and backward as usual."""
         loss = None
         if closure is not None:
@@ -253,5 +254,5 @@ in every run, so a resumed run still continues bit for bit)."""
             self.hook_state.unshift_all()  # parameters of a bucket the hook did not see this step
             params = [p for p in self.param_groups[0]["params"] if p.grad is not None]
             if params:
-                torch._foreach_sub_(params, [p.grad for p in params])
+                torch._foreach_add_(params, [p.grad for p in params], alpha=-self.param_groups[0]["lr"])
         return loss

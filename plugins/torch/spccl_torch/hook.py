@@ -14,10 +14,11 @@ comm=spccl.Comm(...) (ranks launched by mpirun) spccl's own collective moves the
 blocking; gTop-k, which needs rounds of its own, works only that way.
 
 With a DEFSGD attached (detached error feedback, DESIGN.md "DEF inside DDP"), each bucket
-keeps a local momentum m beside its residual e, in parameter units (lr * m): the gradient
-arrives taken at the look-ahead y = x - mu*e (DEFSGD shifts the parameters before DDP's
-forward), the hook puts the bucket's parameters back at x, forms lr*m = beta*lr*m + lr*(g +
-wd*y), and averages C(e + lr*m) into the bucket, which the optimizer then subtracts as it is."""
+keeps a local momentum m beside its residual, both in gradient units (the residual holds
+e/lr): the gradient arrives taken at the look-ahead y = x - mu*e (DEFSGD shifts the
+parameters before DDP's forward), the hook puts the bucket's parameters back at x, forms
+m = beta*m + g + wd*y in one pass, and averages C(e/lr + m) = C(e + lr*m)/lr into the bucket,
+which the optimizer applies as x -= lr * that, with no momentum of its own."""
 import collections
 import warnings
 
@@ -65,9 +66,8 @@ class SpcclHookState(checkpoint.TableOwner):
         "saved_first_pass",   # a loaded checkpoint's first-iteration bucket -> its parameter count
         # Detached error feedback (DEFSGD); none of it pickled but the momenta.
         "detached",           # the DEFSGD whose hyper-parameters the buckets use, or None
-        "momenta",            # bucket.index() -> [lr*m, the lr it was formed with]
-        "shifted",            # id(param) -> (param, its residual slice): parameters now at x - mu*e
-        "shift_mu",           # the mu they were shifted by
+        "momenta",            # bucket.index() -> [m, the lr its residual e/lr is scaled by]
+        "shifted",            # id(param) -> (param, its residual slice, mu*lr): parameters at x - mu*e
         "trap_check",         # the optimizer hook that warns of random block + EF under momentum
                               # (None: not yet registered, False: done)
     ]
@@ -91,7 +91,7 @@ class SpcclHookState(checkpoint.TableOwner):
         self.local_comms = LocalComms()
         self.param_keys, self.layouts, self.first_pass, self.state_params = {}, {}, True, {}
         self.residual_layouts, self.saved_first_pass = {}, None
-        self.detached, self.momenta, self.shifted, self.shift_mu, self.trap_check = None, {}, {}, 0.0, None
+        self.detached, self.momenta, self.shifted, self.trap_check = None, {}, {}, None
         if comm is None:
             check_method(self.config.method, "SpcclHookState")
         elif dist.is_available() and dist.is_initialized() and self.world_size() != comm.size:
@@ -176,29 +176,29 @@ class SpcclHookState(checkpoint.TableOwner):
         mu = self.detached.param_groups[0]["mu"]
         if mu == 0:
             return
-        params, slices = [], []
-        for params_of, residual in self._residuals():
+        moving = []
+        for params_of, residual, lr in self._residuals():
             for p, e in zip(params_of, _split(residual, params_of)):
                 if id(p) not in self.shifted:
-                    self.shifted[id(p)] = (p, e)
-                    params.append(p)
-                    slices.append(e)
-        if params:
+                    self.shifted[id(p)] = (p, e, mu * lr)  # e is kept as e/lr
+                    moving.append(self.shifted[id(p)])
+        if moving:
             with timed("spccl.lookahead"):
-                self.shift_mu = mu
-                _move(params, slices, -mu)
+                _move(moving, -1)
 
     def _residuals(self):
-        """(parameters, residual) of every bucket with a residual: a loaded checkpoint's where
-        one waits (its parameters named by their DEFSGD index), else the live state's."""
+        """(parameters, residual, its lr) of every bucket with a residual: a loaded checkpoint's
+        where one waits (its parameters named by their DEFSGD index), else the live state's."""
         params = self.detached.param_groups[0]["params"]
         for index, saved in self.pending.items():
-            if saved.get("residual") is not None and saved.get("params") is not None:
+            if None not in (saved.get("residual"), saved.get("params"), saved.get("momentum_lr")):
                 on = [params[k] for k in saved["params"]]
-                yield on, saved["residual"].to(on[0].device)
+                yield on, saved["residual"].to(on[0].device), saved["momentum_lr"]
         for index, st in self.states.items():
-            if index not in self.pending and index in self.state_params and st.config.feedback == "ef":
-                yield self.state_params[index], st.residual
+            lr = self.momenta.get(index, (None, None))[1]
+            if index not in self.pending and index in self.state_params and lr is not None \
+                    and st.config.feedback == "ef":
+                yield self.state_params[index], st.residual, lr
 
     @torch.no_grad()
     def unshift(self, params):
@@ -206,10 +206,10 @@ class SpcclHookState(checkpoint.TableOwner):
         moved = [self.shifted.pop(id(p)) for p in params if id(p) in self.shifted]
         if moved:
             with timed("spccl.lookahead"):
-                _move([p for p, _ in moved], [e for _, e in moved], self.shift_mu)
+                _move(moved, 1)
 
     def unshift_all(self):
-        self.unshift([p for p, _ in list(self.shifted.values())])
+        self.unshift([entry[0] for entry in list(self.shifted.values())])
 
     def _watch_for_trap(self):
         """Random block with plain EF at low density under an optimizer with momentum is the
@@ -313,16 +313,23 @@ def _split(flat, params):
     return [v.view_as(p) for v, p in zip(flat.split([p.numel() for p in params]), params)]
 
 
-def _move(params, slices, alpha):
-    """params += alpha * slices: the look-ahead's shift and its undoing, the same operation
-    in every run (a resumed run shifts by the checkpoint's residual, bit for bit)."""
-    torch._foreach_add_(params, slices, alpha=alpha)
+def _move(moves, sign):
+    """param += sign * mu*lr * (e/lr) for each (param, e/lr, mu*lr) of `moves`: the look-ahead's
+    shift (sign -1) and its undoing (+1), the same operation in every run (a resumed run
+    shifts by the checkpoint's residual, bit for bit). One foreach call per distinct mu*lr."""
+    by_alpha = {}
+    for p, e, alpha in moves:
+        params, slices = by_alpha.setdefault(alpha, ([], []))
+        params.append(p)
+        slices.append(e)
+    for alpha, (params, slices) in by_alpha.items():
+        torch._foreach_add_(params, slices, alpha=sign * alpha)
 
 
 def ddp_comm_hook(state: SpcclHookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """Averages the bucket's gradients over ranks: dense for the first start_sparse_iter
     iterations, then compressed with error feedback kept per bucket. Returns a future of the
-    bucket's buffer, averaged in place (under DEFSGD: the average of C(e + lr*m), the step)."""
+    bucket's buffer, averaged in place (under DEFSGD: the average of C(e + lr*m)/lr)."""
     buffer = bucket.buffer()
     params = state.note_layout(bucket)
     sparse = state.iter >= state.start_sparse_iter
@@ -355,14 +362,14 @@ def _detached_exchange(state, index, grad, params, sparse):
         torch._foreach_add_(_split(grad, params), params, alpha=wd)
     state.unshift(params)
     if not sparse:  # DDP's first iterations: plain averaged SGD (no state, no momentum yet)
-        return _average_dense(state, grad).then(lambda fut: fut.value().mul_(lr))
+        return _average_dense(state, grad)
     st = state.state_for(index, grad, state.keys_of(params))
     slot = state.momenta[index]
     with timed("spccl.momentum"):
-        # lr*m kept in parameter units; a changed lr rescales it (m itself is lr-free).
-        decay = beta if slot[1] in (None, lr) else beta * lr / slot[1]
-        slot[0].mul_(decay).add_(grad, alpha=lr)
+        if slot[1] is not None and slot[1] != lr:  # the residual holds e/lr: a new lr rescales it
+            st.residual.mul_(slot[1] / lr)
         slot[1] = lr
+        torch.add(grad, slot[0], alpha=beta, out=slot[0])  # m = beta*m + g, one pass
     return _average(state, st, slot[0], grad)
 
 
