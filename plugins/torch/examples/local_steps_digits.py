@@ -14,6 +14,10 @@ seeds; all communication goes through spccl:
     domo            both momenta, coordinated by momentum fusion
     diloco          AdamW inside the round (--inner-lr), Nesterov outer step (--outer-lr,
                     --server-momentum), dense: not in the default list
+    domo-q          domo, the deltas sent as quantized Top-k (qtopk: --q-density per chunk of
+                    --q-chunk elements, --value-bits per value) with EF, look-ahead --mu and
+                    --residual-decay, every --q-local-steps: not in the default list
+    diloco-q        diloco with domo-q's compression: not in the default list
     domo-rb         domo, the deltas sent as random blocks (density 1/64) with EF, DEF's
                     look-ahead (each round starts at x - mu * e) and the residual shrunk by
                     --residual-decay every round
@@ -60,6 +64,9 @@ RUNS = {  # name -> LocalSGD variant, local steps (None: --local-steps), spccl m
     "domo": dict(variant="domo", local_steps=None, method="dense", mu=0.0),
     "diloco": dict(variant="fedavg_server_momentum", local_steps=None, method="dense", mu=0.0, outer="nesterov",
                    inner="adamw"),
+    "domo-q": dict(variant="domo", local_steps="q", method="qtopk", mu=None, decay=None),
+    "diloco-q": dict(variant="fedavg_server_momentum", local_steps="q", method="qtopk", mu=None, decay=None,
+                     outer="nesterov", inner="adamw"),
     "domo-rb": dict(variant="domo", local_steps=None, method="randomblock", mu=None, decay=None),
     "domo-rb16": dict(variant="domo", local_steps=None, method="randomblock", mu=None, density=1 / 16, decay=None),
     "domo-rb-ef": dict(variant="domo", local_steps=None, method="randomblock", mu=0.0),
@@ -86,6 +93,12 @@ def parse_args(argv=None):
     p.add_argument("--split", choices=("dirichlet", "iid"), default="dirichlet")
     p.add_argument("--inner-lr", type=float, default=2e-3, help="AdamW's learning rate (diloco runs)")
     p.add_argument("--outer-lr", type=float, default=0.7, help="outer learning rate of the Nesterov runs")
+    p.add_argument("--q-density", type=float, default=1 / 128, help="qtopk runs: density inside each chunk")
+    p.add_argument("--q-chunk", type=int, default=4096, help="qtopk runs: chunk (block) size")
+    p.add_argument("--value-bits", type=int, default=2, help="qtopk runs: bits per sent value")
+    p.add_argument("--q-local-steps", type=int, default=None, help="qtopk runs: H (default --local-steps)")
+    p.add_argument("--slm-server-momentum", type=float, default=None,
+                   help="fedavg-slm's server momentum (default --server-momentum)")
     p.add_argument("--target-gap", type=float, default=0.0,
                    help="points below sync-sgd's final accuracy that count as reaching it")
     p.add_argument("--density", type=float, default=1 / 64)
@@ -131,15 +144,25 @@ def batches(shard, batch, seed):
 
 
 def run_density(spec, args):
+    if spec["method"] == "qtopk":
+        return args.q_density
     return spec.get("density") or args.density
+
+
+def run_local_steps(spec, args):
+    if spec["local_steps"] == "q":
+        return args.q_local_steps or args.local_steps
+    return spec["local_steps"] or args.local_steps
 
 
 def train(spec, args, comm, data, shard):
     xtr, ytr, xte, yte = data
     model = make_model(args.seed)
-    config = spccl.Config(method=spec["method"], feedback="ef", density=run_density(spec, args), block_size=args.block_size,
-                          seed=1000 + args.seed, dense_switch=False)
-    local_steps = spec["local_steps"] or args.local_steps
+    quantized = spec["method"] == "qtopk"
+    config = spccl.Config(method=spec["method"], feedback="ef", density=run_density(spec, args),
+                          block_size=args.q_chunk if quantized else args.block_size, seed=1000 + args.seed,
+                          dense_switch=False, value_bits=args.value_bits if quantized else None)
+    local_steps = run_local_steps(spec, args)
     mu = args.mu if spec["mu"] is None else spec["mu"]
     decay = spec.get("decay", 1.0)
     if decay is None:
@@ -150,7 +173,8 @@ def train(spec, args, comm, data, shard):
         inner = torch.optim.AdamW(model.parameters(), lr=args.inner_lr, weight_decay=args.weight_decay)
     opt = spccl_torch.LocalSGD(model.parameters(), lr=args.lr if inner is None else None, inner=inner,
                                local_steps=local_steps, variant=spec["variant"], momentum=args.momentum,
-                               server_momentum=args.server_momentum, fusion=args.fusion,
+                               server_momentum=args.slm_server_momentum if spec["variant"] == "fedavg_slm"
+                               and args.slm_server_momentum is not None else args.server_momentum, fusion=args.fusion,
                                server_lr=args.outer_lr if outer == "nesterov" else 1.0, outer=outer,
                                weight_decay=args.weight_decay, mu=mu, residual_decay=decay, config=config,
                                comm=comm)
