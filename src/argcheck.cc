@@ -113,7 +113,8 @@ spcclResult_t collectiveOverlapCheck(const spcclInfo& info) {
     // NCCL's in place is recvbuff = sendbuff + rank * recvcount; MPI's is the same pointer.
     inPlace = info.comm->transport->deviceBuffers() ? -(ptrdiff_t)(rank * bytes) : 0;
   }
-  const CallBuffer buffers[] = {{"sendbuff", info.sendbuff, sendBytes, false}, {"recvbuff", info.recvbuff, recvBytes, true}};
+  const CallBuffer buffers[] = {{"sendbuff", info.sendbuff, sendBytes, false},
+                                {"recvbuff", info.recvbuff, recvBytes, true}};
   return overlapCheck(info.opName, info.state, buffers, 2, inPlace);
 }
 

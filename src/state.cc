@@ -61,7 +61,8 @@ void buffersFree(spcclState* st) {
 // Destroyed states stay allocated (their buffers freed, their magic dead), so no later state
 // ever takes the address of an earlier one: a stale handle is refused as "not a live spccl
 // state" instead of acting on a newer state, and reading its magic is no use-after-free. It
-// costs sizeof(spcclState) (416 bytes on x86-64) per destroyed state. The list keeps them reachable (no leak report).
+// costs sizeof(spcclState) (416 bytes on x86-64) per destroyed state. The list keeps them
+// reachable (no leak report).
 std::vector<spcclState*>& graveyard() {
   static auto* states = new std::vector<spcclState*>();
   return *states;
