@@ -159,6 +159,19 @@ def test_every_buffer_is_checked_against_the_state(comm):
     assert st.step == 0 and not st.residual.any()  # nothing reached the library
 
 
+def test_qtopk_value_bits_reach_the_library_and_size_its_wire(comm):
+    """Config.value_bits is spcclConfig_t.valueBits: resolved back, refused outside [2, 8] by the
+    library, and it sizes qtopk's packed payload: 4 chunks of 64 with 4 slots of 6 + 3 bits
+    (144 bits: 3 words) after 4 exponents (8 bytes), 32 bytes allgathered to P-1 peers."""
+    st = spccl.State(comm, spccl.Config(method="qtopk", density=1 / 16, block_size=64, value_bits=3), 256)
+    assert st.config.value_bits == 3
+    info = st.info()
+    assert (info.method, info.selected, info.wire_bytes) == ("qtopk", 16, (comm.size - 1) * 32)
+    assert spccl.State(comm, spccl.Config(method="qtopk"), 64).config.value_bits == 2  # the default
+    with pytest.raises(spccl.SpcclError, match=r"valueBits 9 is outside \[2, 8\]"):
+        spccl.State(comm, spccl.Config(method="qtopk", value_bits=9), 64)
+
+
 def test_config_integers_are_range_checked():
     """ctypes would wrap 2**32 + 16 to 16 and -1 to the unset seed; they are refused instead."""
     with pytest.raises(ValueError, match=r"Config.block_size 4294967312 is outside \[-2147483647, 2147483647\]"):
