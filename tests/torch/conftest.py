@@ -2,6 +2,7 @@
 """The PyTorch adapters under torchrun: every rank runs pytest on the same tests in the same
 order over the gloo process group torchrun's environment describes; no MPI, no mpi4py.
 Under CI=true a missing torch fails instead of skipping."""
+import gc
 import os
 
 import pytest
@@ -22,6 +23,11 @@ def process_group():
         pytest.fail("run these tests under torchrun (ctest does: tests/torch/CMakeLists.txt)")
     dist.init_process_group("gloo")
     yield dist.group.WORLD
+    # DDP modules, hook states and optimizers of finished tests form reference cycles that
+    # hold the process group; free them while it is alive, not at interpreter exit (a gloo
+    # group torn down during interpreter finalisation once aborted a rank under heavy load).
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 

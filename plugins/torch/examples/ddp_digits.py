@@ -14,6 +14,7 @@ Every run starts from the same weights and sees the same data order (1400 traini
 
 prints one line per run and seed and the mean and standard deviation over the seeds."""
 import argparse
+import gc
 import statistics
 
 import torch
@@ -88,7 +89,10 @@ def train(run, seed, args):
             loss_fn(ddp(xtr[idx]), ytr[idx]).backward()
             opt.step()
     with torch.no_grad():
-        return (model(xte).argmax(1) == yte).double().mean().item() * 100
+        acc = (model(xte).argmax(1) == yte).double().mean().item() * 100
+    del ddp, opt  # DDP, its hook state and DEFSGD refer to each other: free them now
+    gc.collect()
+    return acc
 
 
 def main(argv=None):
