@@ -24,8 +24,10 @@ def process_group():
     dist.init_process_group("gloo")
     yield dist.group.WORLD
     # DDP modules, hook states and optimizers of finished tests form reference cycles that
-    # hold the process group; free them while it is alive, not at interpreter exit (a gloo
-    # group torn down during interpreter finalisation once aborted a rank under heavy load).
+    # hold the process group: free them while it is alive, not at interpreter exit. The
+    # barrier releases the GIL, so gloo's worker threads finish releasing the comm hooks'
+    # future callbacks now (a thread that needs the GIL during exit is ended, and C++ calls
+    # std::terminate: seen as a rank aborting after its tests passed).
     gc.collect()
     dist.barrier()
     dist.destroy_process_group()

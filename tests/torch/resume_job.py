@@ -65,6 +65,10 @@ def main():
                     steps={i: b["step"] for i, b in hook["buckets"].items()},
                     momenta={i: b.get("momentum") for i, b in hook["buckets"].items()}),
                os.path.join(args.out, f"rank{rank}.pt"))
+    # A blocking collective releases the GIL, so gloo's worker threads finish releasing the
+    # comm hooks' future callbacks now, not during interpreter exit (where a thread that
+    # needs the GIL is ended, and C++ calls std::terminate).
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -106,6 +106,10 @@ def main(argv=None):
             spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
             print(f"{run:<6} " + " ".join(f"{a:6.2f}" for a in accs) +
                   f"   mean {statistics.mean(accs):6.2f} +- {spread:.2f}", flush=True)
+    # A blocking collective releases the GIL, so gloo's worker threads finish releasing the
+    # comm hooks' future callbacks now, not during interpreter exit (where a thread that
+    # needs the GIL is ended, and C++ calls std::terminate).
+    dist.barrier()
     dist.destroy_process_group()
 
 
