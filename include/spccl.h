@@ -265,7 +265,7 @@ typedef struct {
   size_t denseWireBytes;     /* what a dense ring allreduce of the tensor sends per rank */
   int denseSwitched;         /* 1: the sparse payload would cost more, so the collective runs dense */
   size_t memoryBytes;        /* spcclStateGetMemoryFootprint */
-  /* The method's table entry: its payload and its cost terms (docs/cost_model.md). */
+  /* The method's table entry: its payload and its cost terms (docs/DESIGN.md). */
   int payload;               /* spcclPayload_t */
   size_t methodWireBytes;    /* what the method's own payload sends per rank over the comm, whatever
                                 the collective chose (what an adapter's exchange of spcclCompress's

@@ -26,9 +26,10 @@
 
 namespace spccl {
 
-// What a method's call costs, apart from its wire bytes (describe): the a-priori terms of
-// the cost model (docs/cost_model.md), which calibrates their rates on the machine. Counted
-// for the host path; a "pass" reads or writes count elements once.
+// What a method's call costs, apart from its wire bytes (describe): the a-priori terms a cost
+// model weighs with rates measured on the machine (docs/DESIGN.md, spcclStateGetInfo; the model
+// itself is not built yet). Counted for the host path; a "pass" reads or writes count
+// elements once.
 struct MethodFacts {
   spcclPayload_t payload;  // how its payload travels (spcclPayload_t)
   double memoryPasses;     // streaming passes per call beyond the transport's
