@@ -89,6 +89,7 @@ typedef enum { spcclFeedbackNone = 0, spcclFeedbackEF = 1, spcclNumFeedbacks = 2
  *   hierarchical  on when the comm spans >1 host SPCCL_HIERARCHICAL (0|1)
  *                 and some host has >1 rank
  *   valueBits     2                            SPCCL_VALUE_BITS (2..8)
+ *   autoSelect    0                            SPCCL_AUTO (0|1)
  * ------------------------------------------------------------------------------------ */
 #define SPCCL_CONFIG_MAGIC 0x5bcc1c0fu
 #define SPCCL_CONFIG_UNDEF_INT (-2147483647 - 1)
@@ -117,6 +118,15 @@ typedef struct {
                           hosts have equal numbers of ranks. 0: flat. */
   int valueBits;       /* qtopk: bits per sent value, 2..8 (levels -(2^(b-1)-1) .. 2^(b-1)-1 times a
                           power-of-two scale per block); the other methods ignore it */
+  int autoSelect;      /* 1: the state times its first 7 calls (the method untimed, then dense and
+                          the method in turn), sums every rank's timings over the comm, and from then on
+                          runs whichever was faster, the same on every rank (docs/DESIGN.md,
+                          "Choosing per call: auto"). A dense call sends g + e and empties the
+                          residual, so feedback stays exact across the switch; spcclStateGetInfo's
+                          denseSwitched says what the next call runs. Logged at INFO with the
+                          reason. Acts on host states of a comm of several ranks that moves its own
+                          payload, for methods whose feedback is their residual (not 1-bit); the
+                          others keep their method, logged. 0: always the method. */
 } spcclConfig_t;
 
 #define SPCCL_CONFIG_INITIALIZER                                                            \
@@ -124,7 +134,8 @@ typedef struct {
     sizeof(spcclConfig_t), SPCCL_CONFIG_MAGIC, SPCCL_VERSION_CODE, SPCCL_CONFIG_UNDEF_INT, \
         SPCCL_CONFIG_UNDEF_DOUBLE, SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT,          \
         SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_U64, 0ull, SPCCL_CONFIG_UNDEF_INT,       \
-        SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT              \
+        SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT, SPCCL_CONFIG_UNDEF_INT,             \
+        SPCCL_CONFIG_UNDEF_INT                                                              \
   }
 
 /* ---------------------------------- Library and errors ------------------------------- */

@@ -63,7 +63,7 @@ const char* typeName(spcclDataType_t t) {
 void usage(const char* prog) {
   fprintf(stderr,
           "usage: %s [-b minbytes] [-e maxbytes] [-f factor] [-n iters] [-w warmup] [-c 0|1]\n"
-          "          [-d float|half|bfloat16|double] [-o sum|avg] [-m dense,randomblock,...|all]\n"
+          "          [-d float|half|bfloat16|double] [-o sum|avg] [-m dense,randomblock,auto:topk,...|all]\n"
           "          [-D density] [-B blocksize] [-p contiguous|scattered] [-F none|ef] [-J file.json]\n"
           "          [-q bits: qtopk's bits per value, 2..8]\n"
           "          [-g 1: device buffers, rank r on GPU r %% count] [-T mpi|nccl: with -g, MPI staged\n"
@@ -123,23 +123,37 @@ bool parseOptions(int argc, char** argv, Options* o) {
          (o->transport == "mpi" || o->transport == "nccl");
 }
 
-// A -m choice: a library method, possibly with config.pipeline, and its check reference.
+// A -m choice: a library method, possibly with config.pipeline or config.autoSelect, and its
+// check reference.
 struct MethodRun {
-  std::string name;  // spcclMethodName, "_pipe" appended with pipeline
+  std::string name;  // spcclMethodName, "_pipe" appended with pipeline, "auto:" before it with auto
   const MethodReference* ref;
   int pipeline;
+  int autoSelect;  // the state may run dense (it then says so: spcclStateGetInfo.denseSwitched)
 };
 
-// Every method the library names that has a reference here, in the library's order.
+// Every method the library names that has a reference here, in the library's order; then
+// "auto:NAME" for each of them but dense.
 std::vector<MethodRun> knownRuns(const std::vector<MethodReference>& references) {
   std::vector<MethodRun> runs;
   for (int m = 0; spcclMethodName(m); ++m)
     for (const MethodReference& ref : references)
       if (ref.method == m) {
-        runs.push_back({spcclMethodName(m), &ref, 0});
-        if (ref.pipelined) runs.push_back({std::string(spcclMethodName(m)) + "_pipe", &ref, 1});
+        runs.push_back({spcclMethodName(m), &ref, 0, 0});
+        if (ref.pipelined) runs.push_back({std::string(spcclMethodName(m)) + "_pipe", &ref, 1, 0});
       }
+  const size_t plain = runs.size();
+  for (size_t i = 0; i < plain; ++i)
+    if (runs[i].ref->method != spcclMethodDense && !runs[i].pipeline)
+      runs.push_back({"auto:" + runs[i].name, runs[i].ref, 0, 1});
   return runs;
+}
+
+// The run of `method` without pipeline or auto (the dense reference of a state that switched).
+const MethodRun* plainRun(const std::vector<MethodRun>& runs, spcclMethod_t method) {
+  for (const MethodRun& run : runs)
+    if (run.ref->method == method && !run.pipeline && !run.autoSelect) return &run;
+  return nullptr;
 }
 
 struct Result {
@@ -286,6 +300,7 @@ class Harness {
     cfg.blockPattern = opts_.blockPattern;
     cfg.feedback = opts_.feedback;
     cfg.pipeline = m.pipeline;
+    cfg.autoSelect = m.autoSelect;
     cfg.hierarchical = hierarchical;
     spcclState_t st;
     PERFCHECK(spcclStateCreate(&st, comm_, &cfg, count, opts_.datatype));
@@ -326,13 +341,18 @@ class Harness {
     r->wireIntra = info.wireIntraHostBytes;
     r->wireInter = info.wireInterHostBytes;
     r->density = densityText(ctx);
-    if (ctx.state && stateInfo(ctx.state).denseSwitched) r->method += ">dense";
+    // What the state runs next (the check call): dense after a switch (the top-k family's
+    // dense switch, or auto), checked against the dense reference.
+    const bool switched = info.denseSwitched || (ctx.state && stateInfo(ctx.state).denseSwitched);
+    if (switched) r->method += ">dense";
+    const MethodRun* dense = plainRun(known_, spcclMethodDense);
+    const MethodReference& reference = switched && dense ? *dense->ref : *m.ref;
     r->wrong = -1;
     if (opts_.check) {
       PERFCHECK(spcclStateReset(st));
       PERFCHECK(call());
       if (buf.drecv && !copyAndWait(buf.recv.data(), buf.drecv, count * typeSize(opts_.datatype))) return false;
-      long long wrong = ctx.state ? countWrong(*m.ref, ctx, buf.recv.data() + offset * typeSize(opts_.datatype)) : 0;
+      long long wrong = ctx.state ? countWrong(reference, ctx, buf.recv.data() + offset * typeSize(opts_.datatype)) : 0;
       MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
       r->wrong = wrong;
     }
@@ -359,6 +379,7 @@ class Harness {
     if (mine == 0) return true;
     cfg.hierarchical = 0;
     cfg.pipeline = 0;
+    cfg.autoSelect = 0;
     PERFCHECK(spcclStateCreate(shard, cross_, &cfg, mine, opts_.datatype));
     ctx->state = *shard;
     return true;

@@ -249,6 +249,10 @@ spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const c
     SPCCLCHECK(envBool("SPCCL_PIPELINE", false, &flag, api));
     c.pipeline = flag;
   }
+  if (c.autoSelect == SPCCL_CONFIG_UNDEF_INT) {
+    SPCCLCHECK(envBool("SPCCL_AUTO", false, &flag, api));
+    c.autoSelect = flag;
+  }
   // ~0 is the "unset" sentinel, so a variable cannot ask for it either.
   if (c.seed == SPCCL_CONFIG_UNDEF_U64)
     SPCCLCHECK(envUint64("SPCCL_SEED", SPCCL_CONFIG_UNDEF_U64 - 1, 0x5bcc1, &c.seed, api));
@@ -268,6 +272,8 @@ spcclResult_t configResolve(const spcclConfig_t* in, spcclConfig_t* out, const c
                 api, c.valueBits);
   SPCCL_REQUIRE(c.pipeline == 0 || c.pipeline == 1, spcclInvalidArgument, "%s : pipeline %d is not 0 or 1", api,
                 c.pipeline);
+  SPCCL_REQUIRE(c.autoSelect == 0 || c.autoSelect == 1, spcclInvalidArgument, "%s : autoSelect %d is not 0 or 1",
+                api, c.autoSelect);
   *out = c;
   return spcclSuccess;
 }

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "argcheck.h"
+#include "autoselect.h"
 #include "checks.h"
 #include "device.h"
 #include "hierarchy.h"
@@ -45,13 +46,14 @@ struct CallSignature {
   double density;
   int32_t datatype, op, method, feedback, blockSize, blockPattern, denseSwitch, valueBits;
   int32_t hierarchical;  // changes every message: in-host stages, then the method on shards
+  int32_t autoSelect;    // the calibration adds a collective and switches what later calls send
 };
 
 CallSignature signatureOf(const spcclInfo& info) {
   const spcclState& st = *info.state;
   return {info.count, st.step, st.config.seed, st.config.tensorKey, st.config.density, info.datatype, info.op,
        st.config.method, st.config.feedback, st.config.blockSize, st.config.blockPattern, st.config.denseSwitch,
-       st.config.valueBits, st.config.hierarchical};
+       st.config.valueBits, st.config.hierarchical, st.config.autoSelect};
 }
 
 // Names the first field in which `theirs` differs from `mine`, or returns nullptr.
@@ -71,6 +73,7 @@ const char* firstDifference(const CallSignature& a, const CallSignature& b, char
   SPCCL_COMPARE(feedback, "%d", int)
   SPCCL_COMPARE(denseSwitch, "%d", int)
   SPCCL_COMPARE(valueBits, "%d", int)
+  SPCCL_COMPARE(autoSelect, "%d", int)
   SPCCL_COMPARE(hierarchical, "%d", int)
   SPCCL_COMPARE(seed, "%llu", unsigned long long)
   SPCCL_COMPARE(tensorKey, "%llu", unsigned long long)
@@ -186,6 +189,15 @@ spcclResult_t takePairReport(const spcclState& st, PairReportSlot slot, const ch
   return spcclRemoteError;
 }
 
+namespace {
+
+// The state's own collective: its method, flat or hierarchical.
+spcclResult_t runSparse(const spcclInfo& info) {
+  return info.state->hier ? hierarchicalAllReduce(info) : info.state->method->sparseAllReduce(info);
+}
+
+}  // namespace
+
 spcclResult_t enqueueSparse(const spcclInfo& info) {
   SPCCLCHECK(argsCheck(info));
   const InUse call(info.comm->busy);
@@ -202,7 +214,7 @@ spcclResult_t enqueueSparse(const spcclInfo& info) {
        info.opName, st.method->name, st.step, info.sendbuff, info.recvbuff, info.count, dataTypeName(info.datatype),
        opName(info.op), (void*)info.comm, info.comm->nranks);
   const spcclResult_t ran =
-      breakCommOn(info.comm, st.hier ? hierarchicalAllReduce(info) : st.method->sparseAllReduce(info));
+      breakCommOn(info.comm, st.config.autoSelect ? autoAllReduce(info, runSparse) : runSparse(info));
   SPCCLCHECK(breakCommOn(info.comm, endCall(st, ran, info.stream)));
   SPCCLCHECK(breakCommOn(info.comm, stagedComplete(st, info.stream)));
   // Last: the collective has been joined, whatever an earlier call's kernels reported.

@@ -9,21 +9,51 @@
 #include <algorithm>
 
 #include "argcheck.h"
+#include "autoselect.h"
 #include "checks.h"
 #include "hierarchy.h"
 #include "method.h"
 
 namespace spccl {
 
-void describeFlat(const spcclState& st, spcclStateInfo_t* info) {
-  st.method->describe(st, info);
-  info->wireBytes = info->denseSwitched ? denseWireBytes(st) : info->methodWireBytes;
-  if (info->denseSwitched) info->rounds = ringAllReduceRounds(st.comm->nranks);
+namespace {
+
+// Of wireBytes, the share a ring in rank order sends across hosts (`hosts` of its P links).
+void splitFlatWire(const spcclState& st, spcclStateInfo_t* info) {
   const Topology* t = st.comm->topology.get();
   const int hosts = t ? t->hosts : 1;
   info->wireInterHostBytes =
       hosts > 1 ? saturated((unsigned __int128)info->wireBytes * (unsigned)hosts / (unsigned)st.comm->nranks) : 0;
   info->wireIntraHostBytes = info->wireBytes - info->wireInterHostBytes;
+}
+
+// The state's collective runs a dense allreduce of the whole tensor (dense switch, auto).
+void describeDense(const spcclState& st, spcclStateInfo_t* info) {
+  info->denseSwitched = 1;
+  info->wireBytes = denseWireBytes(st);
+  info->rounds = ringAllReduceRounds(st.comm->nranks);
+  splitFlatWire(st, info);
+}
+
+}  // namespace
+
+void describeFlat(const spcclState& st, spcclStateInfo_t* info) {
+  st.method->describe(st, info);
+  if (info->denseSwitched) return describeDense(st, info);
+  info->wireBytes = info->methodWireBytes;
+  splitFlatWire(st, info);
+}
+
+void describeMethod(const spcclState& st, spcclStateInfo_t* info) {
+  info->method = st.config.method;
+  info->count = st.count;
+  info->denseWireBytes = denseWireBytes(st);
+  const MethodFacts& facts = st.method->facts;
+  info->payload = facts.payload;
+  info->memoryPasses = facts.memoryPasses;
+  info->selectPasses = facts.selectPasses;
+  if (st.hier) hierarchicalDescribe(st, info);
+  else describeFlat(st, info);
 }
 
 namespace {
@@ -67,16 +97,9 @@ spcclResult_t spcclStateGetInfo(spcclState_t state, spcclStateInfo_t* info) {
   SPCCLCHECK(stateCheck(state, api));
   SPCCLCHECK(infoStructCheck(info, api));
   spcclStateInfo_t out = {};
-  out.method = state->config.method;
-  out.count = state->count;
-  out.denseWireBytes = denseWireBytes(*state);
   SPCCLCHECK(spcclStateGetMemoryFootprint(state, &out.memoryBytes));
-  const MethodFacts& facts = state->method->facts;
-  out.payload = facts.payload;
-  out.memoryPasses = facts.memoryPasses;
-  out.selectPasses = facts.selectPasses;
-  if (state->hier) hierarchicalDescribe(*state, &out);
-  else describeFlat(*state, &out);
+  describeMethod(*state, &out);
+  if (autoNextRunsDense(*state)) describeDense(*state, &out);
   // The caller's header may be newer (a larger struct: its extra fields stay as they were).
   const size_t header = offsetof(spcclStateInfo_t, method);
   memcpy(reinterpret_cast<char*>(info) + header, reinterpret_cast<const char*>(&out) + header,

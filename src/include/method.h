@@ -101,6 +101,9 @@ inline size_t ringAllGatherRounds(int P) { return P > 1 ? (size_t)(P - 1) : 0; }
 // (dense when switched) and its share that crosses hosts (a ring in rank order crosses
 // hosts on `hosts` of its P links).
 void describeFlat(const spcclState& st, spcclStateInfo_t* info);
+// spcclStateGetInfo's fields but memoryBytes, as the state's method (flat or hierarchical) runs,
+// whatever auto selection chose.
+void describeMethod(const spcclState& st, spcclStateInfo_t* info);
 // What a dense allreduce of the state's tensor sends per rank.
 inline size_t denseWireBytes(const spcclState& st) {
   return ringAllReduceBytes(st.comm->nranks, saturatingMul(st.count, st.elemSize));

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <memory>
 
+#include "autoselect.h"
 #include "comm.h"
 #include "device.h"
 #include "spccl.h"
@@ -73,6 +74,8 @@ struct spcclState {
   // The method's own fields (random block's block counts, the top-k family's k, ...): set by
   // its setup, read and written only by its files, through methodState<T> (method.h).
   alignas(16) unsigned char methodPrivate[spccl::kMethodPrivateBytes] = {};
+  // config.autoSelect: the calibration and the decision (autoselect.h).
+  spccl::AutoSelect autoSelect;
   // Every rank's state was found equal to this one (enqueue.cc, the first collective).
   bool agreed = false;
   // A call is running on the state (enqueue.h, InUse): a second call, and spcclStateDestroy,

@@ -4,6 +4,8 @@
 
 #include "pairs.h"
 
+#include "autoselect.h"
+
 #include <string.h>
 
 #include <algorithm>
@@ -122,25 +124,7 @@ size_t pairsAllGatherRounds(int P) { return ringAllGatherRounds(P); }
 size_t pairsCompressedCount(const spcclState& st) { return pairsK(st); }
 
 spcclResult_t pairsDense(const spcclInfo& info) {
-  const spcclState& st = *info.state;
-  void* acc = collectiveAcc(info, pairsWorkspace(st));  // reduced in place on the host
-  if (st.onDevice) {
-    SPCCLCHECK(device::feedbackSum(st.datatype, info.sendbuff, feedbackIn(st), acc, st.count, info.stream));
-  } else {
-    SPCCLCHECK(withType(st.datatype, [&](auto tag) {
-      using T = decltype(tag);
-      const T* g = static_cast<const T*>(info.sendbuff);
-      const T* e = static_cast<const T*>(feedbackIn(st));
-      T* a = static_cast<T*>(acc);
-      for (size_t i = 0; i < st.count; ++i) a[i] = feedbackValue(g, e, i);
-      return spcclSuccess;
-    }));
-  }
-  SPCCLCHECK(stateAllReduce(st, acc, info.recvbuff, st.count, info.op, info.stream));
-  void* e = feedbackOut(st);  // everything was sent
-  if (e && st.onDevice) return device::zeroAsync(e, st.residual.bytes, info.stream);
-  if (e) memset(e, 0, st.residual.bytes);
-  return spcclSuccess;
+  return denseWithFeedback(info, collectiveAcc(info, pairsWorkspace(*info.state)));  // in place on the host
 }
 
 spcclResult_t pairsCommitResidual(const spcclState& st, const void* acc, const uint32_t* indices, size_t npairs,

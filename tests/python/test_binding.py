@@ -172,6 +172,39 @@ def test_qtopk_value_bits_reach_the_library_and_size_its_wire(comm):
         spccl.State(comm, spccl.Config(method="qtopk", value_bits=9), 64)
 
 
+def test_auto_calibrates_then_every_rank_runs_the_same_choice_with_exact_feedback(world, comm):
+    """Config(auto=True) on spccl's collective: call 0 runs the method, calls 1-6 dense (odd)
+    and the method in turn, then
+    every rank runs what the summed timings chose, and State.info says beforehand which. At
+    every call c + e_new == g + e_old, where c is what this rank sent (whole coordinates: kept
+    or sent, never split), the output is the sum of every rank's c, and a dense call empties
+    the residual. auto=2 is refused where it is given."""
+    count = 4096
+    st = spccl.State(comm, spccl.Config(method="topk", density=1 / 16, feedback="ef", auto=True), count, np.float32)
+    assert st.config.auto is True
+    dense_after = []
+    for step in range(10):
+        dense = st.info().dense_switched
+        if step < 7:
+            assert dense == (step % 2 == 1), f"call {step}"
+        g = local_grad(comm.rank, count, step, np.float32)
+        before = st.residual.copy()
+        out = np.empty_like(g)
+        st.sparse_allreduce(g, out, op="sum")
+        after = st.residual
+        kept = after != 0
+        np.testing.assert_array_equal(after[kept], (g + before)[kept])
+        sent = np.where(kept, 0, g + before)
+        np.testing.assert_array_equal(out, allsum(world, sent).astype(np.float32))
+        if dense:
+            assert not kept.any(), f"dense call {step} kept a residual"
+        if step >= 7:
+            dense_after.append(dense)
+    assert len(set(world.allgather(tuple(dense_after)))) == 1, "every rank runs the same choice"
+    with pytest.raises(ValueError, match=r"Config.auto 2 is outside \[0, 1\]"):
+        spccl.Config(auto=2)
+
+
 def test_config_integers_are_range_checked():
     """ctypes would wrap 2**32 + 16 to 16 and -1 to the unset seed; they are refused instead."""
     with pytest.raises(ValueError, match=r"Config.block_size 4294967312 is outside \[-2147483647, 2147483647\]"):

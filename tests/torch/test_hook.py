@@ -136,3 +136,46 @@ def test_state_dict_right_after_loading_keeps_the_loaded_entries():
     for index, entry in saved["buckets"].items():
         assert again[index]["step"] == entry["step"] > 0
         assert torch.equal(again[index]["residual"], entry["residual"])
+
+
+@pytest.mark.parametrize("method", ["randomblock", "topk"])
+def test_auto_on_process_group_keeps_feedback_exact_and_ranks_agree(method):
+    """Config(auto=True) through DDP's group: sparse call 0 runs the method, calls 1-6 dense
+    (odd: g + e sent, the residual emptied) and the method in turn, then every rank runs what
+    the group's timings chose.
+    At every call this rank's contribution c = x + e - e' is whole coordinates of x + e, and
+    the averaged gradient is the mean of every rank's c."""
+    size, rank = dist.get_world_size(), dist.get_rank()
+    sizes = sizes_for(torch.float32, 1)
+    net = ParamNet(sizes, torch.float32)
+    ddp = make_ddp(net)
+    state = spccl_torch.SpcclHookState(
+        spccl.Config(method=method, density=1 / 16, block_size=BLOCK, seed=5, auto=True))
+    ddp.register_comm_hook(state, spccl_torch.ddp_comm_hook)
+    residual, empty_after = None, []
+    for step in range(START + 10):
+        net.zero_grad()
+        x = inputs(rank, step, sizes, torch.float32)[0]
+        ddp([x]).backward()
+        if step < START:
+            continue
+        (st,) = state.states.values()
+        before = torch.zeros_like(x) if residual is None else residual
+        residual = st.residual[:st.count].clone()
+        kept = residual != 0
+        assert torch.equal(residual[kept], (x + before)[kept]), f"call {step - START}: a split coordinate"
+        c = torch.where(kept, torch.zeros_like(x), x + before)
+        every = [torch.empty_like(c) for _ in range(size)]
+        dist.all_gather(every, c)
+        torch.testing.assert_close(net.w[0].grad, sum(every) / size, rtol=1e-5, atol=1e-6)
+        call = step - START
+        if call < 7 and call % 2 == 1:
+            assert not kept.any(), f"calibration call {call} runs dense and empties the residual"
+        elif call < 7:
+            assert kept.any(), f"calibration call {call} runs the method"
+        else:
+            empty_after.append(not kept.any())
+    choices = [None] * size
+    dist.all_gather_object(choices, empty_after)
+    assert all(c == choices[0] for c in choices), f"ranks chose differently: {choices}"
+    assert len(set(empty_after)) == 1, f"the choice changed after the decision: {empty_after}"

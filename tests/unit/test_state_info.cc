@@ -185,4 +185,23 @@ TEST(StateInfo, NewerCallerKeepsItsExtraFields) {
   EXPECT_EQ(newer.later, 42u);
 }
 
+// A state whose auto selection cannot act says so in its info: no switch before any call, and
+// none on a compress-only comm's states through spcclStateGetInfo.
+TEST(AutoDecide, OneRankKeepsTheMethod) {
+  LocalState s(1, spcclMethodTopK, 1000);
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = spcclMethodTopK;
+  cfg.autoSelect = 1;
+  spcclState_t st = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, s.comm, &cfg, 1000, spcclFloat32), spcclSuccess);
+  spcclStateInfo_t info = SPCCL_STATE_INFO_INITIALIZER;
+  ASSERT_EQ(spcclStateGetInfo(st, &info), spcclSuccess);
+  EXPECT_EQ(info.denseSwitched, 0);
+  cfg.autoSelect = 2;
+  spcclState_t bad = nullptr;
+  EXPECT_EQ(spcclStateCreate(&bad, s.comm, &cfg, 1000, spcclFloat32), spcclInvalidArgument);
+  EXPECT_TRUE(lastErrorMentions("autoSelect 2 is not 0 or 1"));
+  spcclStateDestroy(st);
+}
+
 }  // namespace

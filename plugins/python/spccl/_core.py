@@ -130,10 +130,11 @@ class Config:
     from its SPCCL_* environment variable or default; State.config shows the resolved one."""
 
     FIELDS = ("method", "density", "block_size", "block_pattern", "feedback", "seed", "tensor_key", "dense_switch",
-              "pipeline", "hierarchical", "value_bits")
+              "pipeline", "hierarchical", "value_bits", "auto")
 
     def __init__(self, method=None, density=None, block_size=None, block_pattern=None, feedback=None, seed=None,
-                 tensor_key=None, dense_switch=None, pipeline=None, hierarchical=None, value_bits=None):
+                 tensor_key=None, dense_switch=None, pipeline=None, hierarchical=None, value_bits=None,
+                 auto=None):
         self.method = _name(_enum(method, METHODS, "method"), METHODS)
         self.density = density
         self.block_size = block_size
@@ -145,6 +146,7 @@ class Config:
         self.pipeline = pipeline
         self.hierarchical = hierarchical  # None: on when the comm spans several hosts
         self.value_bits = value_bits  # qtopk's bits per sent value (2..8)
+        self.auto = auto  # run dense when the first calls' timing says it is faster (SPCCL_AUTO)
         self.to_c()  # range errors surface here, where the value was given
 
     def replace(self, **changes):
@@ -177,6 +179,7 @@ class Config:
         s.pipeline = field(self.pipeline, "pipeline", _checks.flag, _lib.UNDEF_INT)
         s.hierarchical = field(self.hierarchical, "hierarchical", _checks.flag, _lib.UNDEF_INT)
         s.valueBits = field(self.value_bits, "value_bits", integer(c_int), _lib.UNDEF_INT)
+        s.autoSelect = field(self.auto, "auto", _checks.flag, _lib.UNDEF_INT)
         return s
 
     @classmethod
@@ -184,7 +187,8 @@ class Config:
         return cls(method=_name(s.method, METHODS), density=s.density, block_size=s.blockSize,
                    block_pattern=_name(s.blockPattern, PATTERNS), feedback=_name(s.feedback, FEEDBACKS),
                    seed=s.seed, tensor_key=s.tensorKey, dense_switch=bool(s.denseSwitch), pipeline=bool(s.pipeline),
-                   hierarchical=bool(s.hierarchical), value_bits=s.valueBits)
+                   hierarchical=bool(s.hierarchical), value_bits=s.valueBits,
+                   auto=bool(s.autoSelect))
 
     def __repr__(self):
         return "Config(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if getattr(self, f) is not None) + ")"

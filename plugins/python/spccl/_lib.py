@@ -19,7 +19,7 @@ class ConfigStruct(ctypes.Structure):
         ("size", c_size_t), ("magic", c_uint), ("version", c_uint),
         ("method", c_int), ("density", c_double), ("blockSize", c_int), ("blockPattern", c_int),
         ("feedback", c_int), ("seed", c_ull), ("tensorKey", c_ull), ("denseSwitch", c_int),
-        ("pipeline", c_int), ("hierarchical", c_int), ("valueBits", c_int),
+        ("pipeline", c_int), ("hierarchical", c_int), ("valueBits", c_int), ("autoSelect", c_int),
     ]
 
 # spcclStateInfo_t, versioned the same way (size and magic set before the call).

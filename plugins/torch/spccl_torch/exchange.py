@@ -13,7 +13,17 @@ library's method table):
 - "slots" (Top-k, Gaussian-k): each rank sends a fixed number of (index, value) slots, so one
   all_gather of a byte buffer per rank [indices | values] carries them; unused slots hold
   SPCCL_PAD_INDEX and are skipped;
-- "rounds" (gTop-k, 1-bit): rounds of their own, which stay on spccl's comm (spcclSparseAllReduce)."""
+- "rounds" (gTop-k, 1-bit): rounds of their own, which stay on spccl's comm (spcclSparseAllReduce).
+
+A state with Config(auto=True) times its first calls here, as the library times its own
+collective (AutoChoice), and runs dense from then on when that is faster."""
+import logging
+import math
+import os
+import sys
+import time
+import weakref
+
 import torch
 import torch.distributed as dist
 
@@ -43,8 +53,24 @@ def dense_average(tensor, group):
 def compressed_average(state, tensor, group, out=None):
     """A future of `out` (default: `tensor`) replaced by the group's average of C(tensor +
     residual), each rank's residual updated now; `tensor` is only read. `state` lives on a
-    compress-only comm of the group's size."""
+    compress-only comm of the group's size. With Config(auto=True), C may be the identity:
+    dense, which sends tensor + residual and empties the residual."""
     out = tensor if out is None else out
+    choice = AutoChoice.of(state)
+    if choice is None:
+        return _compressed_average(state, tensor, group, out)
+    dense = choice.next_runs_dense()
+    run = _dense_with_feedback if dense else _compressed_average
+    if choice.decided:
+        return run(state, tensor, group, out)
+    start = time.perf_counter()
+    fut = run(state, tensor, group, out)
+    fut.wait()  # timed to the end: the calibration calls do not overlap backward
+    choice.record(state, dense, time.perf_counter() - start, group, tensor.device)
+    return fut
+
+
+def _compressed_average(state, tensor, group, out):
     info = state.info()
     if info.payload == "values":
         if info.selected == info.count:  # every value: nothing to compress
@@ -54,6 +80,68 @@ def compressed_average(state, tensor, group, out=None):
         return _all_gather_pairs(state, tensor, group, out)
     check_method(info.method, "spccl_torch")
     raise ValueError(f"spccl_torch: method {info.method!r} has no process-group exchange")
+
+
+def _dense_with_feedback(state, tensor, group, out):
+    """Everything sent: out = tensor + residual averaged densely, the residual emptied. Unlike
+    the library's dense call, the state's step does not advance (no spccl call runs)."""
+    residual = state.residual[:state.count]
+    torch.add(tensor, residual, out=out)
+    residual.zero_()
+    return dense_average(out, group)
+
+
+class AutoChoice:
+    """Config(auto=True) for a state whose payload a process group moves: the library's
+    schedule for its own collective (spccl.h, config.autoSelect): call 0 runs the method
+    untimed, calls 1 .. CALIBRATION_CALLS-1 run dense (odd calls) and the method in turn; the
+    last of them sums every rank's fastest times over the group, so every rank takes the same
+    decision, and logs it at INFO (logger "spccl", and stderr under SPCCL_DEBUG=INFO as the
+    library does)."""
+
+    CALIBRATION_CALLS = 7
+    _by_state = weakref.WeakKeyDictionary()
+
+    def __init__(self):
+        self.calls = 0
+        self.seconds = {False: math.inf, True: math.inf}  # dense? -> fastest timed call
+        self.decided = False
+        self.dense = False
+
+    @classmethod
+    def of(cls, state):
+        """The state's choice, or None when its config does not ask for one."""
+        choice = cls._by_state.get(state)
+        if choice is None:  # False remembers "no": the config is read once per state
+            choice = cls._by_state[state] = cls() if state.config.auto else False
+        return choice or None
+
+    def next_runs_dense(self):
+        return self.dense if self.decided else self.calls % 2 == 1
+
+    def record(self, state, dense, seconds, group, device):
+        if dense or self.calls > 0:
+            self.seconds[dense] = min(self.seconds[dense], seconds)
+        self.calls += 1
+        if self.calls < self.CALIBRATION_CALLS:
+            return
+        size = dist.get_world_size(group)
+        total = torch.tensor([self.seconds[False], self.seconds[True]], dtype=torch.float64, device=device)
+        dist.all_reduce(total, group=group)
+        method_s, dense_s = (t / size for t in total.tolist())
+        self.decided, self.dense = True, dense_s < method_s
+        _log_info(f"spccl_torch: auto (count {state.count}): {state.info().method} {method_s * 1e3:.3f} ms per "
+                  f"call, dense {dense_s * 1e3:.3f} ms (the group's mean of each rank's fastest call): "
+                  f"{'running dense' if self.dense else 'keeping the method'}")
+
+
+_logger = logging.getLogger("spccl")
+
+
+def _log_info(message):
+    _logger.info(message)
+    if os.environ.get("SPCCL_DEBUG", "").upper() in ("INFO", "TRACE"):
+        print(f"SPCCL INFO {message}", file=sys.stderr, flush=True)
 
 
 def world(comm, group):

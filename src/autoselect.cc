@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// config.autoSelect (autoselect.h): calibrate on the first calls, decide once, log why.
+
+#include "autoselect.h"
+
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <algorithm>
+
+#include "checks.h"
+#include "device.h"
+#include "dispatch.h"
+#include "feedback.h"
+#include "method.h"
+#include "staging.h"
+#include "state.h"
+
+namespace spccl {
+namespace {
+
+// Whether `bytes` bytes at `p` are all zero bits (a -0.0 is not: the slow path is exact too).
+bool allBytesZero(const void* p, size_t bytes) {
+  const unsigned char* b = static_cast<const unsigned char*>(p);
+  size_t i = 0;
+  for (; i + 64 <= bytes; i += 64) {  // a cache line per test
+    uint64_t w[8];
+    memcpy(w, b + i, sizeof(w));
+    if (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) return false;
+  }
+  for (; i < bytes; ++i)
+    if (b[i]) return false;
+  return true;
+}
+
+double nowSeconds() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+// Why a state with config.autoSelect keeps its method whatever the timings say, or null.
+const char* inactiveBecause(const spcclState& st) {
+  if (st.onDevice) return "device buffers (auto times host calls)";
+  if (st.comm->nranks < 2) return "one rank";
+  if (st.comm->compressOnly) return "a compress-only comm (whoever moves the payload times it: spccl_torch does)";
+  if (st.method->id == spcclMethodDense) return "the method is dense already";
+  if (st.method->residualExtra) return "the method keeps feedback beyond its residual (a dense call could not send it)";
+  return nullptr;
+}
+
+// Every rank's timings summed over the comm: the same inputs, so the same decision everywhere.
+spcclResult_t decide(const spcclInfo& info) {
+  spcclState& st = *info.state;
+  AutoSelect& a = st.autoSelect;
+  double seconds[2] = {a.methodSeconds, a.denseSeconds};
+  SPCCLCHECK(info.comm->transport->allReduce(seconds, seconds, 2, spcclFloat64, spcclSum, nullptr));
+  spcclStateInfo_t terms = {};
+  describeMethod(st, &terms);
+  const int P = info.comm->nranks;
+  const AutoInputs in = {st.method->name, seconds[0] / P, seconds[1] / P,
+                         terms.wireBytes, denseWireBytes(st),
+                         terms.rounds, ringAllReduceRounds(P),
+                         terms.memoryPasses + terms.selectPasses, saturatingMul(st.count, st.elemSize),
+                         kAutoLatencySeconds};
+  const AutoDecision d = autoDecide(in);
+  a.decided = true;
+  a.dense = d.dense;
+  INFO(kSubsysColl, "%s : auto (state %p, count %zu): %s", info.opName, (void*)&st, st.count, d.reason);
+  return spcclSuccess;
+}
+
+}  // namespace
+
+AutoDecision autoDecide(const AutoInputs& in) {
+  AutoDecision d = {};
+  d.dense = in.denseSeconds < in.methodSeconds;
+  // The link, from dense: its time is alpha per round plus its wire at the link's rate.
+  const double denseWire = std::max(1e-9, in.denseSeconds - in.latencySeconds * in.denseRounds);
+  d.linkBytesPerSecond = in.denseWireBytes / denseWire;
+  d.methodWireSeconds = in.latencySeconds * in.methodRounds + in.methodWireBytes / d.linkBytesPerSecond;
+  d.methodComputeSeconds = std::max(0.0, in.methodSeconds - d.methodWireSeconds);
+  const double passRate = d.methodComputeSeconds > 0 ? in.passes * in.tensorBytes / d.methodComputeSeconds : 0;
+  snprintf(d.reason, sizeof(d.reason),
+           "%s %.3f ms per call (model: %.3f ms of rounds and wire at %.3g GB/s fitted from dense, %.3f ms of compute, "
+           "%.3g GB/s over %.3g passes), dense %.3f ms: %s",
+           in.method, in.methodSeconds * 1e3, d.methodWireSeconds * 1e3, d.linkBytesPerSecond / 1e9,
+           d.methodComputeSeconds * 1e3, passRate / 1e9, in.passes, in.denseSeconds * 1e3,
+           d.dense ? "running dense" : "keeping the method");
+  return d;
+}
+
+bool autoActive(const spcclState& st) { return st.config.autoSelect && !inactiveBecause(st); }
+
+bool autoNextRunsDense(const spcclState& st) {
+  if (!autoActive(st)) return false;
+  const AutoSelect& a = st.autoSelect;
+  return a.decided ? a.dense : autoCalibrationRunsDense(a.calls);
+}
+
+spcclResult_t autoAllReduce(const spcclInfo& info, spcclResult_t (*runMethod)(const spcclInfo& info)) {
+  spcclState& st = *info.state;
+  AutoSelect& a = st.autoSelect;
+  if (const char* why = inactiveBecause(st)) {
+    if (!a.announced) INFO(kSubsysColl, "%s : auto (state %p): keeping %s: %s", info.opName, (void*)&st, st.method->name, why);
+    a.announced = true;
+    return runMethod(info);
+  }
+  if (a.decided) return a.dense ? denseWithFeedback(info, info.recvbuff) : runMethod(info);
+  const bool dense = autoNextRunsDense(st);
+  const double start = nowSeconds();
+  SPCCLCHECK(dense ? denseWithFeedback(info, info.recvbuff) : runMethod(info));
+  const double seconds = nowSeconds() - start;
+  if (dense) a.denseSeconds = std::min(a.denseSeconds, seconds);
+  else if (a.calls > 0) a.methodSeconds = std::min(a.methodSeconds, seconds);
+  // The last calibration call decides, so that spcclStateGetInfo tells the next call's truth.
+  if (++a.calls == kAutoCalibrationCalls) SPCCLCHECK(decide(info));
+  return spcclSuccess;
+}
+
+spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc) {
+  const spcclState& st = *info.state;
+  const void* e = feedbackIn(st);
+  void* eOut = feedbackOut(st);
+  // After a dense call the residual is empty, and stays so while dense runs: then g + e is g,
+  // and the call is the plain allreduce (one read of e, not a pass that forms g + e and one
+  // that empties e). The bytes are read, not a flag trusted: a caller may write the residual.
+  if (!st.onDevice && e == eOut && (!e || allBytesZero(e, st.residual.bytes)))
+    return stateAllReduce(st, info.sendbuff, info.recvbuff, st.count, info.op, info.stream);
+  if (st.onDevice) {
+    SPCCLCHECK(device::feedbackSum(st.datatype, info.sendbuff, e, acc, st.count, info.stream));
+  } else {
+    SPCCLCHECK(withType(st.datatype, [&](auto tag) {
+      using T = decltype(tag);
+      const T* g = static_cast<const T*>(info.sendbuff);
+      const T* eIn = static_cast<const T*>(e);
+      T* out = static_cast<T*>(acc);
+      for (size_t i = 0; i < st.count; ++i) out[i] = feedbackValue(g, eIn, i);
+      return spcclSuccess;
+    }));
+  }
+  SPCCLCHECK(stateAllReduce(st, acc, info.recvbuff, st.count, info.op, info.stream));
+  // Everything was sent.
+  if (eOut && st.onDevice) return device::zeroAsync(eOut, st.residual.bytes, info.stream);
+  if (eOut) memset(eOut, 0, st.residual.bytes);
+  return spcclSuccess;
+}
+
+}  // namespace spccl
