@@ -16,7 +16,8 @@ COUNT = 1 << 20  # 4 MiB of fp32
 DENSITY = 1 / 64
 SECONDS_PER_ELEMENT = {m: (i + 1) * 1e-9 for i, m in enumerate(spccl.METHODS)}
 LINKS = {"own": {"alpha_s": 5e-6, "beta_Bps": 2e9, "shared": False},
-         "nic": {"alpha_s": 20e-6, "beta_Bps": 1.25e8, "shared": True}}
+         "nic": {"alpha_s": 20e-6, "beta_Bps": 1.25e8, "shared": True},
+         "stage": {"alpha_s": 7e-6, "beta_Bps": 5e8, "shared": False, "cpu": True}}
 
 
 def run(*args):
@@ -65,10 +66,15 @@ def test_flat_one_host_is_alpha_beta_of_the_library_terms(calibration):
         assert r["time"] == pytest.approx(r["network"] + r["compute"], rel=1e-12)
 
 
-def test_hierarchical_is_dense_inside_plus_the_method_on_a_shard(calibration):
+@pytest.mark.parametrize("stage", [None, "stage"])
+def test_hierarchical_is_dense_inside_plus_the_method_on_a_shard(calibration, stage):
+    share = 3.0  # a cpu link (the stage one) stretches with the ranks per core, like compute
+    args = ["--stage", stage] if stage else []
     rows = json.loads(run("predict", "-c", calibration, "--ranks", "8", "--layout", "2x4", "--intra", "own",
-                          "--inter", "nic", "--size", "4M", "--mode", "hier", "--json"))
-    own, nic = LINKS["own"], LINKS["nic"]
+                          "--inter", "nic", "--size", "4M", "--mode", "hier", "--cpu-share", str(share), "--json",
+                          *args))
+    own, nic = LINKS[stage or "own"], LINKS["nic"]
+    stretch = share if own.get("cpu") else 1.0
     for r in rows:
         if r["method"] == "onebit":  # keeps a server residual: the library runs it flat
             assert not r["hierarchical"]
@@ -76,11 +82,11 @@ def test_hierarchical_is_dense_inside_plus_the_method_on_a_shard(calibration):
         assert r["hierarchical"], r["method"]
         shard = COUNT // 4
         d, i = info("dense", 4, COUNT), info(r["method"], 2, shard)
-        net = (d.rounds * own["alpha_s"] + d.wire_bytes / own["beta_Bps"]
+        net = ((d.rounds * own["alpha_s"] + d.wire_bytes / own["beta_Bps"]) * stretch
                + i.rounds * nic["alpha_s"] + 4 * i.wire_bytes / nic["beta_Bps"])
         assert r["wire"] == d.wire_bytes + i.wire_bytes
         assert r["network"] == pytest.approx(net, rel=1e-12)
-        assert r["compute"] == pytest.approx(compute(r["method"], i, shard), rel=1e-12)
+        assert r["compute"] == pytest.approx(share * compute(r["method"], i, shard), rel=1e-12)
 
 
 def test_flat_across_hosts_pays_the_slower_link(calibration):
