@@ -27,9 +27,9 @@
 namespace spccl {
 
 // What a method's call costs, apart from its wire bytes (describe): the a-priori terms a cost
-// model weighs with rates measured on the machine (docs/DESIGN.md, spcclStateGetInfo; the model
-// itself is not built yet). Counted for the host path; a "pass" reads or writes count
-// elements once.
+// model weighs with rates measured on the machine (docs/DESIGN.md, spcclStateGetInfo;
+// docs/cost_model.md, perf/cost_model). Counted for the host path; a "pass" reads or writes
+// count elements once.
 struct MethodFacts {
   spcclPayload_t payload;  // how its payload travels (spcclPayload_t)
   double memoryPasses;     // streaming passes per call beyond the transport's
