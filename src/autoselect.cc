@@ -5,36 +5,17 @@
 #include "autoselect.h"
 
 #include <stdio.h>
-#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
 #include <algorithm>
 
 #include "checks.h"
-#include "device.h"
-#include "dispatch.h"
-#include "feedback.h"
 #include "method.h"
-#include "staging.h"
 #include "state.h"
 
 namespace spccl {
 namespace {
-
-// Whether `bytes` bytes at `p` are all zero bits (a -0.0 is not: the slow path is exact too).
-bool allBytesZero(const void* p, size_t bytes) {
-  const unsigned char* b = static_cast<const unsigned char*>(p);
-  size_t i = 0;
-  for (; i + 64 <= bytes; i += 64) {  // a cache line per test
-    uint64_t w[8];
-    memcpy(w, b + i, sizeof(w));
-    if (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) return false;
-  }
-  for (; i < bytes; ++i)
-    if (b[i]) return false;
-  return true;
-}
 
 double nowSeconds() {
   timespec t;
@@ -118,34 +99,6 @@ spcclResult_t autoAllReduce(const spcclInfo& info, spcclResult_t (*runMethod)(co
   else if (a.calls > 0) a.methodSeconds = std::min(a.methodSeconds, seconds);
   // The last calibration call decides, so that spcclStateGetInfo tells the next call's truth.
   if (++a.calls == kAutoCalibrationCalls) SPCCLCHECK(decide(info));
-  return spcclSuccess;
-}
-
-spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc) {
-  const spcclState& st = *info.state;
-  const void* e = feedbackIn(st);
-  void* eOut = feedbackOut(st);
-  // After a dense call the residual is empty, and stays so while dense runs: then g + e is g,
-  // and the call is the plain allreduce (one read of e, not a pass that forms g + e and one
-  // that empties e). The bytes are read, not a flag trusted: a caller may write the residual.
-  if (!st.onDevice && e == eOut && (!e || allBytesZero(e, st.residual.bytes)))
-    return stateAllReduce(st, info.sendbuff, info.recvbuff, st.count, info.op, info.stream);
-  if (st.onDevice) {
-    SPCCLCHECK(device::feedbackSum(st.datatype, info.sendbuff, e, acc, st.count, info.stream));
-  } else {
-    SPCCLCHECK(withType(st.datatype, [&](auto tag) {
-      using T = decltype(tag);
-      const T* g = static_cast<const T*>(info.sendbuff);
-      const T* eIn = static_cast<const T*>(e);
-      T* out = static_cast<T*>(acc);
-      for (size_t i = 0; i < st.count; ++i) out[i] = feedbackValue(g, eIn, i);
-      return spcclSuccess;
-    }));
-  }
-  SPCCLCHECK(stateAllReduce(st, acc, info.recvbuff, st.count, info.op, info.stream));
-  // Everything was sent.
-  if (eOut && st.onDevice) return device::zeroAsync(eOut, st.residual.bytes, info.stream);
-  if (eOut) memset(eOut, 0, st.residual.bytes);
   return spcclSuccess;
 }
 

@@ -4,7 +4,7 @@
  * (docs/DESIGN.md, "Choosing per call: auto"). Its first calls are timed, the method's and
  * then dense's; every rank sums the timings over the comm, so all of them take the same
  * decision, which is logged at INFO with its reason and the cost model's fit. A dense call sends g + e and empties the
- * residual (denseWithFeedback), so error feedback stays exact across the switch.
+ * residual (denseWithFeedback, method.h), so error feedback stays exact across the switch.
  */
 #ifndef SPCCL_AUTOSELECT_H_
 #define SPCCL_AUTOSELECT_H_
@@ -66,11 +66,6 @@ bool autoNextRunsDense(const spcclState& st);
 // spcclSparseAllReduce of a state with config.autoSelect: the calibration schedule, the
 // decision, then dense or `runMethod`. On failure residual and step are unchanged.
 spcclResult_t autoAllReduce(const spcclInfo& info, spcclResult_t (*runMethod)(const spcclInfo& info));
-
-// The dense call of a compressed state: acc = g + e formed in `acc` (count elements where the
-// state's buffers live; it may be recvbuff), one allreduce into recvbuff, the residual emptied
-// after it succeeded: everything was sent.
-spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc);
 
 }  // namespace spccl
 

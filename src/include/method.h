@@ -104,6 +104,10 @@ void describeFlat(const spcclState& st, spcclStateInfo_t* info);
 // spcclStateGetInfo's fields but memoryBytes, as the state's method (flat or hierarchical) runs,
 // whatever auto selection chose.
 void describeMethod(const spcclState& st, spcclStateInfo_t* info);
+// The dense call of a compressed state (its dense switch, auto; dense.cc): acc = g + e formed
+// in `acc` (count elements where the state's buffers live; it may be recvbuff), one allreduce
+// into recvbuff, the residual emptied after it succeeded: everything was sent.
+spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc);
 // What a dense allreduce of the state's tensor sends per rank.
 inline size_t denseWireBytes(const spcclState& st) {
   return ringAllReduceBytes(st.comm->nranks, saturatingMul(st.count, st.elemSize));

@@ -4,8 +4,6 @@
 
 #include "pairs.h"
 
-#include "autoselect.h"
-
 #include <string.h>
 
 #include <algorithm>

@@ -12,7 +12,9 @@
 // Wire: one allgather of each rank's payload, ceil(nchunks * k * (offset bits + b) / 64)
 // 64-bit words after nchunks 16-bit exponents; bytes per rank (P-1) * payload. Every rank
 // adds the P payloads in rank order in the accumulation type and rounds once (avg: times
-// 1/P first). No dense switch: the payload is at most (log2 chunk + b)/8 bytes per sent value.
+// 1/P first). The allgather grows with P where a dense allreduce does not, so past some P
+// (about 290 at density 1/64, chunks of 4096, 2 bits) the state runs dense instead
+// (config.denseSwitch, as the top-k family does).
 // Invariants: c + e_new == g + e_old on every coordinate, exactly (the power-of-two scale
 // makes acc - c exact, qtopk_core.h); the residual changes only after the allgather and the
 // payload check succeeded. Host buffers only: no device kernels yet.
@@ -31,11 +33,19 @@
 namespace spccl {
 namespace {
 
-const QuantLayout& layoutOf(const spcclState& st) { return methodState<QuantLayout>(st); }
+// The method's private fields: the wire layout, and whether the collective runs dense.
+struct QTopKState {
+  QuantLayout layout;
+  bool denseSwitched;
+};
+
+const QuantLayout& layoutOf(const spcclState& st) { return methodState<QTopKState>(st).layout; }
+bool denseSwitched(const spcclState& st) { return methodState<QTopKState>(st).denseSwitched; }
 size_t payloadStride(const spcclState& st) { return alignUp(quantPayloadBytes(layoutOf(st)), 8); }
 
 // The workspace: the chunk-length selection order, every rank's payload (this rank's is
-// written in place and gathered), and for 16-bit types the unpack's fp32 sums.
+// written in place and gathered; a switched state keeps only its own, for spcclCompress), and
+// for 16-bit types the unpack's fp32 sums.
 struct Workspace {
   uint32_t* order;
   char* gathered;
@@ -45,7 +55,8 @@ struct Workspace {
 Workspace carve(const spcclState& st, WorkspaceCarver& c) {
   Workspace ws;
   ws.order = c.take<uint32_t>(layoutOf(st).chunk);
-  ws.gathered = static_cast<char*>(c.takeBytes(st.comm->nranks * payloadStride(st)));
+  const size_t payloads = denseSwitched(st) ? 1 : (size_t)st.comm->nranks;
+  ws.gathered = static_cast<char*>(c.takeBytes(saturatingMul(payloads, payloadStride(st))));
   ws.sums = st.elemSize < 4 ? c.takeBytes(st.count * sizeof(float)) : nullptr;
   return ws;
 }
@@ -63,13 +74,18 @@ spcclResult_t setup(spcclState& st) {
                 "spcclStateCreate : qtopk does not run on device buffers yet (host kernels only; use topk)");
   SPCCL_REQUIRE(st.count <= 0xFFFFFFFFull, spcclInvalidArgument,
                 "spcclStateCreate : count %zu is too large for qtopk (spcclCompress's indices are 32-bit)", st.count);
-  QuantLayout& q = methodState<QuantLayout>(st);
+  QuantLayout& q = methodState<QTopKState>(st).layout;
   q.count = st.count;
   q.chunk = (uint32_t)std::max<size_t>(1, std::min<size_t>(st.count, (size_t)st.config.blockSize));
   q.nchunks = (uint32_t)((st.count + q.chunk - 1) / q.chunk);
   q.k = (uint32_t)topkCount(q.chunk, st.config.density);
   q.offsetBits = bitsFor(q.chunk - 1);
   q.valueBits = (uint32_t)st.config.valueBits;
+  const size_t sparse = ringAllGatherBytes(st.comm->nranks, quantPayloadBytes(q)), dense = denseWireBytes(st);
+  methodState<QTopKState>(st).denseSwitched = st.config.denseSwitch && sparse > dense;
+  if (denseSwitched(st))
+    INFO(kSubsysColl, "spcclStateCreate : qtopk would send %zu bytes per rank (%u of %zu elements over %d ranks), "
+         "a dense allreduce %zu: running dense", sparse, q.nchunks * q.k, st.count, st.comm->nranks, dense);
   return spcclSuccess;
 }
 
@@ -79,6 +95,7 @@ void describe(const spcclState& st, spcclStateInfo_t* info) {
   info->selected = compressedCount(st);
   info->methodWireBytes = ringAllGatherBytes(st.comm->nranks, quantPayloadBytes(layoutOf(st)));
   info->rounds = ringAllGatherRounds(st.comm->nranks);
+  info->denseSwitched = denseSwitched(st);
 }
 
 // acc = g + e into acc, this rank's payload into `payload`.
@@ -119,6 +136,7 @@ spcclResult_t checkPayloads(const spcclState& st, const char* gathered, const ch
 
 spcclResult_t sparseAllReduce(const spcclInfo& info) {
   const spcclState& st = *info.state;
+  if (denseSwitched(st)) return denseWithFeedback(info, info.recvbuff);
   const Workspace ws = workspaceOf(st);
   const size_t stride = payloadStride(st);
   char* own = ws.gathered + info.comm->rank * stride;

@@ -205,3 +205,31 @@ TEST(AutoDecide, OneRankKeepsTheMethod) {
 }
 
 }  // namespace
+
+// qtopk's allgather grows with P where a dense allreduce does not: past the crossing the
+// state runs dense, as the top-k family does, and its workspace keeps one payload, not P.
+TEST(StateInfo, QTopKRunsDenseWhereItsAllGatherCostsMore) {
+  const size_t n = 4096;
+  LocalState few(4, spcclMethodQTopK, n), many(1024, spcclMethodQTopK, n);
+  const spcclStateInfo_t a = few.info(), b = many.info();
+  EXPECT_EQ(a.denseSwitched, 0);
+  EXPECT_LT(a.methodWireBytes, a.denseWireBytes);
+  EXPECT_EQ(a.wireBytes, a.methodWireBytes);
+  EXPECT_EQ(b.denseSwitched, 1);
+  EXPECT_GT(b.methodWireBytes, b.denseWireBytes);
+  EXPECT_EQ(b.wireBytes, b.denseWireBytes);
+  // The same state without the switch gathers 1024 payloads.
+  spcclConfig_t config = SPCCL_CONFIG_INITIALIZER;
+  config.method = spcclMethodQTopK;
+  config.density = 1.0 / 64;
+  config.blockSize = 16;
+  config.denseSwitch = 0;
+  spcclState_t unswitched = nullptr;
+  ASSERT_EQ(spcclStateCreate(&unswitched, many.comm, &config, n, spcclFloat32), spcclSuccess);
+  spcclStateInfo_t c = SPCCL_STATE_INFO_INITIALIZER;
+  ASSERT_EQ(spcclStateGetInfo(unswitched, &c), spcclSuccess);
+  EXPECT_EQ(c.denseSwitched, 0);
+  EXPECT_EQ(c.wireBytes, b.methodWireBytes);
+  EXPECT_LT(10 * b.memoryBytes, c.memoryBytes);
+  spcclStateDestroy(unswitched);
+}
