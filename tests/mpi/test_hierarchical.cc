@@ -119,12 +119,13 @@ std::string caseName(const ::testing::TestParamInfo<Hierarchical::ParamType>& in
          std::to_string(std::get<2>(info.param));
 }
 
-// 4096: equal shards on up to 4 ranks per host; 3001: a shorter last shard (padded stages).
+// 4096: equal shards on up to 4 ranks per host; 3001: a shorter last shard; 3: on 4 ranks per
+// host, a last rank whose shard is empty (it only sends in the host stages).
 INSTANTIATE_TEST_SUITE_P(AllMethods, Hierarchical,
                          ::testing::Combine(::testing::Values(spcclMethodDense, spcclMethodRandomBlock,
                                                               spcclMethodTopK, spcclMethodGaussianK,
                                                               spcclMethodGTopK),
-                                            ::testing::ValuesIn(allTypes), ::testing::Values(4096, 3001)),
+                                            ::testing::ValuesIn(allTypes), ::testing::Values(4096, 3001, 3)),
                          caseName);
 
 // The average is the mean over every rank: host means averaged over the hosts (exact here:
