@@ -9,8 +9,8 @@
 // reduce-scatter (libnbc, which every MPI transport call uses so SPCCL_TIMEOUT_MS can bound
 // it) reduces the whole tensor onto local rank 0 in a binomial tree and then scatters it,
 // 3-4x the time of a pairwise exchange of the shards on shared memory; the exchanges also
-// need no padded copy of a tensor whose count the host's ranks do not divide. The method writes its
-// shard straight into recvbuff, from where the allgather sends it.
+// need no padded copy of a tensor whose count the host's ranks do not divide. The method
+// writes its shard straight into recvbuff, from where the allgather sends it.
 
 #include "hierarchy.h"
 
@@ -296,9 +296,13 @@ spcclResult_t hierarchicalAllReduce(const spcclInfo& info) {
     return res;
   }
   h.op = info.op;
-  auto ms = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
-  TRACE(kSubsysColl, "%s : hierarchical %s, %zu elements: in-host reduce %.2f ms, across hosts %.2f ms, in-host gather %.2f ms",
-        info.opName, info.state->method->name, info.count, ms(start, reduced), ms(reduced, crossed), ms(crossed, Clock::now()));
+  auto ms = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  TRACE(kSubsysColl,
+        "%s : hierarchical %s, %zu elements: in-host reduce %.2f ms, across hosts %.2f ms, in-host gather %.2f ms",
+        info.opName, info.state->method->name, info.count, ms(start, reduced), ms(reduced, crossed),
+        ms(crossed, Clock::now()));
   return spcclSuccess;
 }
 
