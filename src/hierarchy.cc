@@ -3,6 +3,14 @@
 // Hierarchical mode (see hierarchy.h): a dense reduce-scatter inside the host, the state's
 // method on this rank's shard across hosts through an inner state on the cross comm, a
 // dense allgather inside the host. Host buffers only.
+//
+// The host stages are pairwise exchanges of shards (the transport's sendRecv) and spccl's own
+// sum, not the transport's reduce-scatter and allgather: Open MPI's non-blocking
+// reduce-scatter (libnbc, which every MPI transport call uses so SPCCL_TIMEOUT_MS can bound
+// it) reduces the whole tensor onto local rank 0 in a binomial tree and then scatters it,
+// 3-4x the time of a pairwise exchange of the shards on shared memory; the exchanges also
+// need no padded copy of a tensor whose count the host's ranks do not divide. The method
+// writes its shard straight into recvbuff, from where the allgather sends it.
 
 #include "hierarchy.h"
 
@@ -10,11 +18,16 @@
 #include <string.h>
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
+#include <type_traits>
+#include <vector>
 
 #include "checks.h"
 #include "comm.h"
+#include "debug.h"
 #include "dispatch.h"
+#include "dtype_core.h"
 #include "method.h"
 #include "param.h"
 #include "state.h"
@@ -26,14 +39,22 @@ struct HierState {
   spcclState* inner = nullptr;     // the method on [offset, offset + mine) over topo->cross
   size_t shard = 0;                // elements per local rank (the last shard may be shorter)
   size_t offset = 0, mine = 0;     // this rank's shard
-  bool padded = false;             // count % localSize != 0: stages go through `pad`
-  // One block: shardIn | shardOut | saved residual | pad (localSize * shard, when padded).
+  // One block: the shard as each other rank of the host sent it (localSize - 1 slots, in local
+  // rank order; the host sum is written over the first) | the shard's residual, saved.
   char* buffers = nullptr;
   size_t bufferBytes = 0;
-  char *shardIn = nullptr, *shardOut = nullptr, *saved = nullptr, *pad = nullptr;
+  char *slots = nullptr, *saved = nullptr;
+  size_t count = 0;  // the tensor's elements
+  // The host sum's inputs (one per local rank) and its tree of partial sums, sized at setup.
+  std::vector<const void*> sources;
+  std::vector<double> tree;
   // The op of the calls since creation or the last reset: the residual holds host sums
   // (spcclSum) or host means (spcclAvg) of what its shard did not send, so it takes one op.
   int op = -1;
+
+  // Local rank k's shard: [first(k), first(k) + length(k)).
+  size_t first(int k) const { return std::min((size_t)k * shard, count); }
+  size_t length(int k) const { return std::min(shard, count - first(k)); }
 
   ~HierState() {
     if (inner) {
@@ -99,18 +120,18 @@ spcclResult_t hierarchicalSetup(spcclState* st, const char* api) {
   h->topo = st->comm->topology;
   const Topology& t = *h->topo;
   const size_t n = st->count, L = (size_t)t.localSize, elem = st->elemSize;
+  h->count = n;
   h->shard = (n + L - 1) / L;
-  h->offset = std::min(n, (size_t)t.localRank * h->shard);
-  h->mine = std::min(h->shard, n - h->offset);
-  h->padded = n % L != 0;
+  h->offset = h->first(t.localRank);
+  h->mine = h->length(t.localRank);
   const size_t shardBytes = h->shard * elem;
-  h->bufferBytes = 3 * shardBytes + (h->padded ? L * shardBytes : 0);
+  h->bufferBytes = L * shardBytes;  // L - 1 slots and the saved residual
   h->buffers = h->bufferBytes ? static_cast<char*>(calloc(1, h->bufferBytes)) : nullptr;
   SPCCL_REQUIRE(h->buffers || !h->bufferBytes, spcclSystemError, "%s : failed to allocate %zu bytes of host memory", api, h->bufferBytes);
-  h->shardIn = h->buffers;
-  h->shardOut = h->shardIn + shardBytes;
-  h->saved = h->shardOut + shardBytes;
-  h->pad = h->padded ? h->saved + shardBytes : nullptr;
+  h->slots = h->buffers;
+  h->saved = h->slots + (L - 1) * shardBytes;
+  h->sources.resize(L);
+  h->tree.resize(L);
   if (h->mine > 0) {
     // The method, flat, on this rank's shard across hosts; no double-buffered residual.
     spcclConfig_t inner = st->config;
@@ -130,16 +151,104 @@ spcclResult_t hierarchicalSetup(spcclState* st, const char* api) {
 
 namespace {
 
-// Stage 2: the method on this rank's shard; on failure the shard's residual is restored.
-spcclResult_t crossHosts(const spcclInfo& info, HierState& h) {
+// Messages of at most this many bytes (MPI counts are int).
+constexpr size_t kMaxMessage = size_t(1) << 30;
+
+// Round d of a pairwise exchange inside the host: this rank sends `sendBytes` from `send` to
+// local rank to = l + d and receives `recvBytes` into `recv` from from = l - d (mod L). Both
+// sides cut the bytes into the same pieces: one message per kMaxMessage of the padded shard.
+spcclResult_t exchange(Transport& intra, const HierState& h, int d, const char* send, size_t sendBytes, char* recv,
+                       size_t recvBytes, size_t elem) {
+  const int L = h.topo->localSize, l = h.topo->localRank;
+  const int to = (l + d) % L, from = (l - d + L) % L;
+  const size_t pieces = std::max<size_t>(1, (h.shard * elem + kMaxMessage - 1) / kMaxMessage);
+  for (size_t p = 0; p < pieces; ++p) {
+    const size_t at = p * kMaxMessage;
+    const size_t out = sendBytes > at ? std::min(kMaxMessage, sendBytes - at) : 0;
+    const size_t in = recvBytes > at ? std::min(kMaxMessage, recvBytes - at) : 0;
+    SPCCLCHECK(intra.sendRecv(send + (out ? at : 0), out, to, recv + (in ? at : 0), in, from, nullptr));
+  }
+  return spcclSuccess;
+}
+
+// dst = the host's sum (op Avg: mean) of sources[0..L) by the MPI transport's rule (DESIGN.md,
+// Half precision): each addition rounded to T; an fp16/bf16 mean summed in fp32 and divided
+// before its one rounding. The additions form the binomial tree of Open MPI's reduce-scatter,
+// which these stages replace: ((x0 + x1) + (x2 + x3)) + ..., so results stay bit for bit what
+// they were. dst may be a source (element by element). tree: room for L doubles.
+template <typename V, typename Add>
+V treeSum(V* v, int L, Add add) {
+  for (int step = 1; step < L; step *= 2)
+    for (int k = 0; k + step < L; k += 2 * step) v[k] = add(v[k], v[k + step]);
+  return v[0];
+}
+
+template <typename T>
+void hostSum(T* dst, const void* const* sources, void* tree, int L, size_t len, spcclRedOp_t op) {
+  using AccT = typename AccumOf<T>::type;
+  constexpr bool half = !std::is_same<T, AccT>::value;
+  static_assert(sizeof(AccT) <= sizeof(double) && sizeof(T) <= sizeof(double), "tree slots hold a double");
+  auto src = [sources](int k) { return static_cast<const T*>(sources[k]); };
+  const AccT inv = AccT(1) / AccT(L);
+  if (half && op == spcclAvg) {
+    AccT* v = static_cast<AccT*>(tree);
+    for (size_t i = 0; i < len; ++i) {
+      for (int k = 0; k < L; ++k) v[k] = toAcc(src(k)[i]);
+      dst[i] = fromAcc<T>(treeSum(v, L, [](AccT a, AccT b) { return a + b; }) * inv);
+    }
+    return;
+  }
+  if (L == 2) {  // the common host: one pass the compiler vectorizes
+    const T *a = src(0), *b = src(1);
+    for (size_t i = 0; i < len; ++i) dst[i] = addRounded(a[i], b[i]);
+  } else {
+    T* v = static_cast<T*>(tree);
+    for (size_t i = 0; i < len; ++i) {
+      for (int k = 0; k < L; ++k) v[k] = src(k)[i];
+      dst[i] = treeSum(v, L, [](T a, T b) { return addRounded(a, b); });
+    }
+  }
+  if (op == spcclAvg)
+    for (size_t i = 0; i < len; ++i) dst[i] = scaleRounded(dst[i], inv);
+}
+
+// Stage 1: the host's sum of this rank's shard, by pairwise exchanges (round d: the shard of
+// local rank l + d to it, this rank's shard from local rank l - d), summed over the first slot.
+// Sets *sum to it (to the input itself on a host of one rank).
+spcclResult_t reduceInHost(const spcclInfo& info, HierState& h, const void** sum) {
+  const int L = h.topo->localSize, l = h.topo->localRank;
+  const size_t elem = info.state->elemSize, slotBytes = h.shard * elem;
+  const char* send = static_cast<const char*>(info.sendbuff);
+  Transport& intra = *h.topo->intra->transport;
+  // Local rank k's copy of this shard: slot k (k < l) or k - 1 (k > l).
+  for (int d = 1; d < L; ++d) {
+    const int to = (l + d) % L, from = (l - d + L) % L;
+    char* slot = h.slots + (size_t)(from < l ? from : from - 1) * slotBytes;
+    SPCCLCHECK(exchange(intra, h, d, send + h.first(to) * elem, h.length(to) * elem, slot, h.mine * elem, elem));
+  }
+  *sum = send + h.offset * elem;
+  if (L == 1 || h.mine == 0) return spcclSuccess;
+  for (int k = 0; k < L; ++k)
+    h.sources[k] = k == l ? send + h.offset * elem : h.slots + (size_t)(k < l ? k : k - 1) * slotBytes;
+  withStorage(info.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    hostSum(reinterpret_cast<T*>(h.slots), h.sources.data(), h.tree.data(), L, h.mine, info.op);
+  });
+  *sum = h.slots;
+  return spcclSuccess;
+}
+
+// Stage 2: the method on this rank's shard, written to its place in recvbuff; on failure the
+// shard's residual is restored.
+spcclResult_t crossHosts(const spcclInfo& info, HierState& h, const void* sum) {
   if (h.mine == 0) return spcclSuccess;
   spcclState& inner = *h.inner;
   const size_t bytes = h.mine * inner.elemSize;
   memcpy(h.saved, inner.residual.ptr, bytes);
   inner.step = info.state->step;  // follows the outer step (spcclStateReset included)
   spcclInfo shard = info;
-  shard.sendbuff = h.shardIn;
-  shard.recvbuff = h.shardOut;
+  shard.sendbuff = sum;
+  shard.recvbuff = static_cast<char*>(info.recvbuff) + h.offset * inner.elemSize;
   shard.count = h.mine;
   // Avg: the host means averaged over the hosts, which is the mean over every rank (hosts are
   // even); each stage divides before its one rounding, so no half-type sum overflows.
@@ -150,6 +259,20 @@ spcclResult_t crossHosts(const spcclInfo& info, HierState& h) {
   return res;
 }
 
+// Stage 3: every shard of the host into recvbuff, by pairwise exchanges from its place there.
+spcclResult_t gatherInHost(const spcclInfo& info, HierState& h) {
+  const int L = h.topo->localSize, l = h.topo->localRank;
+  const size_t elem = info.state->elemSize;
+  char* out = static_cast<char*>(info.recvbuff);
+  Transport& intra = *h.topo->intra->transport;
+  for (int d = 1; d < L; ++d) {
+    const int from = (l - d + L) % L;
+    SPCCLCHECK(exchange(intra, h, d, out + h.offset * elem, h.mine * elem, out + h.first(from) * elem,
+                        h.length(from) * elem, elem));
+  }
+  return spcclSuccess;
+}
+
 }  // namespace
 
 spcclResult_t hierarchicalAllReduce(const spcclInfo& info) {
@@ -158,26 +281,28 @@ spcclResult_t hierarchicalAllReduce(const spcclInfo& info) {
                 "%s : op %s on a hierarchical state whose residual holds host %s of earlier calls; one state takes "
                 "one op (spcclStateReset lets it change)",
                 info.opName, opName(info.op), h.op == spcclAvg ? "means" : "sums");
-  Transport& intra = *h.topo->intra->transport;
-  const size_t n = info.count, elem = info.state->elemSize, L = (size_t)h.topo->localSize;
-  const void* send = info.sendbuff;
-  if (h.padded) {  // equal shards for the block collectives: zeros past the end
-    memcpy(h.pad, send, n * elem);
-    memset(h.pad + n * elem, 0, (L * h.shard - n) * elem);
-    send = h.pad;
-  }
   // Stage 1 averages over the host for Avg (fp16/bf16 summed in fp32 and divided before the
   // one rounding, as every host-path average), so a host mean that fits never overflows.
-  SPCCLCHECK(intra.reduceScatter(send, h.shardIn, h.shard, info.datatype, info.op, nullptr));
-  SPCCLCHECK(crossHosts(info, h));
-  void* gathered = h.padded ? h.pad : info.recvbuff;
-  const spcclResult_t res = intra.allGather(h.shardOut, gathered, h.shard * elem, nullptr);
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  const void* sum = nullptr;
+  SPCCLCHECK(reduceInHost(info, h, &sum));
+  const Clock::time_point reduced = Clock::now();
+  SPCCLCHECK(crossHosts(info, h, sum));
+  const Clock::time_point crossed = Clock::now();
+  const spcclResult_t res = gatherInHost(info, h);
   if (res != spcclSuccess) {
-    if (h.mine > 0) memcpy(h.inner->residual.ptr, h.saved, h.mine * elem);  // the call failed: undo stage 2
+    if (h.mine > 0) memcpy(h.inner->residual.ptr, h.saved, h.mine * info.state->elemSize);  // undo stage 2
     return res;
   }
-  if (h.padded) memcpy(info.recvbuff, h.pad, n * elem);
   h.op = info.op;
+  auto ms = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  TRACE(kSubsysColl,
+        "%s : hierarchical %s, %zu elements: in-host reduce %.2f ms, across hosts %.2f ms, in-host gather %.2f ms",
+        info.opName, info.state->method->name, info.count, ms(start, reduced), ms(reduced, crossed),
+        ms(crossed, Clock::now()));
   return spcclSuccess;
 }
 
@@ -185,7 +310,8 @@ void hierarchicalReset(const spcclState& st) { st.hier->op = -1; }
 
 void hierarchicalDescribe(const spcclState& st, spcclStateInfo_t* info) {
   // The method runs on this rank's shard in the inner state, across hosts; the reduce-scatter
-  // and the allgather inside the host are rings of L - 1 steps over the padded shards.
+  // and the allgather inside the host are L - 1 pairwise exchanges each, counted over padded
+  // shards.
   const HierState& h = *st.hier;
   const int L = h.topo->localSize;
   if (h.inner) describeFlat(*h.inner, info);

@@ -13,6 +13,7 @@
 
 #include <string>
 #include <tuple>
+#include <type_traits>
 
 #include "dispatch.h"
 #include "hosts.h"
@@ -58,6 +59,14 @@ std::vector<T> gatherShards(const Hosts& hosts, const std::vector<T>& mine, size
   return all;
 }
 
+// Elements whose bits differ.
+template <typename T>
+size_t differing(const std::vector<T>& a, const std::vector<T>& b) {
+  size_t wrong = 0;
+  for (size_t i = 0; i < a.size(); ++i) wrong += memcmp(&a[i], &b[i], sizeof(T)) != 0;
+  return wrong;
+}
+
 class Hierarchical : public ::testing::TestWithParam<std::tuple<int, spcclDataType_t, size_t>> {};
 
 TEST_P(Hierarchical, EachShardIsTheFlatMethodOnHostSums) {
@@ -86,10 +95,8 @@ TEST_P(Hierarchical, EachShardIsTheFlatMethodOnHostSums) {
       if (mine > 0)
         ASSERT_EQ(spcclSparseAllReduce(sum.data(), shardOut.data(), mine, type, spcclSum, flat, cross, nullptr),
                   spcclSuccess);
-      const std::vector<T> expected = gatherShards(hosts, shardOut, n);
-      size_t wrong = 0;
-      for (size_t i = 0; i < n; ++i) wrong += memcmp(&out[i], &expected[i], sizeof(T)) != 0;
-      EXPECT_EQ(wrong, 0u) << "step " << step << ": elements that differ from the flat method on host sums";
+      EXPECT_EQ(differing(out, gatherShards(hosts, shardOut, n)), 0u)
+          << "step " << step << ": elements that differ from the flat method on host sums";
       // The residual: this shard's is the flat state's, the rest of the tensor's stays zero.
       void *hr = nullptr, *fr = nullptr;
       spcclStateGetResidual(hier, &hr);
@@ -119,12 +126,13 @@ std::string caseName(const ::testing::TestParamInfo<Hierarchical::ParamType>& in
          std::to_string(std::get<2>(info.param));
 }
 
-// 4096: equal shards on up to 4 ranks per host; 3001: a shorter last shard (padded stages).
+// 4096: equal shards on up to 4 ranks per host; 3001: a shorter last shard; 3: on 4 ranks per
+// host, a last rank whose shard is empty (it only sends in the host stages).
 INSTANTIATE_TEST_SUITE_P(AllMethods, Hierarchical,
                          ::testing::Combine(::testing::Values(spcclMethodDense, spcclMethodRandomBlock,
                                                               spcclMethodTopK, spcclMethodGaussianK,
                                                               spcclMethodGTopK),
-                                            ::testing::ValuesIn(allTypes), ::testing::Values(4096, 3001)),
+                                            ::testing::ValuesIn(allTypes), ::testing::Values(4096, 3001, 3)),
                          caseName);
 
 // The average is the mean over every rank: host means averaged over the hosts (exact here:
@@ -186,6 +194,67 @@ TEST(HierarchicalMode, HalfAverageNeverOverflows) {
     EXPECT_EQ(keptInf, 0u) << spcclMethodName(method);
     spcclStateDestroy(st);
   }
+  EXPECT_TRUE(allRanks(!HasFailure()));
+}
+
+// Inexact inputs: the host stage adds a shard's L copies in the binomial tree of Open MPI's
+// reduce-scatter, ((x0 + x1) + (x2 + x3)) + ..., each addition rounded to the type; a half mean
+// adds in fp32 and rounds once after dividing. The dense method across hosts then reduces the
+// host sums (or means) as a flat dense state on the cross-host comm does, bit for bit.
+template <typename T>
+T treeSum(std::vector<T> v, spcclRedOp_t op) {
+  using AccT = typename spccl::AccumOf<T>::type;
+  const int L = (int)v.size();
+  const AccT inv = AccT(1) / AccT(L);
+  if (!std::is_same<T, AccT>::value && op == spcclAvg) {
+    std::vector<AccT> w(v.size());
+    for (int k = 0; k < L; ++k) w[k] = spccl::toAcc(v[k]);
+    for (int step = 1; step < L; step *= 2)
+      for (int k = 0; k + step < L; k += 2 * step) w[k] += w[k + step];
+    return spccl::fromAcc<T>(w[0] * inv);
+  }
+  for (int step = 1; step < L; step *= 2)
+    for (int k = 0; k + step < L; k += 2 * step) v[k] = spccl::addRounded(v[k], v[k + step]);
+  return op == spcclAvg ? spccl::scaleRounded(v[0], inv) : v[0];
+}
+
+TEST(HierarchicalMode, HostSumsAddInMpisTree) {
+  Hosts hosts;
+  findHosts(MPI_COMM_WORLD, &hosts);
+  if (!hosts.even()) GTEST_SKIP() << "uneven hosts: hierarchical mode is refused there";
+  const size_t n = 1001;
+  size_t offset = 0, mine = 0;
+  hosts.shard(n, &offset, &mine);
+  spcclComm_t cross = nullptr;
+  ASSERT_EQ(spcclCommInitMPI(&cross, hosts.cross), spcclSuccess) << spcclGetLastError(nullptr);
+  auto input = [](int rank, size_t i) { return (double)(i % 97 + 1) / 3.0 * (1.0 + rank / 7.0) * (i % 2 ? -1 : 1); };
+  for (spcclDataType_t type : allTypes)
+    for (spcclRedOp_t op : {spcclSum, spcclAvg}) {
+      spcclConfig_t cfg = hierConfig(spcclMethodDense, 1);
+      spcclState_t hier = nullptr, flat = nullptr;
+      ASSERT_EQ(spcclStateCreate(&hier, world().comm, &cfg, n, type), spcclSuccess) << spcclGetLastError(nullptr);
+      cfg.hierarchical = 0;
+      if (mine > 0) ASSERT_EQ(spcclStateCreate(&flat, cross, &cfg, mine, type), spcclSuccess);
+      spccl::withStorage(type, [&](auto tag) {
+        using T = decltype(tag);
+        std::vector<T> g(n), out(n), host(mine), shardOut(mine);
+        for (size_t i = 0; i < n; ++i) g[i] = spccl::fromAcc<T>(input(world().rank, i));
+        for (size_t i = 0; i < mine; ++i) {
+          std::vector<T> copies;
+          for (int r : hosts.members[hosts.host]) copies.push_back(spccl::fromAcc<T>(input(r, offset + i)));
+          host[i] = treeSum(copies, op);
+        }
+        ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, type, op, hier, world().comm, nullptr), spcclSuccess)
+            << spcclGetLastError(nullptr);
+        if (mine > 0)
+          ASSERT_EQ(spcclSparseAllReduce(host.data(), shardOut.data(), mine, type, op, flat, cross, nullptr),
+                    spcclSuccess);
+        EXPECT_EQ(differing(out, gatherShards(hosts, shardOut, n)), 0u) << "type " << (int)type << " op " << (int)op;
+      });
+      spcclStateDestroy(hier);
+      if (flat) spcclStateDestroy(flat);
+    }
+  spcclCommDestroy(cross);
   EXPECT_TRUE(allRanks(!HasFailure()));
 }
 
