@@ -107,7 +107,9 @@ void describeMethod(const spcclState& st, spcclStateInfo_t* info);
 // The dense call of a compressed state (its dense switch, auto; dense.cc): acc = g + e formed
 // in `acc` (count elements where the state's buffers live; it may be recvbuff), one allreduce
 // into recvbuff, the residual emptied after it succeeded: everything was sent.
-spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc);
+// allReduceSeconds (optional): the time of the allreduce alone (host clock), which is what a
+// dense call costs once the residual is empty; auto's calibration compares that.
+spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc, double* allReduceSeconds = nullptr);
 // What a dense allreduce of the state's tensor sends per rank.
 inline size_t denseWireBytes(const spcclState& st) {
   return ringAllReduceBytes(st.comm->nranks, saturatingMul(st.count, st.elemSize));

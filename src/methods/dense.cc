@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <chrono>
+
 #include "checks.h"
 #include "device.h"
 #include "dispatch.h"
@@ -67,15 +69,22 @@ spcclResult_t decompress(const spcclState& st, const void* values, const uint32_
 
 }  // namespace
 
-spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc) {
+spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc, double* allReduceSeconds) {
   const spcclState& st = *info.state;
+  // The allreduce alone, timed: what every dense call costs once the residual is empty.
+  auto allReduce = [&](const void* send) {
+    const auto start = std::chrono::steady_clock::now();
+    const spcclResult_t ran = stateAllReduce(st, send, info.recvbuff, st.count, info.op, info.stream);
+    if (allReduceSeconds)
+      *allReduceSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return ran;
+  };
   const void* e = feedbackIn(st);
   void* eOut = feedbackOut(st);
   // After a dense call the residual is empty, and stays so while dense runs: then g + e is g,
   // and the call is the plain allreduce (one read of e, not a pass that forms g + e and one
   // that empties e). The bytes are read, not a flag trusted: a caller may write the residual.
-  if (!st.onDevice && e == eOut && (!e || allBytesZero(e, st.residual.bytes)))
-    return stateAllReduce(st, info.sendbuff, info.recvbuff, st.count, info.op, info.stream);
+  if (!st.onDevice && e == eOut && (!e || allBytesZero(e, st.residual.bytes))) return allReduce(info.sendbuff);
   if (st.onDevice) {
     SPCCLCHECK(device::feedbackSum(st.datatype, info.sendbuff, e, acc, st.count, info.stream));
   } else {
@@ -88,7 +97,7 @@ spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc) {
       return spcclSuccess;
     }));
   }
-  SPCCLCHECK(stateAllReduce(st, acc, info.recvbuff, st.count, info.op, info.stream));
+  SPCCLCHECK(allReduce(acc));
   // Everything was sent.
   if (eOut && st.onDevice) return device::zeroAsync(eOut, st.residual.bytes, info.stream);
   if (eOut) memset(eOut, 0, st.residual.bytes);

@@ -60,12 +60,16 @@ def compressed_average(state, tensor, group, out=None):
     if choice is None:
         return _compressed_average(state, tensor, group, out)
     dense = choice.next_runs_dense()
-    run = _dense_with_feedback if dense else _compressed_average
     if choice.decided:
+        run = _dense_with_feedback if dense else _compressed_average
         return run(state, tensor, group, out)
+    # Timed to the end (the calibration calls do not overlap backward). A calibration dense call
+    # follows a method call: only its allreduce is what dense costs once the residual is empty.
+    if dense:
+        _send_everything(state, tensor, out)
     start = time.perf_counter()
-    fut = run(state, tensor, group, out)
-    fut.wait()  # timed to the end: the calibration calls do not overlap backward
+    fut = dense_average(out, group) if dense else _compressed_average(state, tensor, group, out)
+    fut.wait()
     choice.record(state, dense, time.perf_counter() - start, group, tensor.device)
     return fut
 
@@ -85,10 +89,19 @@ def _compressed_average(state, tensor, group, out):
 def _dense_with_feedback(state, tensor, group, out):
     """Everything sent: out = tensor + residual averaged densely, the residual emptied. Unlike
     the library's dense call, the state's step does not advance (no spccl call runs)."""
+    _send_everything(state, tensor, out)
+    return dense_average(out, group)
+
+
+def _send_everything(state, tensor, out):
+    """out = tensor + residual, the residual emptied (skipped while it reads all zero)."""
     residual = state.residual[:state.count]
+    if not residual.any():
+        if out is not tensor:
+            out.copy_(tensor)
+        return
     torch.add(tensor, residual, out=out)
     residual.zero_()
-    return dense_average(out, group)
 
 
 class AutoChoice:
