@@ -27,7 +27,9 @@ double nowSeconds() {
 const char* inactiveBecause(const spcclState& st) {
   if (st.onDevice) return "device buffers (auto times host calls)";
   if (st.comm->nranks < 2) return "one rank";
-  if (st.comm->compressOnly) return "a compress-only comm (whoever moves the payload times it: spccl_torch does)";
+  if (st.comm->compressOnly)
+    return "a compress-only comm: the library times only its own collective (the PyTorch hook times its process "
+           "group's exchange itself)";
   if (st.method->id == spcclMethodDense) return "the method is dense already";
   if (st.method->residualExtra) return "the method keeps feedback beyond its residual (a dense call could not send it)";
   return nullptr;
@@ -74,6 +76,15 @@ AutoDecision autoDecide(const AutoInputs& in) {
   return d;
 }
 
+void autoAnnounce(const spcclState& st, const char* api) {
+  if (!st.config.autoSelect) return;
+  if (const char* why = inactiveBecause(st))
+    INFO(kSubsysColl, "%s : auto (state %p): keeping %s: %s", api, (void*)&st, st.method->name, why);
+  else
+    INFO(kSubsysColl, "%s : auto (state %p): %u calibration calls, then %s or dense", api, (void*)&st,
+         kAutoCalibrationCalls, st.method->name);
+}
+
 bool autoActive(const spcclState& st) { return st.config.autoSelect && !inactiveBecause(st); }
 
 bool autoNextRunsDense(const spcclState& st) {
@@ -85,11 +96,7 @@ bool autoNextRunsDense(const spcclState& st) {
 spcclResult_t autoAllReduce(const spcclInfo& info, spcclResult_t (*runMethod)(const spcclInfo& info)) {
   spcclState& st = *info.state;
   AutoSelect& a = st.autoSelect;
-  if (const char* why = inactiveBecause(st)) {
-    if (!a.announced) INFO(kSubsysColl, "%s : auto (state %p): keeping %s: %s", info.opName, (void*)&st, st.method->name, why);
-    a.announced = true;
-    return runMethod(info);
-  }
+  if (inactiveBecause(st)) return runMethod(info);  // said at creation (autoAnnounce)
   if (a.decided) return a.dense ? denseWithFeedback(info, info.recvbuff) : runMethod(info);
   // A calibration dense call follows a method call, so it forms g + e and empties a residual
   // that later dense calls find empty: only its allreduce is what dense costs from then on.

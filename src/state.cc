@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "argcheck.h"
+#include "autoselect.h"
 #include "checks.h"
 #include "device.h"
 #include "hierarchy.h"
@@ -141,6 +142,7 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
        count, dataTypeName(datatype), resolved.density, resolved.blockSize,
        resolved.blockPattern == spcclBlocksScattered ? "scattered" : "contiguous",
        resolved.feedback == spcclFeedbackEF ? "ef" : "none", resolved.seed, resolved.tensorKey);
+  autoAnnounce(*st, api);
   *state = st.release();
   return spcclSuccess;
 fail:

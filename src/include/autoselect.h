@@ -34,7 +34,6 @@ struct AutoSelect {
   double denseSeconds = 1e300;     // ... of dense
   bool decided = false;
   bool dense = false;              // once decided: every call runs dense
-  bool announced = false;          // an inactive selection said why, once
 };
 
 // The decision's inputs: the calibration's timings (mean over ranks) and the state's
@@ -57,6 +56,9 @@ struct AutoDecision {
 };
 AutoDecision autoDecide(const AutoInputs& in);
 
+// At spcclStateCreate: with config.autoSelect, logs at INFO whether the state's selection will
+// act, and why not (the paths that never reach spcclSparseAllReduce hear it too).
+void autoAnnounce(const spcclState& st, const char* api);
 // Whether the state's auto selection can act: config.autoSelect, host buffers, several ranks,
 // a method other than dense whose feedback is all in its residual (not 1-bit's server level).
 bool autoActive(const spcclState& st);
