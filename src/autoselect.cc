@@ -6,9 +6,9 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "checks.h"
 #include "method.h"
@@ -16,12 +16,6 @@
 
 namespace spccl {
 namespace {
-
-double nowSeconds() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 // Why a state with config.autoSelect keeps its method whatever the timings say, or null.
 const char* inactiveBecause(const spcclState& st) {
@@ -105,9 +99,9 @@ spcclResult_t autoAllReduce(const spcclInfo& info, spcclResult_t (*runMethod)(co
     SPCCLCHECK(denseWithFeedback(info, info.recvbuff, &seconds));
     a.denseSeconds = std::min(a.denseSeconds, seconds);
   } else {
-    const double start = nowSeconds();
+    const auto start = std::chrono::steady_clock::now();  // the clock denseWithFeedback times with
     SPCCLCHECK(runMethod(info));
-    seconds = nowSeconds() - start;
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (a.calls > 0) a.methodSeconds = std::min(a.methodSeconds, seconds);
   }
   // The last calibration call decides, so that spcclStateGetInfo tells the next call's truth.

@@ -2,9 +2,10 @@
  *
  * config.autoSelect: a state that runs dense instead of its method when that is faster
  * (docs/DESIGN.md, "Choosing per call: auto"). Its first calls are timed, the method's and
- * then dense's; every rank sums the timings over the comm, so all of them take the same
- * decision, which is logged at INFO with its reason and the cost model's fit. A dense call sends g + e and empties the
- * residual (denseWithFeedback, method.h), so error feedback stays exact across the switch.
+ * dense's in turn; every rank sums the timings over the comm, so all of them take the same
+ * decision, which is logged at INFO with its reason and the cost model's fit. A dense call
+ * sends g + e and empties the residual (denseWithFeedback, method.h), so error feedback stays
+ * exact across the switch.
  */
 #ifndef SPCCL_AUTOSELECT_H_
 #define SPCCL_AUTOSELECT_H_
