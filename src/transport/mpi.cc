@@ -267,6 +267,10 @@ class MpiTransport final : public Transport {
 
  private:
   static constexpr int kTag = 0x5bcc;
+  static constexpr int kRingTag = 0x5bcd;
+  // Allreduces of at least this many bytes run as spccl's ring (ringSum), smaller ones as MPI's
+  // (fewer rounds: a ring pays the link latency 2 (P-1) times).
+  static constexpr size_t kRingMinBytes = size_t(256) << 10;
 
   static MPI_Datatype mpiType(spcclDataType_t datatype) {
     switch (datatype) {
@@ -318,9 +322,11 @@ class MpiTransport final : public Transport {
   // write into a buffer the caller has freed or reused.
   bool staged() const { return timeoutMs_ > 0; }
 
-  // recvbuff = sum over ranks of sendbuff (in place when they are equal), in MPI-sized pieces.
+  // recvbuff = sum over ranks of sendbuff (in place when they are equal), in MPI-sized pieces;
+  // large messages by spccl's own ring (ringSum).
   spcclResult_t sumChunks(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype) {
     const size_t elem = dataTypeSize(datatype);
+    if (nranks_ > 1 && count * elem >= kRingMinBytes) return ringSum(sendbuff, recvbuff, count, datatype);
     for (size_t off = 0; off < count; off += kMaxChunk) {
       const int n = (int)std::min(kMaxChunk, count - off);
       const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : static_cast<const char*>(sendbuff) + off * elem;
@@ -330,6 +336,72 @@ class MpiTransport final : public Transport {
       SPCCLCHECK(complete(&req, 1, "allreduce"));
     }
     return spcclSuccess;
+  }
+
+  // The sum allreduce of a large message as a ring: a reduce-scatter of P chunks, then their
+  // allgather, 2 (P-1)/P of the message sent per rank and link, spccl adding. Open MPI 4.1's
+  // non-blocking allreduce (libnbc, which every call here uses so SPCCL_TIMEOUT_MS can bound it)
+  // runs a binomial tree for fewer than 4 ranks or in place (random block's packed blocks):
+  // the whole message goes up the tree and back down, twice a ring's bytes on a link with 2
+  // ranks (measured on scripts/simhosts, 2 hosts at 1 Gbit/s, 32 MiB: 560 ms, this ring 286).
+  // Every chunk is summed whole on one rank and copied to the others, so every rank holds the
+  // same bits.
+  spcclResult_t ringSum(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype) {
+    const int P = nranks_, r = rank_;
+    const size_t elem = dataTypeSize(datatype), per = (count + P - 1) / P;
+    char* buf = static_cast<char*>(recvbuff);
+    if (sendbuff != recvbuff) memcpy(buf, sendbuff, count * elem);
+    char* incoming = ringScratch_.reserve(per * elem);
+    if (!incoming) return spcclSystemError;
+    auto chunk = [P](int j) { return ((j % P) + P) % P; };
+    auto first = [&](int j) { return std::min((size_t)j * per, count); };
+    auto length = [&](int j) { return std::min(per, count - first(j)); };
+    // Step s sends this rank's partial sum of chunk r-s-1 on and adds the previous rank's
+    // partial sum of chunk r-s-2 to its own: after P-1 steps chunk r is whole here.
+    for (int s = 0; s < P - 1; ++s) {
+      const int out = chunk(r - s - 1), in = chunk(r - s - 2);
+      SPCCLCHECK(ringStep(buf + first(out) * elem, length(out), incoming, length(in), datatype));
+      addInto(buf + first(in) * elem, incoming, length(in), datatype);
+    }
+    // Step s passes whole chunk r-s on and receives whole chunk r-s-1 in its place.
+    for (int s = 0; s < P - 1; ++s) {
+      const int out = chunk(r - s), in = chunk(r - s - 1);
+      SPCCLCHECK(ringStep(buf + first(out) * elem, length(out), buf + first(in) * elem, length(in), datatype));
+    }
+    return spcclSuccess;
+  }
+
+  // One ring step: `sendcount` elements to the next rank, `recvcount` from the previous one, in
+  // MPI-sized pieces that both sides cut alike (chunk lengths are known to both).
+  spcclResult_t ringStep(const char* send, size_t sendcount, char* recv, size_t recvcount, spcclDataType_t datatype) {
+    const int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
+    const size_t elem = dataTypeSize(datatype);
+    for (size_t at = 0; at < std::max(sendcount, recvcount); at += kMaxChunk) {
+      const int out = (int)(sendcount > at ? std::min(kMaxChunk, sendcount - at) : 0);
+      const int in = (int)(recvcount > at ? std::min(kMaxChunk, recvcount - at) : 0);
+      // The send is posted first: with the receive first, a ring of 2 ranks over TCP ran at
+      // half the link rate on simhosts (each exchange 280 ms instead of 140).
+      MPI_Request reqs[2];
+      MPICHECK(MPI_Isend(send + at * elem, out, mpiType(datatype), next, kRingTag, comm_, &reqs[0]));
+      MPICHECK(MPI_Irecv(recv + at * elem, in, mpiType(datatype), prev, kRingTag, comm_, &reqs[1]));
+      SPCCLCHECK(complete(reqs, 2, "allreduce"));
+    }
+    return spcclSuccess;
+  }
+
+  // dst[i] = dst[i] + src[i], rounded to the type once (the MPI ops' rule for fp16/bf16).
+  static void addInto(char* dst, const char* src, size_t count, spcclDataType_t datatype) {
+    auto add = [&](auto* d) {
+      using T = std::remove_pointer_t<decltype(d)>;
+      const T* s = reinterpret_cast<const T*>(src);
+      for (size_t i = 0; i < count; ++i) d[i] = addRounded(d[i], s[i]);
+    };
+    switch (datatype) {
+      case spcclFloat32: add(reinterpret_cast<float*>(dst)); break;
+      case spcclFloat64: add(reinterpret_cast<double*>(dst)); break;
+      case spcclFloat16: add(reinterpret_cast<half_t*>(dst)); break;
+      default: add(reinterpret_cast<bfloat16_t*>(dst)); break;
+    }
   }
 
   spcclResult_t reduceScatterSum(const void* src, void* recvbuff, size_t recvcount, MPI_Datatype type, MPI_Op op) {
@@ -366,6 +438,7 @@ class MpiTransport final : public Transport {
   spcclResult_t failed(const char* what, int err) {
     abandoned_ = true;
     scratch_.abandon();
+    ringScratch_.abandon();
     WARN("MPI %s failed: %s (a peer called with other arguments, or died); the comm is broken: destroy it with "
          "spcclCommAbort",
          what, mpiErrorText(err).c_str());
@@ -390,6 +463,7 @@ class MpiTransport final : public Transport {
     }
     abandoned_ = true;
     scratch_.abandon();
+    ringScratch_.abandon();
     WARN("MPI %s did not complete within SPCCL_TIMEOUT_MS=%lld ms (a peer stopped calling or died); the comm is "
          "broken: destroy it with spcclCommAbort",
          what, timeoutMs_);
@@ -400,6 +474,7 @@ class MpiTransport final : public Transport {
   long long timeoutMs_;
   bool abandoned_ = false;
   Scratch scratch_;
+  Scratch ringScratch_;  // the ring's incoming chunk (scratch_ may hold the message itself)
   int rank_ = 0, nranks_ = 1;
   MPI_Op sumHalf_ = MPI_OP_NULL, sumBf16_ = MPI_OP_NULL;
 };

@@ -21,7 +21,9 @@ TEST_P(DenseTest, AllReduceSumAndAvg) {
   withStorage(GetParam(), [&](auto tag) {
     using T = decltype(tag);
     using AccT = typename spccl::AccumOf<T>::type;
-    for (size_t n : {size_t(1), size_t(1000), size_t(65537)}) {
+    // 300007 elements: past the MPI transport's ring threshold in every type, in chunks the
+    // ranks do not divide evenly.
+    for (size_t n : {size_t(1), size_t(1000), size_t(65537), size_t(300007)}) {
       for (spcclRedOp_t op : {spcclSum, spcclAvg}) {
         std::vector<T> send = inputs<T>(w.rank, 0, n), recv(n);
         ASSERT_EQ(spcclAllReduce(send.data(), recv.data(), n, GetParam(), op, w.comm, nullptr), spcclSuccess);
@@ -40,6 +42,36 @@ TEST_P(DenseTest, AllReduceSumAndAvg) {
         EXPECT_EQ(0, memcmp(inplace.data(), recv.data(), n * sizeof(T)));
       }
     }
+  });
+}
+
+// Sums that round: every rank must still hold the same bits (the transport's ring sums each
+// chunk on one rank and copies it), in and out of place.
+TEST_P(DenseTest, LargeAllReduceGivesEveryRankTheSameBits) {
+  const World& w = world();
+  withStorage(GetParam(), [&](auto tag) {
+    using T = decltype(tag);
+    const size_t n = 1 << 19;
+    std::vector<T> send(n), recv(n);
+    for (size_t i = 0; i < n; ++i) send[i] = spccl::fromAcc<T>(std::sin(double(i) * 0.37 + w.rank) * 1000.0 / 3.0);
+    ASSERT_EQ(spcclAllReduce(send.data(), recv.data(), n, GetParam(), spcclSum, w.comm, nullptr), spcclSuccess);
+    std::vector<T> inplace = send;
+    ASSERT_EQ(spcclAllReduce(inplace.data(), inplace.data(), n, GetParam(), spcclSum, w.comm, nullptr), spcclSuccess);
+    EXPECT_EQ(0, memcmp(inplace.data(), recv.data(), n * sizeof(T)));
+    std::vector<T> rootCopy = recv;
+    MPI_Bcast(rootCopy.data(), (int)(n * sizeof(T)), MPI_BYTE, 0, MPI_COMM_WORLD);
+    EXPECT_EQ(0, memcmp(rootCopy.data(), recv.data(), n * sizeof(T))) << "rank " << w.rank << " differs from rank 0";
+    // And they are the sums, within one rounding of the largest partial sum per addition.
+    const double eps = sizeof(T) == 8 ? 2.3e-16 : sizeof(T) == 4 ? 1.2e-7
+                       : std::is_same<T, spccl::bfloat16_t>::value ? 7.9e-3 : 9.8e-4;
+    const double bound = w.nranks * (w.nranks * 1000.0 / 3.0) * eps;
+    size_t far = 0;
+    for (size_t i = 0; i < n; ++i) {
+      double want = 0;
+      for (int r = 0; r < w.nranks; ++r) want += toAcc(spccl::fromAcc<T>(std::sin(double(i) * 0.37 + r) * 1000.0 / 3.0));
+      far += std::fabs(toAcc(recv[i]) - want) > bound;
+    }
+    EXPECT_EQ(far, 0u);
   });
 }
 
