@@ -64,6 +64,19 @@ struct RadixPolicy {
 
 constexpr RadixPolicy radixPolicy() { return {256, 8, 11, 4, 1024, 1024}; }
 
+// Quantized top-k: one CTA per chunk (grid-stride over the chunks) runs the chunk's radix
+// select in shared memory, digitBits per pass (256 bins: one per thread, so choosing the
+// bucket is one block scan; chunks are small, 256 elements by default, so a wide histogram
+// would cost more to clear and scan than to fill), then packs its slots. The unpack uses
+// the same CTAs, one chunk of out each.
+struct QuantChunkPolicy {
+  int threads;
+  int digitBits;
+  int blocksPerSm;
+};
+
+constexpr QuantChunkPolicy quantChunkPolicy() { return {256, 8, 8}; }
+
 }  // namespace cuda
 }  // namespace spccl
 

@@ -16,6 +16,10 @@
 //   scatter_lists the gathered lists of 8 ranks at k = n/64 added into out (fp32, fp16):
 //                 8*k pairs read, n written, against memcpy of that traffic
 //   sign_residual 1-bit's e = x - c over n (fp32, fp16): x and e read, e written
+//   qtopk_compress quantized top-k of n (fp32, fp16) in chunks of 256 at k = 4, 2 bits: g
+//                 read, acc written, the chunk's passes from L1/L2, the payload written
+//   qtopk_unpack  8 payloads of the same layout added into out (fp32, fp16): the payloads
+//                 read, out written (fp16: fp32 sums written and read back)
 // Without a CUDA device it prints why and exits 0, so it can run anywhere the build runs.
 
 #include <benchmark/benchmark.h>
@@ -29,6 +33,7 @@
 #include "device.h"
 #include "dispatch.h"
 #include "onebit_core.h"
+#include "qtopk_core.h"
 #include "topk_core.h"
 
 namespace {
@@ -280,6 +285,53 @@ void BM_SignResidual(benchmark::State& state) {
   for (void* p : {x, e, messages, scratch}) cudaFree(p);
 }
 
+// The layout a qtopk state of n elements gets in chunks of 256 at density 1/64, 2 bits.
+QuantLayout benchLayout(size_t n) {
+  QuantLayout q;
+  q.count = n;
+  q.chunk = 256;
+  q.nchunks = (uint32_t)((n + 255) / 256);
+  q.k = (uint32_t)topkCount(256, 1.0 / kDensityInverse);
+  q.offsetBits = 8;
+  q.valueBits = 2;
+  return q;
+}
+
+void BM_QTopKCompress(benchmark::State& state) {
+  const size_t n = state.range(0), elem = benchTypeSize(state.range(1));
+  const spcclDataType_t dt = benchType(state.range(1));
+  const QuantLayout q = benchLayout(n);
+  void *g = deviceArray<char>(n * elem), *acc = deviceArray<char>(n * elem);
+  void *payload = deviceArray<char>(quantPayloadBytes(q)), *scratch = deviceArray<char>(device::quantScratchBytes(q));
+  if (!g || !acc || !payload || !scratch) return state.SkipWithError("cudaMalloc failed");
+  fillNormalAs(dt, g, n, 13);
+  const double s = runTimed(state, [&] { device::quantCompress(dt, g, nullptr, acc, q, payload, scratch, nullptr); });
+  report(state, 2 * n * elem + quantPayloadBytes(q), s);
+  for (void* p : {g, acc, payload, scratch}) cudaFree(p);
+}
+
+void BM_QTopKUnpack(benchmark::State& state) {
+  const size_t n = state.range(0), elem = benchTypeSize(state.range(1));
+  const spcclDataType_t dt = benchType(state.range(1));
+  const QuantLayout q = benchLayout(n);
+  const int payloads = 8;
+  const size_t stride = (quantPayloadBytes(q) + 7) / 8 * 8;
+  void *g = deviceArray<char>(n * elem), *acc = deviceArray<char>(n * elem), *out = deviceArray<char>(n * elem);
+  void *sums = deviceArray<char>(n * 4), *scratch = deviceArray<char>(device::quantScratchBytes(q));
+  char* gathered = deviceArray<char>(payloads * stride);
+  if (!g || !acc || !out || !sums || !scratch || !gathered) return state.SkipWithError("cudaMalloc failed");
+  for (int r = 0; r < payloads; ++r) {
+    fillNormalAs(dt, g, n, 17 + r);
+    device::quantCompress(dt, g, nullptr, acc, q, gathered + r * stride, scratch, nullptr);
+  }
+  const double s = runTimed(state, [&] {
+    device::quantUnpack(dt, q, gathered, payloads, stride, 1.0 / payloads, out, elem < 4 ? sums : out, nullptr,
+                        nullptr);
+  });
+  report(state, payloads * stride + n * elem + (elem < 4 ? 8 * n : 0), s);
+  for (void* p : {g, acc, out, sums, scratch, (void*)gathered}) cudaFree(p);
+}
+
 // The baseline: magnitude keys and indices, one full descending radix sort, the first k.
 __global__ void magnitudeKeysKernel(const float* g, size_t n, uint32_t* keys, uint32_t* idx) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
@@ -318,6 +370,8 @@ BENCHMARK(BM_GaussianK)->Arg(1 << 20)->Arg(k64M)->UseManualTime()->Unit(benchmar
 BENCHMARK(BM_TopKFp16)->Arg(k64M)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ScatterSortedLists)->ArgsProduct({{k64M}, {0, 1}})->UseManualTime();
 BENCHMARK(BM_SignResidual)->ArgsProduct({{k64M}, {0, 1}})->UseManualTime();
+BENCHMARK(BM_QTopKCompress)->ArgsProduct({{k64M}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_QTopKUnpack)->ArgsProduct({{k64M}, {0, 1}})->UseManualTime();
 
 }  // namespace
 

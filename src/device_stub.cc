@@ -85,6 +85,22 @@ spcclResult_t scatterSortedLists(spcclDataType_t, const uint32_t*, const void*, 
   return noCuda("scatterSortedLists");
 }
 
+size_t quantScratchBytes(const QuantLayout&) { return 0; }
+spcclResult_t quantCompress(spcclDataType_t, const void*, const void*, void*, const QuantLayout&, void*, void*,
+                            spcclStream_t) {
+  return noCuda("quantCompress");
+}
+spcclResult_t quantResidual(spcclDataType_t, const void*, const QuantLayout&, const void*, void*, spcclStream_t) {
+  return noCuda("quantResidual");
+}
+spcclResult_t quantUnpack(spcclDataType_t, const QuantLayout&, const void*, int, size_t, double, void*, void*,
+                          BadPairReport*, spcclStream_t) {
+  return noCuda("quantUnpack");
+}
+spcclResult_t quantSlots(spcclDataType_t, const QuantLayout&, const void*, uint32_t*, void*, spcclStream_t) {
+  return noCuda("quantSlots");
+}
+
 size_t signScratchBytes(const SignChunks&) { return 0; }
 spcclResult_t signCompress(spcclDataType_t, const void*, const void*, const SignChunks&, void*, void*, spcclStream_t) {
   return noCuda("signCompress");

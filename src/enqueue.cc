@@ -178,7 +178,11 @@ spcclResult_t takePairReport(const spcclState& st, PairReportSlot slot, const ch
   const char* source = slot == kCollectivePairs
                            ? "a collective on this state (a peer's payload is corrupt, or its state differs)"
                            : "an earlier spcclDecompress on this state (its pair list)";
-  if (kind == device::kPairsUnordered)
+  if (kind == device::kSlotUndecodable)
+    WARN("%s : state %p : %s held a qtopk payload whose chunk %u does not decode (an offset outside the chunk or "
+         "out of order, a level outside the range or a value that is not finite); that payload's chunk was dropped",
+         api, (void*)&st, source, index);
+  else if (kind == device::kPairsUnordered)
     WARN("%s : state %p : %s held a pair list that is not ascending (index %u out of place); pairs outside their "
          "place were dropped",
          api, (void*)&st, source, index);

@@ -40,6 +40,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include "common.cuh"
 #include "device.h"
 #include "dtype_core.h"
 #include "topk_core.h"
@@ -54,10 +55,6 @@ constexpr int kMaxBins = 1 << kMaxDigitBits;
 constexpr int kChooseThreads = radixPolicy().chooseThreads;
 constexpr int kMomentBlocks = radixPolicy().momentBlocks;
 constexpr int kGaussianCandidates = 6;
-
-// a * b rounded once, never contracted with a following add into an FMA.
-__device__ __forceinline__ float mulRounded(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mulRounded(double a, double b) { return __dmul_rn(a, b); }
 
 // Where the selection stands; lives in the scratch, written by the one-block kernels.
 struct SelectState {
@@ -76,14 +73,6 @@ __global__ void selectInitKernel(unsigned* __restrict__ hist, int bins, SelectSt
 }
 
 // ------------------------------------------------------------------ exact top-k: radix select
-
-// One shared-histogram increment per distinct bin in the warp, by the lowest lane holding
-// it: zeros and tied values would otherwise make 32 lanes collide on one bin.
-__device__ __forceinline__ void warpAggregatedIncrement(unsigned* local, unsigned bin, bool counted) {
-  const unsigned active = __activemask();
-  const unsigned peers = __match_any_sync(active, counted ? bin : ~0u);
-  if (counted && (threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&local[bin], (unsigned)__popc(peers));
-}
 
 // The histogram passes read with kUnroll 16-byte vectors per thread in flight (vector_io.cuh:
 // >= 0.8 of memcpy bandwidth expected, from ~0.2 with one scalar load per iteration).
@@ -284,11 +273,6 @@ struct ThresholdClass {
   static __device__ __forceinline__ ThresholdClass from(const SelectState& s) { return {s.threshold, 0}; }
 };
 
-// gt in the high 32 bits, eq in the low: one 64-bit sum scans both (each total < 2^32).
-__device__ __forceinline__ unsigned long long packCounts(unsigned gt, unsigned eq) {
-  return ((unsigned long long)gt << 32) | eq;
-}
-
 template <typename T, typename Class, int Threads, int Items>
 __global__ void __launch_bounds__(Threads)
     tileCountKernel(const T* __restrict__ acc, size_t n, const SelectState* __restrict__ state,
@@ -415,17 +399,6 @@ __device__ __forceinline__ void atomicAddRounded(H* p, H v) {
     cur.bits = assumed;
     old = atomicCAS(word, assumed, addRounded(cur, v).bits);
   } while (old != assumed);
-}
-
-// A corrupt pair list: the index, then the kind, into pinned host memory the host reads at a
-// later call (device.h). Any one of several reports wins.
-__device__ __forceinline__ void reportBadPair(device::BadPairReport* report, device::BadPairKind kind,
-                                              uint32_t index) {
-  if (!report) return;
-  volatile device::BadPairReport* r = report;
-  r->index = index;
-  __threadfence_system();
-  r->kind = kind;
 }
 
 // One list in any order, repeats allowed (a caller's spcclDecompress input): atomics.

@@ -64,17 +64,17 @@ void quantForEachSlot(const QuantLayout& q, const void* payload, Visit visit) {
     }
 }
 
-// Whether a received payload decodes inside the tensor: offsets inside their chunk, levels
-// in [-L, L], values finite in T. Returns the first bad chunk, or nchunks.
+// Whether a received payload decodes inside the tensor (qtopk_core.h, quantSlotDecodes):
+// offsets inside their chunk and strictly ascending in it, levels in [-L, L], values finite
+// in T. Returns the first bad chunk, or nchunks.
 template <typename T>
 uint32_t quantFirstBadChunk(const QuantLayout& q, const void* payload) {
-  const int L = quantLevels(q.valueBits);
   uint32_t bad = q.nchunks;
-  quantForEachSlot(q, payload, [&](uint32_t c, uint32_t, uint32_t offset, int level, int E) {
-    const bool ok = offset < quantChunkLength(q, c) && level >= -L && level <= L &&
-                    (level == 0 || (E != SPCCL_QTOPK_NO_SCALE && E >= smallestExponent<T>() &&
-                                    fabs(quantValue(level, E)) <= largestFinite<T>()));
-    if (!ok && c < bad) bad = c;
+  int64_t prev = -1;
+  quantForEachSlot(q, payload, [&](uint32_t c, uint32_t j, uint32_t offset, int level, int E) {
+    if (j == 0) prev = -1;
+    if (!quantSlotDecodes<T>(q, c, prev, offset, level, E) && c < bad) bad = c;
+    prev = offset;
   });
   return bad;
 }

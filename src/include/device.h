@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "onebit_core.h"
+#include "qtopk_core.h"
 #include "select_core.h"
 #include "spccl.h"
 
@@ -119,6 +120,7 @@ enum BadPairKind : uint32_t {
   kPairsClean = 0,
   kPairOutOfRange = 1,  // an index >= n that is not padding
   kPairsUnordered = 2,  // a list that should be ascending is not (repeats included)
+  kSlotUndecodable = 3, // a qtopk payload's chunk (index: the chunk) that does not decode
 };
 struct BadPairReport {
   uint32_t kind;   // BadPairKind; written last
@@ -143,6 +145,33 @@ size_t scatterScratchBytes(size_t n, int nlists);
 spcclResult_t scatterSortedLists(spcclDataType_t datatype, const uint32_t* indices, const void* values,
                                  size_t npairs, int nlists, size_t strideBytes, double scale, size_t n, void* out,
                                  void* scratch, BadPairReport* report, spcclStream_t stream);
+
+// ---------------------------------------------------------------- quantized top-k (cuda/kernels/qtopk_kernels.cuh)
+// The passes of cpu/qtopk_kernels.h with the same bits: the per-element rules and the payload
+// layout are qtopk_core.h's, `q` the state's layout (q.count < 2^32).
+// Scratch quantCompress needs: one 64-bit field per slot (nchunks * k).
+size_t quantScratchBytes(const QuantLayout& q);
+// acc = g + e (e may be null, count elements) and this rank's payload (quantPayloadBytes(q)
+// bytes, 8-byte aligned): per chunk the k largest magnitudes of acc (lower index on ties),
+// their offsets ascending and levels, and the chunk's exponent; every payload byte is written.
+spcclResult_t quantCompress(spcclDataType_t datatype, const void* g, const void* e, void* acc, const QuantLayout& q,
+                            void* payload, void* scratch, spcclStream_t stream);
+// e = acc - c for this rank's own payload: acc where nothing was sent (0 where acc is not
+// finite), acc - c (exact) on the sent slots.
+spcclResult_t quantResidual(spcclDataType_t datatype, const void* acc, const QuantLayout& q, const void* payload,
+                            void* e, spcclStream_t stream);
+// out = scale * (the sum over npayloads payloads, strideBytes apart, of their c), added in the
+// accumulation type in payload order and rounded once; zero where none sent anything. `sums`:
+// count elements of the accumulation type, or out itself for fp32/fp64. A chunk of a payload
+// that does not decode (qtopk_core.h, quantSlotDecodes) is skipped and reported
+// (kSlotUndecodable, the chunk), as the host refuses it.
+spcclResult_t quantUnpack(spcclDataType_t datatype, const QuantLayout& q, const void* payloads, int npayloads,
+                          size_t strideBytes, double scale, void* out, void* sums, BadPairReport* report,
+                          spcclStream_t stream);
+// This rank's c as nchunks * k (index, value) slots (spcclCompress): a slot that sends nothing
+// and a short last chunk's spare slots carry SPCCL_PAD_INDEX and 0.
+spcclResult_t quantSlots(spcclDataType_t datatype, const QuantLayout& q, const void* payload, uint32_t* indices,
+                         void* values, spcclStream_t stream);
 
 // ---------------------------------------------------------------- 1-bit (cuda/kernels/onebit_kernels.cuh)
 // The tensor cut as `c` says (onebit_core.h): chunk j of n elements, its message at

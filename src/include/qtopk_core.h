@@ -122,6 +122,19 @@ SPCCL_HD int quantSlotLevel(const QuantLayout& q, uint64_t field) {
   return (int)(field >> q.offsetBits) - quantLevels(q.valueBits);
 }
 
+// Whether a received slot decodes inside the tensor (the receiver's check, host and device
+// alike): its offset inside chunk c and above the previous slot's (prevOffset, -1 for the
+// chunk's first slot: a sender writes a chunk's offsets strictly ascending, so no two slots of
+// one payload add into one element), its level in [-L, L], and its value finite in T.
+template <typename T>
+SPCCL_HD bool quantSlotDecodes(const QuantLayout& q, uint32_t c, int64_t prevOffset, uint32_t offset, int level,
+                               int E) {
+  const int L = quantLevels(q.valueBits);
+  return offset < quantChunkLength(q, c) && (int64_t)offset > prevOffset && level >= -L && level <= L &&
+         (level == 0 || (E != SPCCL_QTOPK_NO_SCALE && E >= smallestExponent<T>() &&
+                         fabs(quantValue(level, E)) <= largestFinite<T>()));
+}
+
 }  // namespace spccl
 
 #endif  // SPCCL_QTOPK_CORE_H_

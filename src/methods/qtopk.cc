@@ -17,12 +17,18 @@
 // (config.denseSwitch, as the top-k family does).
 // Invariants: c + e_new == g + e_old on every coordinate, exactly (the power-of-two scale
 // makes acc - c exact, qtopk_core.h); the residual changes only after the allgather and the
-// payload check succeeded. Host buffers only: no device kernels yet.
+// payload check succeeded.
+// Device buffers run the same passes as CUDA kernels (device.h, cuda/kernels/qtopk_kernels.cuh)
+// with the same bits, stream-ordered with no host round trip: on an NCCL comm the payloads are
+// checked by the unpack kernel (a chunk that does not decode is skipped and reported by the
+// state's next call, as the top-k family's pairs), on an MPI device comm in the pinned host
+// copy they are staged through, before the residual changes.
 
 #include <type_traits>
 
 #include "checks.h"
 #include "cpu/qtopk_kernels.h"
+#include "device.h"
 #include "dispatch.h"
 #include "feedback.h"
 #include "method.h"
@@ -43,18 +49,27 @@ const QuantLayout& layoutOf(const spcclState& st) { return methodState<QTopKStat
 bool denseSwitched(const spcclState& st) { return methodState<QTopKState>(st).denseSwitched; }
 size_t payloadStride(const spcclState& st) { return alignUp(quantPayloadBytes(layoutOf(st)), 8); }
 
-// The workspace: the chunk-length selection order, every rank's payload (this rank's is
-// written in place and gathered; a switched state keeps only its own, for spcclCompress), and
-// for 16-bit types the unpack's fp32 sums.
+// The workspace: the chunk-length selection order (host), every rank's payload (this rank's is
+// written in place and gathered; a switched state keeps only its own, for spcclCompress), for
+// 16-bit types the unpack's fp32 sums, and on a device acc = g + e (count elements: its MPI
+// staging mirror carries a switched state's dense allreduce from there) and the compress
+// kernels' scratch.
 struct Workspace {
   uint32_t* order;
   char* gathered;
   void* sums;
+  void* deviceAcc;
+  void* deviceScratch;
 };
 
 Workspace carve(const spcclState& st, WorkspaceCarver& c) {
-  Workspace ws;
-  ws.order = c.take<uint32_t>(layoutOf(st).chunk);
+  Workspace ws = {};
+  if (st.onDevice) {
+    ws.deviceAcc = c.takeBytes(st.count * st.elemSize);
+    ws.deviceScratch = c.takeBytes(device::quantScratchBytes(layoutOf(st)));
+  } else {
+    ws.order = c.take<uint32_t>(layoutOf(st).chunk);
+  }
   const size_t payloads = denseSwitched(st) ? 1 : (size_t)st.comm->nranks;
   ws.gathered = static_cast<char*>(c.takeBytes(saturatingMul(payloads, payloadStride(st))));
   ws.sums = st.elemSize < 4 ? c.takeBytes(st.count * sizeof(float)) : nullptr;
@@ -70,8 +85,6 @@ uint32_t bitsFor(uint64_t maxValue) {
 }
 
 spcclResult_t setup(spcclState& st) {
-  SPCCL_REQUIRE(!st.onDevice, spcclInvalidUsage,
-                "spcclStateCreate : qtopk does not run on device buffers yet (host kernels only; use topk)");
   SPCCL_REQUIRE(st.count <= 0xFFFFFFFFull, spcclInvalidArgument,
                 "spcclStateCreate : count %zu is too large for qtopk (spcclCompress's indices are 32-bit)", st.count);
   QuantLayout& q = methodState<QTopKState>(st).layout;
@@ -98,8 +111,17 @@ void describe(const spcclState& st, spcclStateInfo_t* info) {
   info->denseSwitched = denseSwitched(st);
 }
 
+// ---- the passes, on the CPU (cpu/qtopk_kernels.h) or the device (device.h): same bits.
+
+// Where acc = g + e is formed: `host` on the host (recvbuff for a collective, the residual for
+// spcclCompress), the workspace on a device.
+void* accBuffer(const spcclState& st, void* host) { return st.onDevice ? workspaceOf(st).deviceAcc : host; }
+
 // acc = g + e into acc, this rank's payload into `payload`.
-spcclResult_t compressPass(const spcclState& st, const void* g, void* acc, void* payload) {
+spcclResult_t compressPass(const spcclState& st, const void* g, void* acc, void* payload, spcclStream_t stream) {
+  if (st.onDevice)
+    return device::quantCompress(st.datatype, g, feedbackIn(st), acc, layoutOf(st), payload,
+                                 workspaceOf(st).deviceScratch, stream);
   uint32_t* order = workspaceOf(st).order;
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
@@ -110,9 +132,10 @@ spcclResult_t compressPass(const spcclState& st, const void* g, void* acc, void*
 }
 
 // e = acc - c (nothing without feedback).
-spcclResult_t residualPass(const spcclState& st, const void* acc, const void* payload) {
+spcclResult_t residualPass(const spcclState& st, const void* acc, const void* payload, spcclStream_t stream) {
   void* e = feedbackOut(st);
   if (!e) return spcclSuccess;
+  if (st.onDevice) return device::quantResidual(st.datatype, acc, layoutOf(st), payload, e, stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     cpu::quantResidual(static_cast<const T*>(acc), layoutOf(st), payload, static_cast<T*>(e));
@@ -120,15 +143,23 @@ spcclResult_t residualPass(const spcclState& st, const void* acc, const void* pa
   });
 }
 
+// Every gathered payload decodes (qtopk_core.h, quantSlotDecodes), where the host can read
+// them: the workspace itself, or the pinned copy they were staged through (MPI device comm).
+// On an NCCL comm they never reach the host: the unpack kernel skips a chunk that does not
+// decode and reports it for the state's next call (enqueue.h, takePairReport).
 spcclResult_t checkPayloads(const spcclState& st, const char* gathered, const char* api) {
+  if (st.onDevice && !stagedThroughHost(st)) return spcclSuccess;
+  const char* host =
+      st.onDevice ? hostMirror(st, gathered, (size_t)st.comm->nranks * payloadStride(st), api) : gathered;
+  if (!host) return spcclInternalError;
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     for (int r = 0; r < st.comm->nranks; ++r) {
-      const uint32_t bad = cpu::quantFirstBadChunk<T>(layoutOf(st), gathered + r * payloadStride(st));
+      const uint32_t bad = cpu::quantFirstBadChunk<T>(layoutOf(st), host + r * payloadStride(st));
       SPCCL_REQUIRE(bad == layoutOf(st).nchunks, spcclRemoteError,
-                    "%s : rank %d's qtopk payload has a bad slot in chunk %u (offset outside the chunk, level "
-                    "outside [-%d, %d] or a value that is not finite)", api, r, bad, quantLevels(st.config.valueBits),
-                    quantLevels(st.config.valueBits));
+                    "%s : rank %d's qtopk payload has a bad slot in chunk %u (offset outside the chunk or out of "
+                    "order, level outside [-%d, %d] or a value that is not finite)", api, r, bad,
+                    quantLevels(st.config.valueBits), quantLevels(st.config.valueBits));
     }
     return spcclSuccess;
   });
@@ -136,17 +167,21 @@ spcclResult_t checkPayloads(const spcclState& st, const char* gathered, const ch
 
 spcclResult_t sparseAllReduce(const spcclInfo& info) {
   const spcclState& st = *info.state;
-  if (denseSwitched(st)) return denseWithFeedback(info, info.recvbuff);
+  void* acc = accBuffer(st, info.recvbuff);  // on the host, overwritten by the result anyway
+  if (denseSwitched(st)) return denseWithFeedback(info, acc);
   const Workspace ws = workspaceOf(st);
   const size_t stride = payloadStride(st);
   char* own = ws.gathered + info.comm->rank * stride;
-  void* acc = info.recvbuff;  // overwritten by the result anyway
-  SPCCLCHECK(compressPass(st, info.sendbuff, acc, own));
+  SPCCLCHECK(compressPass(st, info.sendbuff, acc, own, info.stream));
   SPCCLCHECK(stateAllGather(st, own, ws.gathered, stride, info.stream));
   SPCCLCHECK(checkPayloads(st, ws.gathered, info.opName));
   // Commit: nothing below can fail on data.
-  SPCCLCHECK(residualPass(st, acc, own));
+  SPCCLCHECK(residualPass(st, acc, own, info.stream));
   const double scale = info.op == spcclAvg ? 1.0 / info.comm->nranks : 1.0;
+  if (st.onDevice)
+    return device::quantUnpack(st.datatype, layoutOf(st), ws.gathered, info.comm->nranks, stride, scale,
+                               info.recvbuff, st.elemSize < 4 ? ws.sums : info.recvbuff,
+                               badPairReport(st, kCollectivePairs), info.stream);
   return withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
     using AccT = typename AccumOf<T>::type;
@@ -163,13 +198,16 @@ spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, s
   const spcclState& st = *info.state;
   SPCCL_REQUIRE(indices != nullptr, spcclInvalidArgument, "spcclCompress : indices argument is NULL (qtopk sends pairs)");
   char* own = workspaceOf(st).gathered;
-  // acc in place in the residual: nothing after the selection can fail. Without feedback the
-  // residual is scratch here, and zero again after.
-  SPCCLCHECK(compressPass(st, info.sendbuff, st.residual.ptr, own));
-  SPCCLCHECK(residualPass(st, st.residual.ptr, own));
-  if (!feedbackOn(st)) memset(st.residual.ptr, 0, st.residual.bytes);
+  // acc in place in the residual on the host: nothing after the selection can fail. Without
+  // feedback the residual is scratch there, and zero again after.
+  void* acc = accBuffer(st, st.residual.ptr);
+  SPCCLCHECK(compressPass(st, info.sendbuff, acc, own, info.stream));
+  SPCCLCHECK(residualPass(st, acc, own, info.stream));
   const QuantLayout& q = layoutOf(st);
   const size_t slots = compressedCount(st);
+  *nvalues = slots;
+  if (st.onDevice) return device::quantSlots(st.datatype, q, own, indices, values, info.stream);
+  if (!feedbackOn(st)) memset(st.residual.ptr, 0, st.residual.bytes);
   for (size_t j = 0; j < slots; ++j) indices[j] = SPCCL_PAD_INDEX;
   SPCCLCHECK(withType(st.datatype, [&](auto tag) {
     using T = decltype(tag);
@@ -183,7 +221,6 @@ spcclResult_t compress(const spcclInfo& info, void* values, uint32_t* indices, s
     });
     return spcclSuccess;
   }));
-  *nvalues = slots;
   return spcclSuccess;
 }
 

@@ -5,7 +5,7 @@
 // replay (each replay must take the next step's blocks, as eager calls do), and bad input:
 // a host pointer, a misaligned pointer, a count that is not the state's. TOPK and GAUSSIANK
 // against the references of tests/common/topk_reference.h, eager and replayed from a graph;
-// ONEBIT against the CPU kernels, eager and replayed.
+// ONEBIT and QTOPK against the CPU kernels, eager and replayed.
 
 #include <nccl.h>
 
@@ -19,6 +19,7 @@
 #include "common/topk_reference.h"
 #include "cpu/block_kernels.h"
 #include "cpu/onebit_kernels.h"
+#include "cpu/qtopk_kernels.h"
 #include "device_test.h"
 #include "spccl.h"
 #include "spccl_nccl.h"
@@ -508,6 +509,92 @@ void oneBitMatchesCpu(spcclComm_t comm, cudaStream_t stream) {
 TEST_F(NcclComm, OneBitMatchesCpu) {
   oneBitMatchesCpu<float>(comm_, stream_);
   oneBitMatchesCpu<bfloat16_t>(comm_, stream_);
+}
+
+// The CPU model of QTOPK on one rank (cpu/qtopk_kernels.h): compress, residual, and the
+// unpack of the one payload (sum and avg alike); spcclCompress's slots from the same payload.
+template <typename T>
+struct CpuQTopKRank {
+  QuantLayout q;
+  std::vector<T> e;
+  std::vector<uint32_t> indices;
+  std::vector<T> values;
+  std::vector<T> step(const std::vector<T>& g) {
+    using AccT = typename AccumOf<T>::type;
+    std::vector<T> acc(q.count), out(q.count);
+    std::vector<uint64_t> payload(quantPayloadBytes(q) / 8);
+    std::vector<uint32_t> order(q.chunk);
+    std::vector<AccT> sums(q.count);
+    cpu::quantCompress(g.data(), e.data(), acc.data(), q, payload.data(), order.data());
+    cpu::quantResidual(acc.data(), q, payload.data(), e.data());
+    cpu::quantUnpack(q, payload.data(), 1, payload.size() * 8, 1.0, out.data(), sums.data());
+    indices.assign((size_t)q.nchunks * q.k, SPCCL_PAD_INDEX);
+    values.assign(indices.size(), fromAcc<T>(0.0f));
+    cpu::quantForEachSlot(q, payload.data(), [&](uint32_t c, uint32_t j, uint32_t offset, int level, int E) {
+      if (level == 0) return;
+      indices[(size_t)c * q.k + j] = (uint32_t)((uint64_t)c * q.chunk + offset);
+      values[(size_t)c * q.k + j] = fromAcc<T>((AccT)quantValue(level, E));
+    });
+    return out;
+  }
+};
+
+// QTOPK through the NCCL transport (the payload allgathered to the rank itself) against the
+// CPU model over EF steps, steps 3-5 replayed from a captured graph: the output and the
+// residual bit for bit. Then spcclCompress on a second state gives the model's slots.
+template <typename T>
+void qtopkMatchesCpu(spcclComm_t comm, cudaStream_t stream) {
+  const size_t n = 100003;  // a short last chunk
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = spcclMethodQTopK;
+  cfg.density = 1.0 / 64;
+  cfg.blockSize = 512;
+  cfg.valueBits = 3;
+  cfg.feedback = spcclFeedbackEF;
+  spcclState_t st = nullptr, cst = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, comm, &cfg, n, dataTypeOf<T>()), spcclSuccess) << spcclGetLastError(comm);
+  ASSERT_EQ(spcclStateCreate(&cst, comm, &cfg, n, dataTypeOf<T>()), spcclSuccess) << spcclGetLastError(comm);
+  QuantLayout q;
+  q.count = n;
+  q.chunk = 512;
+  q.nchunks = (uint32_t)((n + 511) / 512);
+  q.k = (uint32_t)topkCount(512, cfg.density);
+  q.offsetBits = 9;
+  q.valueBits = 3;
+  CpuQTopKRank<T> ref{q, std::vector<T>(n, fromAcc<T>(0.0f)), {}, {}};
+  size_t cap = 0;
+  ASSERT_EQ(spcclCompressedCount(cst, &cap), spcclSuccess);
+  ASSERT_EQ(cap, (size_t)q.nchunks * q.k);
+  std::mt19937_64 rng(37);
+  DeviceArray<T> dg(n, stream), dout(n, stream), dvalues(cap, stream);
+  DeviceArray<uint32_t> dindices(cap, stream);
+  EagerThenReplayed steps(comm, stream, 3, [&] {
+    return spcclSparseAllReduce(dg.get(), dout.get(), n, dataTypeOf<T>(), spcclAvg, st, comm, stream);
+  });
+  for (int s = 0; s < 6; ++s) {
+    const std::vector<T> g = randomVector<T>(n, rng);
+    dg.upload(g);
+    ASSERT_NO_FATAL_FAILURE(steps.run(s));
+    size_t nvalues = 0;
+    unsigned long long step = 0;
+    ASSERT_EQ(spcclCompress(dg.get(), dvalues.get(), dindices.get(), &nvalues, &step, cst, stream), spcclSuccess)
+        << spcclGetLastError(comm);
+    CUDA_ASSERT(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(sameBits(dout.download(), ref.step(g))) << "step " << s;
+    void* residual = nullptr;
+    ASSERT_EQ(spcclStateGetResidual(st, &residual), spcclSuccess);
+    EXPECT_TRUE(sameBits(copyToHost<T>(residual, n, stream), ref.e)) << "residual, step " << s;
+    ASSERT_EQ(nvalues, cap);
+    EXPECT_EQ(dindices.download(), ref.indices) << "compress, step " << s;
+    EXPECT_TRUE(sameBits(dvalues.download(), ref.values)) << "compress, step " << s;
+  }
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
+  EXPECT_EQ(spcclStateDestroy(cst), spcclSuccess);
+}
+
+TEST_F(NcclComm, QTopKMatchesCpu) {
+  qtopkMatchesCpu<float>(comm_, stream_);
+  qtopkMatchesCpu<half_t>(comm_, stream_);
 }
 
 // gTop-k's merge rounds need the host, which an NCCL comm must not wait for: a clear refusal.

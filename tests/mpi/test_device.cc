@@ -6,7 +6,7 @@
 // same packed bits go through the same MPI reduction), for every type, pattern and op, and
 // over several EF steps. TOPK and GAUSSIANK too: the device selects the same k slots, the
 // same pairs go through the same MPI allgather, and the device scatter-add adds the rank
-// lists in the same order. ONEBIT as well. Skips on every rank, with the reason, when there
+// lists in the same order. ONEBIT and QTOPK as well. Skips on every rank, with the reason, when there
 // is no GPU.
 
 #include <cuda_runtime.h>
@@ -113,6 +113,24 @@ TEST_P(DeviceOneBitMpiTest, StagedEqualsHost) {
 
 INSTANTIATE_TEST_SUITE_P(All, DeviceOneBitMpiTest,
                          ::testing::Combine(::testing::ValuesIn(allTypes), ::testing::Values(spcclSum, spcclAvg)));
+
+// QTOPK: the device compresses with the CPU's bits (qtopk_core.h), the same payloads cross the
+// staged allgather, are checked in the pinned host copy, and unpack in the same order.
+class DeviceQTopKMpiTest : public ::testing::TestWithParam<std::tuple<spcclDataType_t, int, spcclRedOp_t>> {};
+
+TEST_P(DeviceQTopKMpiTest, StagedEqualsHost) {
+  SPCCL_REQUIRE_DEVICE();
+  const auto [datatype, bits, op] = GetParam();
+  spcclConfig_t cfg = methodConfig(spcclMethodQTopK);
+  cfg.density = 0.05;
+  cfg.blockSize = 100;  // 10007 elements: a short last chunk
+  cfg.valueBits = bits;
+  compareForType(datatype, cfg, op);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, DeviceQTopKMpiTest,
+                         ::testing::Combine(::testing::ValuesIn(allTypes), ::testing::Values(2, 5),
+                                            ::testing::Values(spcclSum, spcclAvg)));
 
 // gTop-k stays on the host: a clear refusal.
 TEST(DeviceMpi, GTopKIsRefused) {

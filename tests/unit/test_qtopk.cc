@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/loopback_comm.h"
+#include "cpu/qtopk_kernels.h"
 #include "dtype_core.h"
 #include "spccl.h"
 
@@ -141,6 +142,45 @@ TEST(QTopK, ValueBitsOutsideTwoToEightAreRefused) {
     EXPECT_NE(std::string(spcclGetLastError(nullptr)).find("valueBits"), std::string::npos);
     EXPECT_EQ(st, nullptr);
   }
+}
+
+// The receiver's check (qtopk_core.h, quantSlotDecodes, shared with the device unpack): a
+// sender writes each chunk's offsets strictly ascending, so a payload whose offsets repeat or
+// go back in a chunk is corrupt, as is an offset outside the chunk or a level without a scale.
+TEST(QTopK, ReceiverRefusesSlotsThatDoNotDecode) {
+  spccl::QuantLayout q;
+  q.count = 100;
+  q.chunk = 20;
+  q.nchunks = 5;
+  q.k = 4;
+  q.offsetBits = 5;
+  q.valueBits = 3;
+  std::vector<float> g(q.count), acc(q.count);
+  for (size_t i = 0; i < q.count; ++i) g[i] = (float)((int)((i * 37) % 41) - 20) / 3.0f;
+  std::vector<uint64_t> payload(spccl::quantPayloadBytes(q) / 8);
+  std::vector<uint32_t> order(q.chunk);
+  spccl::cpu::quantCompress(g.data(), (const float*)nullptr, acc.data(), q, payload.data(), order.data());
+  ASSERT_EQ(spccl::cpu::quantFirstBadChunk<float>(q, payload.data()), q.nchunks);
+  const uint32_t bits = spccl::quantFieldBits(q);
+  // Rewrites slot j of chunk 2 (fields are zeroed, then ORed in).
+  auto rewrite = [&](std::vector<uint64_t> p, uint32_t j, uint32_t offset, int level) {
+    uint64_t* words = spccl::quantFields(q, p.data());
+    const uint64_t slot = 2 * q.k + j, bit = slot * bits, mask = (1ull << bits) - 1;
+    words[bit / 64] &= ~(mask << (bit % 64));
+    if (bit % 64 + bits > 64) words[bit / 64 + 1] &= ~(mask >> (64 - bit % 64));
+    spccl::quantPutField(words, slot, bits, spccl::quantPackSlot(q, offset, level));
+    return p;
+  };
+  const uint64_t first = spccl::quantGetField(spccl::quantFields(q, payload.data()), 2 * q.k, bits);
+  const uint32_t firstOffset = spccl::quantSlotOffset(q, first);
+  EXPECT_EQ(spccl::cpu::quantFirstBadChunk<float>(q, rewrite(payload, 1, firstOffset, 1).data()), 2u) << "repeat";
+  if (firstOffset > 0)
+    EXPECT_EQ(spccl::cpu::quantFirstBadChunk<float>(q, rewrite(payload, 1, firstOffset - 1, 1).data()), 2u)
+        << "descending";
+  EXPECT_EQ(spccl::cpu::quantFirstBadChunk<float>(q, rewrite(payload, 3, 20, 1).data()), 2u) << "outside the chunk";
+  std::vector<uint64_t> noScale = payload;
+  spccl::quantExponents(noScale.data())[2] = SPCCL_QTOPK_NO_SCALE;
+  EXPECT_EQ(spccl::cpu::quantFirstBadChunk<float>(q, noScale.data()), 2u) << "a level without a scale";
 }
 
 }  // namespace
