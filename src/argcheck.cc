@@ -5,12 +5,15 @@
 
 #include "argcheck.h"
 
+#include "hierarchy.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <limits.h>
 
 #include "checks.h"
 #include "device.h"
+#include "hierarchy.h"
 #include "method.h"
 #include "param.h"
 
@@ -46,10 +49,10 @@ spcclResult_t stateCheck(const spcclState* state, const char* api) {
   return spcclSuccess;
 }
 
-// A hierarchical state compresses host sums of shards inside its collective: there is no
-// one-rank compressed form of the whole tensor to hand out.
+// A hierarchical state on shards compresses host sums of shards inside its collective: there is
+// no one-rank compressed form of the whole tensor to hand out. (On values it compresses as flat.)
 spcclResult_t flatStateCheck(const spcclState* state, const char* api) {
-  SPCCL_REQUIRE(!state->hier, spcclInvalidUsage,
+  SPCCL_REQUIRE(!hierarchicalOnShards(*state), spcclInvalidUsage,
                 "%s : the state is hierarchical (it compresses per-host shards inside spcclSparseAllReduce); create "
                 "it with config.hierarchical = 0 for stand-alone compression",
                 api);

@@ -195,9 +195,10 @@ spcclResult_t takePairReport(const spcclState& st, PairReportSlot slot, const ch
 
 namespace {
 
-// The state's own collective: its method, flat or hierarchical.
+// The state's own collective: its method, flat (hierarchical on values included: its payload's
+// allreduce is hierarchical) or on shards.
 spcclResult_t runSparse(const spcclInfo& info) {
-  return info.state->hier ? hierarchicalAllReduce(info) : info.state->method->sparseAllReduce(info);
+  return hierarchicalOnShards(*info.state) ? hierarchicalAllReduce(info) : info.state->method->sparseAllReduce(info);
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// Hierarchical mode (see hierarchy.h): a dense reduce-scatter inside the host, the state's
-// method on this rank's shard across hosts through an inner state on the cross comm, a
-// dense allgather inside the host. Host buffers only.
+// Hierarchical mode (see hierarchy.h): a dense reduce-scatter inside the host, then across
+// hosts either the state's method on this rank's shard, through an inner state on the cross
+// comm, or (values on shared positions) a dense allreduce of the shard of the payload; a dense
+// allgather inside the host. Host buffers only.
 //
 // The host stages are pairwise exchanges of shards (the transport's sendRecv) and spccl's own
 // sum, not the transport's reduce-scatter and allgather: Open MPI's non-blocking
@@ -34,27 +35,40 @@
 
 namespace spccl {
 
+namespace {
+
+// A buffer of `count` elements cut into one shard per local rank: local rank k's shard is
+// [first(k), first(k) + length(k)), the last one possibly shorter.
+struct Shards {
+  size_t count, shard;
+  Shards(size_t n, int L) : count(n), shard((n + L - 1) / L) {}
+  size_t first(int k) const { return std::min((size_t)k * shard, count); }
+  size_t length(int k) const { return std::min(shard, count - first(k)); }
+};
+
+}  // namespace
+
 struct HierState {
   std::shared_ptr<Topology> topo;  // keeps the intra and cross comms alive
-  spcclState* inner = nullptr;     // the method on [offset, offset + mine) over topo->cross
-  size_t shard = 0;                // elements per local rank (the last shard may be shorter)
-  size_t offset = 0, mine = 0;     // this rank's shard
+  // The method runs on this rank's shard of the tensor (payloads of slots or rounds). Else its
+  // payload is values on shared positions: the method runs flat, with its flat residual, and
+  // only the allreduce of its payload runs in the stages (hierarchicalSum).
+  bool onShards = true;
+  spcclState* inner = nullptr;     // onShards: the method on [offset, offset + mine) over topo->cross
+  Shards tensor{0, 1};
+  size_t offset = 0, mine = 0;     // onShards: this rank's shard of the tensor
+  size_t capacity = 0;             // elements of the largest buffer the stages take
   // One block: the shard as each other rank of the host sent it (localSize - 1 slots, in local
-  // rank order; the host sum is written over the first) | the shard's residual, saved.
+  // rank order; the host sum is written over the first) | onShards: the shard's residual, saved.
   char* buffers = nullptr;
   size_t bufferBytes = 0;
   char *slots = nullptr, *saved = nullptr;
-  size_t count = 0;  // the tensor's elements
   // The host sum's inputs (one per local rank) and its tree of partial sums, sized at setup.
   std::vector<const void*> sources;
   std::vector<double> tree;
-  // The op of the calls since creation or the last reset: the residual holds host sums
-  // (spcclSum) or host means (spcclAvg) of what its shard did not send, so it takes one op.
+  // onShards: the op of the calls since creation or the last reset: the residual holds host
+  // sums (spcclSum) or host means (spcclAvg) of what its shard did not send, so it takes one op.
   int op = -1;
-
-  // Local rank k's shard: [first(k), first(k) + length(k)).
-  size_t first(int k) const { return std::min((size_t)k * shard, count); }
-  size_t length(int k) const { return std::min(shard, count - first(k)); }
 
   ~HierState() {
     if (inner) {
@@ -72,6 +86,20 @@ Topology::~Topology() {
   delete intra;
   delete cross;
 }
+
+namespace {
+
+// The stages are blocking exchanges, so a hierarchical state has no reduction in flight to
+// overlap its residual pass with: config.pipeline is turned off (and said).
+spcclResult_t pipelineOff(spcclConfig_t* c, const char* api) {
+  if (c->hierarchical && c->pipeline) {
+    INFO(kSubsysInit, "%s : pipeline off: a hierarchical state's stages are blocking", api);
+    c->pipeline = 0;
+  }
+  return spcclSuccess;
+}
+
+}  // namespace
 
 spcclResult_t resolveHierarchical(spcclConfig_t* c, const spcclComm* comm, const char* api) {
   if (c->hierarchical == SPCCL_CONFIG_UNDEF_INT) {
@@ -96,7 +124,7 @@ spcclResult_t resolveHierarchical(spcclConfig_t* c, const spcclComm* comm, const
            comm->onDevice   ? "device buffers"
            : extraFeedback ? "the method keeps feedback beyond its residual"
                            : "hosts have different numbers of ranks");
-    return spcclSuccess;
+    return pipelineOff(c, api);
   }
   if (c->hierarchical == 0) return spcclSuccess;
   SPCCL_REQUIRE(!extraFeedback, spcclInvalidUsage,
@@ -112,26 +140,38 @@ spcclResult_t resolveHierarchical(spcclConfig_t* c, const spcclComm* comm, const
                 "%s : hierarchical mode needs the same number of ranks on every host (this host has %d); set "
                 "hierarchical 0 for uneven hosts",
                 api, t->localSize);
-  return spcclSuccess;
+  return pipelineOff(c, api);
 }
+
+bool hierarchicalOnShards(const MethodOps& method) { return method.facts.payload != spcclPayloadValues; }
 
 spcclResult_t hierarchicalSetup(spcclState* st, const char* api) {
   auto h = std::make_shared<HierState>();
   h->topo = st->comm->topology;
   const Topology& t = *h->topo;
   const size_t n = st->count, L = (size_t)t.localSize, elem = st->elemSize;
-  h->count = n;
-  h->shard = (n + L - 1) / L;
-  h->offset = h->first(t.localRank);
-  h->mine = h->length(t.localRank);
-  const size_t shardBytes = h->shard * elem;
-  h->bufferBytes = L * shardBytes;  // L - 1 slots and the saved residual
+  h->onShards = hierarchicalOnShards(*st->method);
+  h->tensor = Shards(n, (int)L);
+  h->offset = h->tensor.first(t.localRank);
+  h->mine = h->tensor.length(t.localRank);
+  // Values on shared positions: the stages take the method's payload, or the whole tensor when
+  // the state may run dense (its dense switch, auto).
+  const bool mayRunDense = st->config.denseSwitch || st->config.autoSelect;
+  h->capacity = h->onShards || mayRunDense ? n : st->method->compressedCount(*st);
+  const size_t shardBytes = Shards(h->capacity, (int)L).shard * elem;
+  h->bufferBytes = (h->onShards ? L : L - 1) * shardBytes;  // L - 1 slots (and the saved residual)
   h->buffers = h->bufferBytes ? static_cast<char*>(calloc(1, h->bufferBytes)) : nullptr;
   SPCCL_REQUIRE(h->buffers || !h->bufferBytes, spcclSystemError, "%s : failed to allocate %zu bytes of host memory", api, h->bufferBytes);
   h->slots = h->buffers;
-  h->saved = h->slots + (L - 1) * shardBytes;
+  h->saved = h->onShards ? h->slots + (L - 1) * shardBytes : nullptr;
   h->sources.resize(L);
   h->tree.resize(L);
+  if (!h->onShards) {
+    INFO(kSubsysInit, "%s : hierarchical %s: its payload (values on shared positions) is allreduced inside the "
+         "host, then across %d hosts", api, st->method->name, t.hosts);
+    st->hier = std::move(h);
+    return spcclSuccess;
+  }
   if (h->mine > 0) {
     // The method, flat, on this rank's shard across hosts; no double-buffered residual.
     spcclConfig_t inner = st->config;
@@ -157,11 +197,11 @@ constexpr size_t kMaxMessage = size_t(1) << 30;
 // Round d of a pairwise exchange inside the host: this rank sends `sendBytes` from `send` to
 // local rank to = l + d and receives `recvBytes` into `recv` from from = l - d (mod L). Both
 // sides cut the bytes into the same pieces: one message per kMaxMessage of the padded shard.
-spcclResult_t exchange(Transport& intra, const HierState& h, int d, const char* send, size_t sendBytes, char* recv,
-                       size_t recvBytes, size_t elem) {
+spcclResult_t exchange(Transport& intra, const HierState& h, const Shards& s, int d, const char* send,
+                       size_t sendBytes, char* recv, size_t recvBytes, size_t elem) {
   const int L = h.topo->localSize, l = h.topo->localRank;
   const int to = (l + d) % L, from = (l - d + L) % L;
-  const size_t pieces = std::max<size_t>(1, (h.shard * elem + kMaxMessage - 1) / kMaxMessage);
+  const size_t pieces = std::max<size_t>(1, (s.shard * elem + kMaxMessage - 1) / kMaxMessage);
   for (size_t p = 0; p < pieces; ++p) {
     const size_t at = p * kMaxMessage;
     const size_t out = sendBytes > at ? std::min(kMaxMessage, sendBytes - at) : 0;
@@ -212,27 +252,29 @@ void hostSum(T* dst, const void* const* sources, void* tree, int L, size_t len, 
     for (size_t i = 0; i < len; ++i) dst[i] = scaleRounded(dst[i], inv);
 }
 
-// Stage 1: the host's sum of this rank's shard, by pairwise exchanges (round d: the shard of
-// local rank l + d to it, this rank's shard from local rank l - d), summed over the first slot.
-// Sets *sum to it (to the input itself on a host of one rank).
-spcclResult_t reduceInHost(const spcclInfo& info, HierState& h, const void** sum) {
+// Stage 1: the host's sum of this rank's shard of `send` (cut as `s`), by pairwise exchanges
+// (round d: the shard of local rank l + d to it, this rank's shard from local rank l - d),
+// summed over the first slot. Sets *sum to it (to the input itself on a host of one rank).
+spcclResult_t reduceInHost(HierState& h, const Shards& s, const void* sendbuff, spcclDataType_t datatype,
+                           spcclRedOp_t op, const void** sum) {
   const int L = h.topo->localSize, l = h.topo->localRank;
-  const size_t elem = info.state->elemSize, slotBytes = h.shard * elem;
-  const char* send = static_cast<const char*>(info.sendbuff);
+  const size_t elem = dataTypeSize(datatype), slotBytes = s.shard * elem;
+  const size_t offset = s.first(l), mine = s.length(l);
+  const char* send = static_cast<const char*>(sendbuff);
   Transport& intra = *h.topo->intra->transport;
   // Local rank k's copy of this shard: slot k (k < l) or k - 1 (k > l).
   for (int d = 1; d < L; ++d) {
     const int to = (l + d) % L, from = (l - d + L) % L;
     char* slot = h.slots + (size_t)(from < l ? from : from - 1) * slotBytes;
-    SPCCLCHECK(exchange(intra, h, d, send + h.first(to) * elem, h.length(to) * elem, slot, h.mine * elem, elem));
+    SPCCLCHECK(exchange(intra, h, s, d, send + s.first(to) * elem, s.length(to) * elem, slot, mine * elem, elem));
   }
-  *sum = send + h.offset * elem;
-  if (L == 1 || h.mine == 0) return spcclSuccess;
+  *sum = send + offset * elem;
+  if (L == 1 || mine == 0) return spcclSuccess;
   for (int k = 0; k < L; ++k)
-    h.sources[k] = k == l ? send + h.offset * elem : h.slots + (size_t)(k < l ? k : k - 1) * slotBytes;
-  withStorage(info.datatype, [&](auto tag) {
+    h.sources[k] = k == l ? send + offset * elem : h.slots + (size_t)(k < l ? k : k - 1) * slotBytes;
+  withStorage(datatype, [&](auto tag) {
     using T = decltype(tag);
-    hostSum(reinterpret_cast<T*>(h.slots), h.sources.data(), h.tree.data(), L, h.mine, info.op);
+    hostSum(reinterpret_cast<T*>(h.slots), h.sources.data(), h.tree.data(), L, mine, op);
   });
   *sum = h.slots;
   return spcclSuccess;
@@ -259,16 +301,15 @@ spcclResult_t crossHosts(const spcclInfo& info, HierState& h, const void* sum) {
   return res;
 }
 
-// Stage 3: every shard of the host into recvbuff, by pairwise exchanges from its place there.
-spcclResult_t gatherInHost(const spcclInfo& info, HierState& h) {
+// Stage 3: every shard of the host into `out`, by pairwise exchanges from its place there.
+spcclResult_t gatherInHost(HierState& h, const Shards& s, void* recvbuff, size_t elem) {
   const int L = h.topo->localSize, l = h.topo->localRank;
-  const size_t elem = info.state->elemSize;
-  char* out = static_cast<char*>(info.recvbuff);
+  char* out = static_cast<char*>(recvbuff);
   Transport& intra = *h.topo->intra->transport;
   for (int d = 1; d < L; ++d) {
     const int from = (l - d + L) % L;
-    SPCCLCHECK(exchange(intra, h, d, out + h.offset * elem, h.mine * elem, out + h.first(from) * elem,
-                        h.length(from) * elem, elem));
+    SPCCLCHECK(exchange(intra, h, s, d, out + s.first(l) * elem, s.length(l) * elem, out + s.first(from) * elem,
+                        s.length(from) * elem, elem));
   }
   return spcclSuccess;
 }
@@ -286,11 +327,11 @@ spcclResult_t hierarchicalAllReduce(const spcclInfo& info) {
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
   const void* sum = nullptr;
-  SPCCLCHECK(reduceInHost(info, h, &sum));
+  SPCCLCHECK(reduceInHost(h, h.tensor, info.sendbuff, info.datatype, info.op, &sum));
   const Clock::time_point reduced = Clock::now();
   SPCCLCHECK(crossHosts(info, h, sum));
   const Clock::time_point crossed = Clock::now();
-  const spcclResult_t res = gatherInHost(info, h);
+  const spcclResult_t res = gatherInHost(h, h.tensor, info.recvbuff, info.state->elemSize);
   if (res != spcclSuccess) {
     if (h.mine > 0) memcpy(h.inner->residual.ptr, h.saved, h.mine * info.state->elemSize);  // undo stage 2
     return res;
@@ -306,19 +347,49 @@ spcclResult_t hierarchicalAllReduce(const spcclInfo& info) {
   return spcclSuccess;
 }
 
+spcclResult_t hierarchicalSum(const spcclState& st, const void* sendbuff, void* recvbuff, size_t count,
+                              spcclRedOp_t op) {
+  HierState& h = *st.hier;
+  SPCCL_REQUIRE(count <= h.capacity, spcclInternalError,
+                "hierarchical allreduce of %zu elements on a state whose stage buffers take %zu", count, h.capacity);
+  const Shards s(count, h.topo->localSize);
+  const int l = h.topo->localRank;
+  const size_t elem = st.elemSize;
+  const void* sum = nullptr;
+  SPCCLCHECK(reduceInHost(h, s, sendbuff, st.datatype, op, &sum));
+  // Avg: the host mean averaged over the hosts (hosts are even), each divided before its rounding.
+  char* mine = static_cast<char*>(recvbuff) + s.first(l) * elem;
+  if (s.length(l) > 0)
+    SPCCLCHECK(h.topo->cross->transport->allReduce(sum, mine, s.length(l), st.datatype, op, nullptr));
+  return gatherInHost(h, s, recvbuff, elem);
+}
+
+bool hierarchicalOnShards(const spcclState& st) { return st.hier && st.hier->onShards; }
+
 void hierarchicalReset(const spcclState& st) { st.hier->op = -1; }
 
 void hierarchicalDescribe(const spcclState& st, spcclStateInfo_t* info) {
-  // The method runs on this rank's shard in the inner state, across hosts; the reduce-scatter
-  // and the allgather inside the host are L - 1 pairwise exchanges each, counted over padded
-  // shards.
+  // On shards, the method runs on this rank's shard in the inner state, across hosts. Else the
+  // payload (the packed values, or the tensor when the state runs dense) is what the stages
+  // allreduce, its shard across hosts in a ring. The reduce-scatter and the allgather inside the
+  // host are L - 1 pairwise exchanges each, counted over padded shards.
   const HierState& h = *st.hier;
   const int L = h.topo->localSize;
-  if (h.inner) describeFlat(*h.inner, info);
-  info->wireInterHostBytes = h.inner ? info->wireBytes : 0;
-  info->wireIntraHostBytes = saturatingMul(2 * (size_t)(L - 1), saturatingMul(h.shard, st.elemSize));
+  size_t staged = h.tensor.count;  // elements the in-host stages take
+  if (h.onShards) {
+    if (h.inner) describeFlat(*h.inner, info);
+    info->wireInterHostBytes = h.inner ? info->wireBytes : 0;
+    info->rounds = h.inner ? info->rounds : 0;
+  } else {
+    describeFlat(st, info);
+    if (!info->denseSwitched) staged = st.method->compressedCount(st);
+    const size_t shardBytes = saturatingMul(Shards(staged, L).shard, st.elemSize);
+    info->wireInterHostBytes = ringAllReduceBytes(h.topo->hosts, shardBytes);
+    info->rounds = ringAllReduceRounds(h.topo->hosts);
+  }
+  info->wireIntraHostBytes = saturatingMul(2 * (size_t)(L - 1), saturatingMul(Shards(staged, L).shard, st.elemSize));
   info->wireBytes = saturatingAdd(info->wireIntraHostBytes, info->wireInterHostBytes);
-  info->rounds = (h.inner ? info->rounds : 0) + 2 * (size_t)(L - 1);
+  info->rounds += 2 * (size_t)(L - 1);
 }
 
 size_t hierarchicalFootprint(const spcclState& st) {

@@ -7,6 +7,7 @@
 
 #include "checks.h"
 #include "device.h"
+#include "hierarchy.h"
 
 namespace spccl {
 
@@ -24,6 +25,7 @@ char* hostMirror(const spcclState& st, const void* buf, size_t bytes, const char
 spcclResult_t stateAllReduce(const spcclState& st, const void* sendbuff, void* recvbuff, size_t count,
                              spcclRedOp_t op, spcclStream_t stream) {
   Transport& t = *st.comm->transport;
+  if (st.hier) return hierarchicalSum(st, sendbuff, recvbuff, count, op);  // host buffers only
   if (!stagedThroughHost(st)) return t.allReduce(sendbuff, recvbuff, count, st.datatype, op, stream);
   const size_t bytes = count * st.elemSize;
   char* host = hostMirror(st, recvbuff, bytes, "stateAllReduce");

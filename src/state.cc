@@ -112,7 +112,7 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
   st->onDevice = comm->onDevice;
   st->method = method;
   spcclResult_t res;
-  if (resolved.hierarchical) {  // the method runs on a shard, in an inner state (hierarchy.cc)
+  if (resolved.hierarchical && hierarchicalOnShards(*method)) {  // in an inner state (hierarchy.cc)
     st->residualCount = count;
     SPCCLCHECKGOTO(bufferAlloc(*st, &st->residual, kHostMemory, count * elem, api), res, fail);
     SPCCLCHECKGOTO(hierarchicalSetup(st.get(), api), res, fail);
@@ -136,6 +136,7 @@ spcclResult_t spcclStateCreate(spcclState_t* state, spcclComm_t comm, const spcc
       memset(st->badIndex.ptr, 0, st->badIndex.bytes);
       SPCCLCHECKGOTO(zeroDeviceBuffers(*st), res, fail);
     }
+    if (resolved.hierarchical) SPCCLCHECKGOTO(hierarchicalSetup(st.get(), api), res, fail);
   }
   comm->liveStates++;
   INFO(kSubsysInit, "%s : %s count %zu %s density %g block %d %s feedback %s seed %llu key %llu", api, method->name,

@@ -2,8 +2,16 @@
  *
  * Hierarchical mode (DESIGN.md, Hierarchical mode): dense inside a host, compressed across hosts.
  *
- * With L ranks on a host, local rank l owns shard l of the tensor (ceil(n/L) elements, the
- * last shard shorter). A call runs three stages:
+ * A method whose payload is values on shared positions (dense, random block: one allreduce)
+ * runs flat, with its flat residual; only the allreduce of its payload runs in three stages
+ * (hierarchicalSum): a dense reduce-scatter of the payload inside the host, an allreduce of
+ * this rank's shard of it across hosts, a dense allgather inside the host. Each host puts 1/L
+ * of the flat ring's bytes per rank on its link, and the payload is what moves inside the host
+ * too (random block packs before any stage, so its host stages move 1/density less than the
+ * tensor).
+ *
+ * Any other method runs on shards. With L ranks on a host, local rank l owns shard l of the
+ * tensor (ceil(n/L) elements, the last shard shorter). A call runs three stages:
  *   1. a dense reduce-scatter inside the host: rank l holds the host's sum of shard l (its
  *      mean for op Avg);
  *   2. the state's method on shard l across the ranks with local rank l on every host (the
@@ -27,6 +35,7 @@ struct spcclComm;
 struct spcclState;
 
 namespace spccl {
+struct MethodOps;
 
 // The hosts a comm spans, found once at comm init. `intra` joins the ranks of this rank's
 // host (rank = local rank), `cross` the ranks with the same local rank on every host. Both
@@ -50,11 +59,23 @@ struct HierState;
 // comm cannot run (device buffers, uneven hosts, no topology) with a message.
 spcclResult_t resolveHierarchical(spcclConfig_t* config, const spcclComm* comm, const char* api);
 
-// Finishes a hierarchical state whose common fields (comm, config, count, datatype,
-// elemSize, method, residual) are set: creates the inner state and the stage buffers.
+// Whether a hierarchical state of `method` runs it on shards (payloads of slots or rounds), not
+// flat with its payload allreduced in the stages (values on shared positions).
+bool hierarchicalOnShards(const MethodOps& method);
+bool hierarchicalOnShards(const spcclState& st);  // false for a flat state
+
+// Finishes a hierarchical state whose common fields (comm, config, count, datatype, elemSize,
+// method, residual; and on values, the method's setup) are set: on shards, creates the inner
+// state; always, the stage buffers.
 spcclResult_t hierarchicalSetup(spcclState* st, const char* api);
 
-// spcclSparseAllReduce of a hierarchical state. On failure residual and step are unchanged.
+// recvbuff = the sum (or average) over every rank of sendbuff, in the three stages: the
+// allreduce of a hierarchical state's payload or, when it runs dense, of its tensor (staging.h,
+// stateAllReduce). count is at most what the state sized its stage buffers for.
+spcclResult_t hierarchicalSum(const spcclState& st, const void* sendbuff, void* recvbuff, size_t count,
+                              spcclRedOp_t op);
+
+// spcclSparseAllReduce of a hierarchical state on shards. On failure residual and step are unchanged.
 // Avg averages inside the host, then across hosts; the residual then holds host means, so a
 // state keeps the op of its first call until spcclStateReset (hierarchicalReset).
 spcclResult_t hierarchicalAllReduce(const spcclInfo& info);

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// Hierarchical mode (DESIGN.md, Hierarchical mode) against its definition: on each shard, a hierarchical state
-// behaves exactly as a flat state of the shard's size on the cross-host comm that is fed the
-// host's sum of the shard: the same output and the same residual, bit for bit, step after
-// step with error feedback, for every method and type, with shards of equal and of unequal
-// size. Runs on whatever hosts the job has: one host (a cross-host comm of one rank),
-// pretend hosts (SPCCL_RANKS_PER_HOST), or simulated hosts (scripts/simhosts).
+// Hierarchical mode (DESIGN.md, Hierarchical mode) against its definition. On shards (payloads of
+// slots or rounds), a hierarchical state behaves on each shard exactly as a flat state of the
+// shard's size on the cross-host comm that is fed the host's sum of the shard: the same output
+// and the same residual, bit for bit, step after step with error feedback, for every type, with
+// shards of equal and of unequal size. On values (dense, random block) it is the flat state,
+// whose payload's allreduce runs in the stages: on exact inputs the same bits. Runs on whatever
+// hosts the job has: one host (a cross-host comm of one rank), pretend hosts
+// (SPCCL_RANKS_PER_HOST), or simulated hosts (scripts/simhosts).
 
 #include <string.h>
 
@@ -128,10 +130,55 @@ std::string caseName(const ::testing::TestParamInfo<Hierarchical::ParamType>& in
 
 // 4096: equal shards on up to 4 ranks per host; 3001: a shorter last shard; 3: on 4 ranks per
 // host, a last rank whose shard is empty (it only sends in the host stages).
-INSTANTIATE_TEST_SUITE_P(AllMethods, Hierarchical,
-                         ::testing::Combine(::testing::Values(spcclMethodDense, spcclMethodRandomBlock,
-                                                              spcclMethodTopK, spcclMethodGaussianK,
+INSTANTIATE_TEST_SUITE_P(ShardMethods, Hierarchical,
+                         ::testing::Combine(::testing::Values(spcclMethodTopK, spcclMethodGaussianK,
                                                               spcclMethodGTopK),
+                                            ::testing::ValuesIn(allTypes), ::testing::Values(4096, 3001, 3)),
+                         caseName);
+
+class HierarchicalValues : public Hierarchical {};
+
+// Dense and random block: the hierarchical state is the flat state on the same comm, step
+// after step (inputs are quarters, so every order of the sums gives the same bits), and its
+// host stages move the payload, not the tensor.
+TEST_P(HierarchicalValues, IsTheFlatStateWithItsPayloadAllreducedInTheStages) {
+  const auto [method, type, n] = GetParam();
+  Hosts hosts;
+  findHosts(MPI_COMM_WORLD, &hosts);
+  if (!hosts.even()) GTEST_SKIP() << "uneven hosts: hierarchical mode is refused there (see HierarchicalMode)";
+  spcclState_t hier = nullptr, flat = nullptr;
+  spcclConfig_t cfg = hierConfig(method, 1);
+  ASSERT_EQ(spcclStateCreate(&hier, world().comm, &cfg, n, type), spcclSuccess) << spcclGetLastError(nullptr);
+  cfg.hierarchical = 0;
+  ASSERT_EQ(spcclStateCreate(&flat, world().comm, &cfg, n, type), spcclSuccess);
+  spccl::withStorage(type, [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<T> out(n), want(n);
+    for (unsigned long long step = 0; step < 4; ++step) {
+      const std::vector<T> g = inputs<T>(world().rank, step, n);
+      ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, type, spcclSum, hier, world().comm, nullptr),
+                spcclSuccess) << spcclGetLastError(nullptr);
+      ASSERT_EQ(spcclSparseAllReduce(g.data(), want.data(), n, type, spcclSum, flat, world().comm, nullptr),
+                spcclSuccess);
+      EXPECT_EQ(differing(out, want), 0u) << "step " << step;
+      void *hr = nullptr, *fr = nullptr;
+      spcclStateGetResidual(hier, &hr);
+      spcclStateGetResidual(flat, &fr);
+      EXPECT_EQ(memcmp(hr, fr, n * sizeof(T)), 0) << "step " << step << ": residuals differ";
+    }
+  });
+  spcclStateInfo_t info = SPCCL_STATE_INFO_INITIALIZER, flatInfo = SPCCL_STATE_INFO_INITIALIZER;
+  ASSERT_EQ(spcclStateGetInfo(hier, &info), spcclSuccess);
+  ASSERT_EQ(spcclStateGetInfo(flat, &flatInfo), spcclSuccess);
+  const size_t L = (size_t)hosts.localSize, payload = method == spcclMethodDense ? n : flatInfo.selected;
+  EXPECT_EQ(info.wireIntraHostBytes, 2 * (L - 1) * ((payload + L - 1) / L) * (type == spcclFloat64 ? 8 : type == spcclFloat32 ? 4 : 2));
+  spcclStateDestroy(hier);
+  spcclStateDestroy(flat);
+  EXPECT_TRUE(allRanks(!HasFailure()));
+}
+
+INSTANTIATE_TEST_SUITE_P(ValueMethods, HierarchicalValues,
+                         ::testing::Combine(::testing::Values(spcclMethodDense, spcclMethodRandomBlock),
                                             ::testing::ValuesIn(allTypes), ::testing::Values(4096, 3001, 3)),
                          caseName);
 
@@ -284,7 +331,8 @@ TEST(HierarchicalMode, OneOpPerStateUntilReset) {
 }
 
 // Unset, the mode follows the hosts; forced on uneven hosts it is refused with a sentence;
-// a hierarchical state has no stand-alone compressed form.
+// a hierarchical state on shards has no stand-alone compressed form (one on values compresses
+// as the flat state does).
 TEST(HierarchicalMode, DefaultFollowsTheHostsAndRefusalsAreClear) {
   Hosts hosts;
   findHosts(MPI_COMM_WORLD, &hosts);
@@ -306,9 +354,16 @@ TEST(HierarchicalMode, DefaultFollowsTheHostsAndRefusalsAreClear) {
   } else {
     ASSERT_EQ(res, spcclSuccess) << spcclGetLastError(nullptr);
     std::vector<float> g(1024, 1.0f), values(1024);
+    std::vector<uint32_t> indices(1024);
     size_t nvalues = 0;
     unsigned long long step = 0;
-    EXPECT_EQ(spcclCompress(g.data(), values.data(), nullptr, &nvalues, &step, st, nullptr), spcclInvalidUsage);
+    EXPECT_EQ(spcclCompress(g.data(), values.data(), nullptr, &nvalues, &step, st, nullptr), spcclSuccess)
+        << spcclGetLastError(nullptr);
+    spcclStateDestroy(st);
+    spcclConfig_t shards = hierConfig(spcclMethodTopK, 1);
+    ASSERT_EQ(spcclStateCreate(&st, world().comm, &shards, 1024, spcclFloat32), spcclSuccess);
+    EXPECT_EQ(spcclCompress(g.data(), values.data(), indices.data(), &nvalues, &step, st, nullptr),
+              spcclInvalidUsage);
     EXPECT_NE(std::string(spcclGetLastError(nullptr)).find("hierarchical"), std::string::npos);
     spcclStateDestroy(st);
   }
