@@ -322,11 +322,20 @@ class MpiTransport final : public Transport {
   // write into a buffer the caller has freed or reused.
   bool staged() const { return timeoutMs_ > 0; }
 
+  // Whether an allreduce of `bytes` runs as spccl's ring (ringSum): where libnbc would run its
+  // binomial tree (fewer than 4 ranks, or in place) on a message large enough for bandwidth to
+  // matter. With 4 or more ranks out of place libnbc runs Rabenseifner's reduce-scatter and
+  // allgather, as few bytes as a ring in fewer rounds (measured on shared memory and UCX, 4
+  // ranks, 256 KiB to 16 MiB: the ring 1.0-1.8x slower there).
+  bool ringBeatsLibnbc(size_t bytes, bool inPlace) const {
+    return nranks_ > 1 && (nranks_ < 4 || inPlace) && bytes >= kRingMinBytes;
+  }
+
   // recvbuff = sum over ranks of sendbuff (in place when they are equal), in MPI-sized pieces;
-  // large messages by spccl's own ring (ringSum).
+  // large messages where libnbc would pick its binomial tree by spccl's own ring (ringSum).
   spcclResult_t sumChunks(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype) {
     const size_t elem = dataTypeSize(datatype);
-    if (nranks_ > 1 && count * elem >= kRingMinBytes) return ringSum(sendbuff, recvbuff, count, datatype);
+    if (ringBeatsLibnbc(count * elem, sendbuff == recvbuff)) return ringSum(sendbuff, recvbuff, count, datatype);
     for (size_t off = 0; off < count; off += kMaxChunk) {
       const int n = (int)std::min(kMaxChunk, count - off);
       const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : static_cast<const char*>(sendbuff) + off * elem;
