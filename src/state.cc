@@ -178,6 +178,7 @@ spcclResult_t spcclStateReset(spcclState_t state) {
     memset(state->residual.ptr, 0, state->residual.bytes);
   }
   state->step = 0;
+  state->residualEmpty = true;
   if (state->hier) hierarchicalReset(*state);
   return spcclSuccess;
 }
@@ -186,6 +187,7 @@ spcclResult_t spcclStateGetResidual(spcclState_t state, void** residual) {
   SPCCLCHECK(stateCheck(state, "spcclStateGetResidual"));
   SPCCLCHECK(ptrCheck(residual, "spcclStateGetResidual", "residual"));
   *residual = state->residual.ptr;
+  state->residualShared = true;  // the caller may write it in place from now on
   return spcclSuccess;
 }
 
@@ -229,6 +231,7 @@ spcclResult_t spcclStateSetResidual(spcclState_t state, const void* residual, si
                 "%s : the state's feedback is none, so it keeps no residual", api);
   if (count == 0) return spcclSuccess;
   SPCCLCHECK(ptrCheck(residual, api, "residual"));
+  state->residualEmpty = false;
   SPCCLCHECK(alignCheck(residual, state->elemSize, api, "residual"));
   SPCCLCHECK(memoryCheck(state->comm, residual, api, "residual"));
   if (state->residual.kind != kDeviceMemory) {

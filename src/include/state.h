@@ -76,6 +76,12 @@ struct spcclState {
   alignas(16) unsigned char methodPrivate[spccl::kMethodPrivateBytes] = {};
   // config.autoSelect: the calibration and the decision (autoselect.h).
   spccl::AutoSelect autoSelect;
+  // The residual is known to be all zero: a dense call emptied it (or spcclStateReset did), and
+  // nothing has run since that writes it (a method call, spcclCompress, spcclStateSetResidual
+  // clear this). Trusted only while no caller holds its address (residualShared: a caller
+  // with spcclStateGetResidual's pointer may write it in place), else its bytes are read.
+  bool residualEmpty = true;
+  bool residualShared = false;
   // Every rank's state was found equal to this one (enqueue.cc, the first collective).
   bool agreed = false;
   // A call is running on the state (enqueue.h, InUse): a second call, and spcclStateDestroy,

@@ -70,7 +70,7 @@ spcclResult_t decompress(const spcclState& st, const void* values, const uint32_
 }  // namespace
 
 spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc, double* allReduceSeconds) {
-  const spcclState& st = *info.state;
+  spcclState& st = *info.state;
   // The allreduce alone, timed: what every dense call costs once the residual is empty.
   auto allReduce = [&](const void* send) {
     const auto start = std::chrono::steady_clock::now();
@@ -82,9 +82,15 @@ spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc, double* allRed
   const void* e = feedbackIn(st);
   void* eOut = feedbackOut(st);
   // After a dense call the residual is empty, and stays so while dense runs: then g + e is g,
-  // and the call is the plain allreduce (one read of e, not a pass that forms g + e and one
-  // that empties e). The bytes are read, not a flag trusted: a caller may write the residual.
-  if (!st.onDevice && e == eOut && (!e || allBytesZero(e, st.residual.bytes))) return allReduce(info.sendbuff);
+  // and the call is the plain allreduce (not a pass that forms g + e and one that empties e).
+  // Known empty (state.h) unless a caller holds the residual's address; then its bytes are
+  // read (the adapters write it in place: DEF's rescaling, LocalSGD's decay, restores).
+  const bool empty = !e || (st.residualEmpty && !st.residualShared) || allBytesZero(e, st.residual.bytes);
+  if (!st.onDevice && e == eOut && empty) {
+    SPCCLCHECK(allReduce(info.sendbuff));
+    st.residualEmpty = true;
+    return spcclSuccess;
+  }
   if (st.onDevice) {
     SPCCLCHECK(device::feedbackSum(st.datatype, info.sendbuff, e, acc, st.count, info.stream));
   } else {
@@ -101,6 +107,7 @@ spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc, double* allRed
   // Everything was sent.
   if (eOut && st.onDevice) return device::zeroAsync(eOut, st.residual.bytes, info.stream);
   if (eOut) memset(eOut, 0, st.residual.bytes);
+  st.residualEmpty = true;
   return spcclSuccess;
 }
 

@@ -5,6 +5,8 @@
 // (c + e_new == g + e_old, and the output is the sum of every rank's c), and a dense call
 // sends g + e and empties the residual.
 
+#include <string.h>
+
 #include <vector>
 
 #include "autoselect.h"
@@ -77,6 +79,72 @@ TEST(Auto, TopKFeedbackIsExactAcrossSwitches) {
 TEST(Auto, RandomBlockFeedbackIsExactAcrossSwitches) {
   if (world().nranks < 2) GTEST_SKIP() << "auto needs several ranks";
   exactAcrossSwitches(spcclMethodRandomBlock);
+}
+
+// The exact sum over ranks of v (inputs are quarters: every order gives the same bits).
+std::vector<float> sumOverRanks(const std::vector<float>& v) {
+  std::vector<float> total(v.size());
+  MPI_Allreduce(v.data(), total.data(), (int)v.size(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  return total;
+}
+
+size_t wrongSums(const std::vector<float>& out, const std::vector<float>& g, const std::vector<float>& e) {
+  std::vector<float> sent(g.size());
+  for (size_t i = 0; i < g.size(); ++i) sent[i] = g[i] + e[i];
+  const std::vector<float> want = sumOverRanks(sent);
+  size_t wrong = 0;
+  for (size_t i = 0; i < g.size(); ++i) wrong += out[i] != want[i];
+  return wrong;
+}
+
+// A dense call skips reading an empty residual only while nothing can have written it: every
+// library call that writes it (spcclStateSetResidual, spcclCompress) makes the next dense call
+// send g + e, and once a caller holds the residual's address its bytes are read every call.
+TEST(DenseCalls, AnEmptyResidualIsTrustedOnlyUntilSomethingWritesIt) {
+  World& w = world();
+  if (w.nranks < 2) GTEST_SKIP() << "the dense switch needs several ranks";
+  const size_t n = 4096;
+  spcclConfig_t cfg = SPCCL_CONFIG_INITIALIZER;
+  cfg.method = spcclMethodTopK;
+  cfg.density = 0.75;  // pairs cost more than the tensor: every collective runs dense
+  cfg.feedback = spcclFeedbackEF;
+  cfg.denseSwitch = 1;
+  spcclState_t st = nullptr;
+  ASSERT_EQ(spcclStateCreate(&st, w.comm, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(nullptr);
+  ASSERT_EQ(infoOf(st).denseSwitched, 1);
+  const std::vector<float> zero(n, 0.0f);
+  std::vector<float> out(n);
+  auto call = [&](unsigned step, const std::vector<float>& e, const char* after) {
+    const std::vector<float> g = inputs<float>(w.rank, step, n);
+    ASSERT_EQ(spcclSparseAllReduce(g.data(), out.data(), n, spcclFloat32, spcclSum, st, w.comm, nullptr),
+              spcclSuccess);
+    EXPECT_EQ(wrongSums(out, g, e), 0u) << "the dense call after " << after;
+  };
+  call(0, zero, "creation");
+  const std::vector<float> restored = inputs<float>(w.rank, 7, n);
+  ASSERT_EQ(spcclStateSetResidual(st, restored.data(), n, spcclFloat32, nullptr), spcclSuccess);
+  call(1, restored, "spcclStateSetResidual");
+  call(2, zero, "a dense call");
+  // spcclCompress keeps what it did not select: e = g - c.
+  const std::vector<float> g3 = inputs<float>(w.rank, 3, n);
+  size_t capacity = 0, nvalues = 0;
+  ASSERT_EQ(spcclCompressedCount(st, &capacity), spcclSuccess);
+  std::vector<float> values(capacity);
+  std::vector<uint32_t> indices(capacity);
+  unsigned long long used = 0;
+  ASSERT_EQ(spcclCompress(g3.data(), values.data(), indices.data(), &nvalues, &used, st, nullptr), spcclSuccess);
+  std::vector<float> kept = g3;
+  for (size_t j = 0; j < nvalues; ++j)
+    if (indices[j] != SPCCL_PAD_INDEX) kept[indices[j]] = g3[indices[j]] - values[j];
+  call(4, kept, "spcclCompress");
+  // A caller with the residual's address writes it in place.
+  void* e = nullptr;
+  ASSERT_EQ(spcclStateGetResidual(st, &e), spcclSuccess);
+  call(5, zero, "spcclStateGetResidual");
+  const std::vector<float> written(n, 0.5f);
+  memcpy(e, written.data(), n * sizeof(float));
+  call(6, written, "a write through spcclStateGetResidual's pointer");
+  EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
 }
 
 }  // namespace
