@@ -27,16 +27,6 @@ constexpr size_t kTile = (size_t)kRadix.threads * kRadix.itemsPerThread;
 static_assert(kRadix.digitBits <= cuda::kMaxDigitBits, "histogram larger than the shared array");
 static_assert(kRadix.itemsPerThread <= 32, "compaction flags are one 32-bit word per thread");
 
-// Low bits that are zero in every magnitude key of T: half types are ranked by their fp32
-// value (topk_core.h), whose mantissa has 10 (fp16, subnormals included) or 7 (bf16)
-// significant bits of 23. The selection's prefix is then the whole k-th key.
-template <typename T>
-constexpr int kKeyZeroBits = 0;
-template <>
-constexpr int kKeyZeroBits<half_t> = 13;
-template <>
-constexpr int kKeyZeroBits<bfloat16_t> = 16;
-
 size_t align256(size_t bytes) { return (bytes + 255) & ~size_t(255); }
 
 size_t ntiles(size_t n) { return (n + kTile - 1) / kTile; }
@@ -132,7 +122,7 @@ spcclResult_t topkSelect(spcclDataType_t datatype, const void* g, const void* e,
     // and so are the low bits every key of T has clear (a half type's fp32 key): fp16 and
     // bf16 take 2 histogram passes instead of 3, a third less traffic.
     int hi = (int)sizeof(Key) * 8 - 1;
-    const int lo = kKeyZeroBits<T>;
+    const int lo = cuda::kKeyZeroBits<T>;
     bool first = true;
     while (hi > lo) {
       const int width = hi - lo < kRadix.digitBits ? hi - lo : kRadix.digitBits, shift = hi - width,

@@ -9,9 +9,20 @@
 #include <stdint.h>
 
 #include "device.h"
+#include "dtype_core.h"
 
 namespace spccl {
 namespace cuda {
+
+// Low bits that are zero in every magnitude key of T: half types are ranked by their fp32
+// value (topk_core.h), whose mantissa has 10 (fp16, subnormals included) or 7 (bf16)
+// significant bits of 23, so a radix selection needs no digit pass there.
+template <typename T>
+constexpr int kKeyZeroBits = 0;
+template <>
+constexpr int kKeyZeroBits<half_t> = 13;
+template <>
+constexpr int kKeyZeroBits<bfloat16_t> = 16;
 
 // a * b rounded once, never contracted with a following add into an FMA.
 __device__ __forceinline__ float mulRounded(float a, float b) { return __fmul_rn(a, b); }

@@ -43,15 +43,6 @@
 namespace spccl {
 namespace cuda {
 
-// Low bits that are zero in every magnitude key of T (a half type is ranked by its fp32
-// value, whose mantissa has 10 or 7 significant bits of 23): no digit pass needed there.
-template <typename T>
-constexpr int kQuantKeyZeroBits = 0;
-template <>
-constexpr int kQuantKeyZeroBits<half_t> = 13;
-template <>
-constexpr int kQuantKeyZeroBits<bfloat16_t> = 16;
-
 struct MaxOp {
   __device__ __forceinline__ double operator()(double a, double b) const { return a > b ? a : b; }
 };
@@ -86,8 +77,8 @@ __global__ void __launch_bounds__(Threads)
     // magnitude key is always clear). The first pass forms acc = g + e.
     int hi = (int)sizeof(Key) * 8 - 1;
     bool first = true;
-    while (hi > kQuantKeyZeroBits<T>) {
-      const int width = hi - kQuantKeyZeroBits<T> < DigitBits ? hi - kQuantKeyZeroBits<T> : DigitBits;
+    while (hi > kKeyZeroBits<T>) {
+      const int width = hi - kKeyZeroBits<T> < DigitBits ? hi - kKeyZeroBits<T> : DigitBits;
       const int shift = hi - width, bins = 1 << width;
       for (int b = threadIdx.x; b < kBins; b += Threads) hist[b] = 0;
       __syncthreads();  // also: the previous pass's choice is visible
