@@ -157,6 +157,12 @@ class MpiTransport final : public Transport {
     op->handle = 0;
     // Staged buffers would need a copy back at wait(): a staged call completes here instead.
     if (count > kMaxChunk || staged()) return allReduce(sendbuff, recvbuff, count, datatype, spcclSum, stream);
+    if (ringBeatsLibnbc(count * dataTypeSize(datatype), sendbuff == recvbuff)) {  // moved on by progress()
+      SPCCLCHECK(ringBegin(sendbuff, recvbuff, count, datatype));
+      SPCCLCHECK(ringPost(/*onePiece=*/true));
+      op->handle = kRingHandle;
+      return spcclSuccess;
+    }
     const void* src = sendbuff == recvbuff ? MPI_IN_PLACE : sendbuff;
     MPI_Request req;
     MPICHECK(MPI_Iallreduce(src, recvbuff, (int)count, mpiType(datatype), sumOp(datatype), comm_, &req));
@@ -168,6 +174,7 @@ class MpiTransport final : public Transport {
   // Open MPI moves a non-blocking collective forward only inside MPI calls.
   spcclResult_t progress(PendingOp* op) override {
     if (!op->handle) return spcclSuccess;
+    if (op->handle == kRingHandle) return ringProgress(op, /*block=*/false);
     MPI_Request req;
     memcpy(&req, &op->handle, sizeof(req));
     int done = 0;
@@ -179,11 +186,32 @@ class MpiTransport final : public Transport {
 
   spcclResult_t wait(PendingOp* op) override {
     if (!op->handle) return spcclSuccess;
+    if (op->handle == kRingHandle) return ringProgress(op, /*block=*/true);
     MPI_Request req;
     memcpy(&req, &op->handle, sizeof(req));
     op->handle = 0;
     if (req == MPI_REQUEST_NULL) return spcclSuccess;
     return complete(&req, 1, "allreduce");
+  }
+
+  // allReduceStart's ring: each finished step adds what came in and posts the next; block:
+  // until the last step is done (wait), else as far as the messages already allow (progress).
+  spcclResult_t ringProgress(PendingOp* op, bool block) {
+    while (ring_.step < 2 * (nranks_ - 1)) {
+      if (block) {
+        SPCCLCHECK(complete(ring_.reqs, 2, "allreduce"));
+      } else {
+        int done = 0;
+        WorldErrorsReturn errorsReturn;
+        const int err = MPI_Testall(2, ring_.reqs, &done, MPI_STATUSES_IGNORE);
+        if (err != MPI_SUCCESS) return failed("allreduce", err);
+        if (!done) return spcclSuccess;
+      }
+      ringFinishStep();
+      if (++ring_.step < 2 * (nranks_ - 1)) SPCCLCHECK(ringPost(/*onePiece=*/true));
+    }
+    op->handle = 0;
+    return spcclSuccess;
   }
 
   spcclResult_t reduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount, spcclDataType_t datatype,
@@ -268,6 +296,8 @@ class MpiTransport final : public Transport {
  private:
   static constexpr int kTag = 0x5bcc;
   static constexpr int kRingTag = 0x5bcd;
+  // PendingOp::handle of allReduceStart's ring (an MPI_Request is never all ones).
+  static constexpr uintptr_t kRingHandle = ~uintptr_t(0);
   // Allreduces of at least this many bytes run as spccl's ring (ringSum), smaller ones as MPI's
   // (fewer rounds: a ring pays the link latency 2 (P-1) times).
   static constexpr size_t kRingMinBytes = size_t(256) << 10;
@@ -354,48 +384,81 @@ class MpiTransport final : public Transport {
   // the whole message goes up the tree and back down, twice a ring's bytes on a link with 2
   // ranks (measured on scripts/simhosts, 2 hosts at 1 Gbit/s, 32 MiB: 560 ms, this ring 286).
   // Every chunk is summed whole on one rank and copied to the others, so every rank holds the
-  // same bits.
+  // same bits. One ring is in flight at a time (allReduceStart's, or a blocking one).
+  struct Ring {
+    char* buf = nullptr;       // the message, summed in place
+    char* incoming = nullptr;  // a chunk from the previous rank (reduce-scatter steps)
+    size_t count = 0, per = 0, elem = 0;
+    spcclDataType_t datatype = spcclFloat32;
+    int step = 0;  // of 2 (P-1): the first P-1 reduce-scatter, the rest allgather
+    MPI_Request reqs[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+  };
+
   spcclResult_t ringSum(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype) {
-    const int P = nranks_, r = rank_;
-    const size_t elem = dataTypeSize(datatype), per = (count + P - 1) / P;
-    char* buf = static_cast<char*>(recvbuff);
-    if (sendbuff != recvbuff) memcpy(buf, sendbuff, count * elem);
-    char* incoming = ringScratch_.reserve(per * elem);
-    if (!incoming) return spcclSystemError;
-    auto chunk = [P](int j) { return ((j % P) + P) % P; };
-    auto first = [&](int j) { return std::min((size_t)j * per, count); };
-    auto length = [&](int j) { return std::min(per, count - first(j)); };
-    // Step s sends this rank's partial sum of chunk r-s-1 on and adds the previous rank's
-    // partial sum of chunk r-s-2 to its own: after P-1 steps chunk r is whole here.
-    for (int s = 0; s < P - 1; ++s) {
-      const int out = chunk(r - s - 1), in = chunk(r - s - 2);
-      SPCCLCHECK(ringStep(buf + first(out) * elem, length(out), incoming, length(in), datatype));
-      addInto(buf + first(in) * elem, incoming, length(in), datatype);
-    }
-    // Step s passes whole chunk r-s on and receives whole chunk r-s-1 in its place.
-    for (int s = 0; s < P - 1; ++s) {
-      const int out = chunk(r - s), in = chunk(r - s - 1);
-      SPCCLCHECK(ringStep(buf + first(out) * elem, length(out), buf + first(in) * elem, length(in), datatype));
+    SPCCLCHECK(ringBegin(sendbuff, recvbuff, count, datatype));
+    for (; ring_.step < 2 * (nranks_ - 1); ++ring_.step) {
+      SPCCLCHECK(ringPost(/*onePiece=*/false));
+      ringFinishStep();
     }
     return spcclSuccess;
   }
 
-  // One ring step: `sendcount` elements to the next rank, `recvcount` from the previous one, in
-  // MPI-sized pieces that both sides cut alike (chunk lengths are known to both).
-  spcclResult_t ringStep(const char* send, size_t sendcount, char* recv, size_t recvcount, spcclDataType_t datatype) {
+  spcclResult_t ringBegin(const void* sendbuff, void* recvbuff, size_t count, spcclDataType_t datatype) {
+    ring_ = Ring();
+    ring_.buf = static_cast<char*>(recvbuff);
+    ring_.count = count;
+    ring_.per = (count + nranks_ - 1) / nranks_;
+    ring_.elem = dataTypeSize(datatype);
+    ring_.datatype = datatype;
+    if (sendbuff != recvbuff) memcpy(ring_.buf, sendbuff, count * ring_.elem);
+    ring_.incoming = ringScratch_.reserve(ring_.per * ring_.elem);
+    return ring_.incoming ? spcclSuccess : spcclSystemError;
+  }
+
+  // The chunks of ring_.step. Reduce-scatter step s sends this rank's partial sum of chunk
+  // r-s-1 on and receives the previous rank's partial sum of chunk r-s-2 (added to its own
+  // after): after P-1 steps chunk r is whole here. Allgather step s passes whole chunk r-s on
+  // and receives whole chunk r-s-1 in its place.
+  struct RingChunks {
+    char* send;
+    size_t sendCount;
+    char* recv;
+    size_t recvCount;
+    char* sumInto;  // reduce-scatter: where recv is added; null in the allgather
+  };
+  RingChunks ringChunks() const {
+    const int P = nranks_, s = ring_.step % (P - 1), r = rank_;
+    const bool scatter = ring_.step < P - 1;
+    auto chunk = [P](int j) { return ((j % P) + P) % P; };
+    auto at = [&](int j) { return ring_.buf + std::min((size_t)chunk(j) * ring_.per, ring_.count) * ring_.elem; };
+    auto length = [&](int j) { return std::min(ring_.per, ring_.count - std::min((size_t)chunk(j) * ring_.per, ring_.count)); };
+    const int out = scatter ? r - s - 1 : r - s, in = out - 1;
+    return {at(out), length(out), scatter ? ring_.incoming : at(in), length(in), scatter ? at(in) : nullptr};
+  }
+
+  // Posts ring_.step's send and receive (the send first: with the receive first, a ring of 2
+  // ranks over TCP ran at half the link rate on simhosts, each exchange 280 ms instead of 140)
+  // and, unless onePiece, completes them, in MPI-sized pieces both sides cut alike. onePiece
+  // (allReduceStart) leaves them in ring_.reqs; its chunks fit one message.
+  spcclResult_t ringPost(bool onePiece) {
     const int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
-    const size_t elem = dataTypeSize(datatype);
-    for (size_t at = 0; at < std::max(sendcount, recvcount); at += kMaxChunk) {
-      const int out = (int)(sendcount > at ? std::min(kMaxChunk, sendcount - at) : 0);
-      const int in = (int)(recvcount > at ? std::min(kMaxChunk, recvcount - at) : 0);
-      // The send is posted first: with the receive first, a ring of 2 ranks over TCP ran at
-      // half the link rate on simhosts (each exchange 280 ms instead of 140).
-      MPI_Request reqs[2];
-      MPICHECK(MPI_Isend(send + at * elem, out, mpiType(datatype), next, kRingTag, comm_, &reqs[0]));
-      MPICHECK(MPI_Irecv(recv + at * elem, in, mpiType(datatype), prev, kRingTag, comm_, &reqs[1]));
-      SPCCLCHECK(complete(reqs, 2, "allreduce"));
+    const RingChunks c = ringChunks();
+    const MPI_Datatype type = mpiType(ring_.datatype);
+    for (size_t at = 0; at < std::max(c.sendCount, c.recvCount); at += kMaxChunk) {
+      const int out = (int)(c.sendCount > at ? std::min(kMaxChunk, c.sendCount - at) : 0);
+      const int in = (int)(c.recvCount > at ? std::min(kMaxChunk, c.recvCount - at) : 0);
+      MPICHECK(MPI_Isend(c.send + at * ring_.elem, out, type, next, kRingTag, comm_, &ring_.reqs[0]));
+      MPICHECK(MPI_Irecv(c.recv + at * ring_.elem, in, type, prev, kRingTag, comm_, &ring_.reqs[1]));
+      if (onePiece) return spcclSuccess;
+      SPCCLCHECK(complete(ring_.reqs, 2, "allreduce"));
     }
     return spcclSuccess;
+  }
+
+  // After ring_.step's messages arrived: a reduce-scatter step adds what came in.
+  void ringFinishStep() {
+    const RingChunks c = ringChunks();
+    if (c.sumInto) addInto(c.sumInto, c.recv, c.recvCount, ring_.datatype);
   }
 
   // dst[i] = dst[i] + src[i], rounded to the type once (the MPI ops' rule for fp16/bf16).
@@ -484,6 +547,7 @@ class MpiTransport final : public Transport {
   bool abandoned_ = false;
   Scratch scratch_;
   Scratch ringScratch_;  // the ring's incoming chunk (scratch_ may hold the message itself)
+  Ring ring_;
   int rank_ = 0, nranks_ = 1;
   MPI_Op sumHalf_ = MPI_OP_NULL, sumBf16_ = MPI_OP_NULL;
 };
