@@ -67,7 +67,9 @@ def test_flat_one_host_is_alpha_beta_of_the_library_terms(calibration):
 
 
 @pytest.mark.parametrize("stage", [None, "stage"])
-def test_hierarchical_is_dense_inside_plus_the_method_on_a_shard(calibration, stage):
+def test_hierarchical_follows_the_payload_kind(calibration, stage):
+    """Slots and rounds: dense inside a host plus the method on a shard across hosts. Values
+    (dense, random block): the method flat, its payload allreduced in the stages."""
     share = 3.0  # a cpu link (the stage one) stretches with the ranks per core, like compute
     args = ["--stage", stage] if stage else []
     rows = json.loads(run("predict", "-c", calibration, "--ranks", "8", "--layout", "2x4", "--intra", "own",
@@ -80,13 +82,19 @@ def test_hierarchical_is_dense_inside_plus_the_method_on_a_shard(calibration, st
             assert not r["hierarchical"]
             continue
         assert r["hierarchical"], r["method"]
-        shard = COUNT // 4
-        d, i = info("dense", 4, COUNT), info(r["method"], 2, shard)
+        flat = info(r["method"], 8, COUNT)
+        if flat.payload == info("dense", 8, COUNT).payload:  # travels as dense's: flat, payload staged
+            payload = COUNT if flat.dense_switched else flat.selected
+            d, x = info("dense", 4, payload), info("dense", 2, -(-payload // 4))
+            computed, count = flat, COUNT
+        else:
+            d, x = info("dense", 4, COUNT), info(r["method"], 2, COUNT // 4)
+            computed, count = x, COUNT // 4
         net = ((d.rounds * own["alpha_s"] + d.wire_bytes / own["beta_Bps"]) * stretch
-               + i.rounds * nic["alpha_s"] + 4 * i.wire_bytes / nic["beta_Bps"])
-        assert r["wire"] == d.wire_bytes + i.wire_bytes
+               + x.rounds * nic["alpha_s"] + 4 * x.wire_bytes / nic["beta_Bps"])
+        assert r["wire"] == d.wire_bytes + x.wire_bytes
         assert r["network"] == pytest.approx(net, rel=1e-12)
-        assert r["compute"] == pytest.approx(share * compute(r["method"], i, shard), rel=1e-12)
+        assert r["compute"] == pytest.approx(share * compute(r["method"], computed, count), rel=1e-12)
 
 
 def test_flat_across_hosts_pays_the_slower_link(calibration):
