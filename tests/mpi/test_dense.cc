@@ -94,13 +94,23 @@ TEST_P(DenseTest, AllGatherBroadcastReduceScatter) {
     ASSERT_EQ(spcclBroadcast(send.data(), bcast.data(), n, GetParam(), root, w.comm, nullptr), spcclSuccess);
     for (size_t i = 0; i < n; ++i) ASSERT_EQ(toAcc(bcast[i]), inputValue(root, 1, i));
 
-    std::vector<T> big = inputs<T>(w.rank, 2, n * w.nranks), mine(n);
-    ASSERT_EQ(spcclReduceScatter(big.data(), mine.data(), n, GetParam(), spcclSum, w.comm, nullptr), spcclSuccess);
-    for (size_t i = 0; i < n; ++i) {
-      float sum = 0;
-      for (int r = 0; r < w.nranks; ++r) sum += inputValue(r, 2, w.rank * n + i);
-      ASSERT_EQ(toAcc(mine[i]), sum);
-    }
+    // 777: MPI's reduce-scatter; 100003 a block: the transport's ring (past its threshold in
+    // every type), for the sum and the average (half types: summed in fp32, divided once).
+    using AccT = typename spccl::AccumOf<T>::type;
+    for (size_t each : {n, size_t(100003)})
+      for (spcclRedOp_t op : {spcclSum, spcclAvg}) {
+        std::vector<T> big = inputs<T>(w.rank, 2, each * w.nranks), mine(each);
+        ASSERT_EQ(spcclReduceScatter(big.data(), mine.data(), each, GetParam(), op, w.comm, nullptr), spcclSuccess);
+        size_t wrong = 0;
+        for (size_t i = 0; i < each; ++i) {
+          AccT sum = 0;
+          for (int r = 0; r < w.nranks; ++r) sum += inputValue(r, 2, w.rank * each + i);
+          AccT want = toAcc(spccl::fromAcc<T>(sum));
+          if (op == spcclAvg) want = toAcc(spccl::fromAcc<T>(want * (AccT(1) / AccT(w.nranks))));
+          wrong += toAcc(mine[i]) != want;
+        }
+        EXPECT_EQ(wrong, 0u) << "block " << each << " op " << op;
+      }
   });
 }
 
