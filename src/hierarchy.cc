@@ -161,7 +161,8 @@ spcclResult_t hierarchicalSetup(spcclState* st, const char* api) {
   const size_t shardBytes = Shards(h->capacity, (int)L).shard * elem;
   h->bufferBytes = (h->onShards ? L : L - 1) * shardBytes;  // L - 1 slots (and the saved residual)
   h->buffers = h->bufferBytes ? static_cast<char*>(calloc(1, h->bufferBytes)) : nullptr;
-  SPCCL_REQUIRE(h->buffers || !h->bufferBytes, spcclSystemError, "%s : failed to allocate %zu bytes of host memory", api, h->bufferBytes);
+  SPCCL_REQUIRE(h->buffers || !h->bufferBytes, spcclSystemError, "%s : failed to allocate %zu bytes of host memory",
+                api, h->bufferBytes);
   h->slots = h->buffers;
   h->saved = h->onShards ? h->slots + (L - 1) * shardBytes : nullptr;
   h->sources.resize(L);

@@ -432,8 +432,9 @@ class MpiTransport final : public Transport {
     const int P = nranks_, s = ring_.step % (P - 1), r = rank_;
     const bool scatter = ring_.step < P - 1;
     auto chunk = [P](int j) { return ((j % P) + P) % P; };
-    auto at = [&](int j) { return ring_.buf + std::min((size_t)chunk(j) * ring_.per, ring_.count) * ring_.elem; };
-    auto length = [&](int j) { return std::min(ring_.per, ring_.count - std::min((size_t)chunk(j) * ring_.per, ring_.count)); };
+    auto first = [&](int j) { return std::min((size_t)chunk(j) * ring_.per, ring_.count); };
+    auto at = [&](int j) { return ring_.buf + first(j) * ring_.elem; };
+    auto length = [&](int j) { return std::min(ring_.per, ring_.count - first(j)); };
     const int out = scatter ? r - s - 1 : r - s, in = out - 1;
     return {at(out), length(out), scatter ? ring_.incoming : at(in), length(in), scatter ? at(in) : nullptr};
   }

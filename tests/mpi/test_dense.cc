@@ -54,7 +54,8 @@ TEST_P(DenseTest, LargeAllReduceGivesEveryRankTheSameBits) {
     using T = decltype(tag);
     const size_t n = 1 << 19;
     std::vector<T> send(n), recv(n);
-    for (size_t i = 0; i < n; ++i) send[i] = spccl::fromAcc<T>(std::sin(double(i) * 0.37 + w.rank) * 1000.0 / 3.0);
+    auto input = [](int rank, size_t i) { return spccl::fromAcc<T>(std::sin(double(i) * 0.37 + rank) * 1000.0 / 3.0); };
+    for (size_t i = 0; i < n; ++i) send[i] = input(w.rank, i);
     ASSERT_EQ(spcclAllReduce(send.data(), recv.data(), n, GetParam(), spcclSum, w.comm, nullptr), spcclSuccess);
     std::vector<T> inplace = send;
     ASSERT_EQ(spcclAllReduce(inplace.data(), inplace.data(), n, GetParam(), spcclSum, w.comm, nullptr), spcclSuccess);
@@ -71,7 +72,7 @@ TEST_P(DenseTest, LargeAllReduceGivesEveryRankTheSameBits) {
     size_t far = 0;
     for (size_t i = 0; i < n; ++i) {
       double want = 0;
-      for (int r = 0; r < w.nranks; ++r) want += toAcc(spccl::fromAcc<T>(std::sin(double(i) * 0.37 + r) * 1000.0 / 3.0));
+      for (int r = 0; r < w.nranks; ++r) want += toAcc(input(r, i));
       far += std::fabs(toAcc(recv[i]) - want) > bound;
       far += std::fabs(toAcc(inplace[i]) - want) > bound;
     }

@@ -171,7 +171,8 @@ TEST_P(HierarchicalValues, IsTheFlatStateWithItsPayloadAllreducedInTheStages) {
   ASSERT_EQ(spcclStateGetInfo(hier, &info), spcclSuccess);
   ASSERT_EQ(spcclStateGetInfo(flat, &flatInfo), spcclSuccess);
   const size_t L = (size_t)hosts.localSize, payload = method == spcclMethodDense ? n : flatInfo.selected;
-  EXPECT_EQ(info.wireIntraHostBytes, 2 * (L - 1) * ((payload + L - 1) / L) * (type == spcclFloat64 ? 8 : type == spcclFloat32 ? 4 : 2));
+  const size_t elem = type == spcclFloat64 ? 8 : type == spcclFloat32 ? 4 : 2;
+  EXPECT_EQ(info.wireIntraHostBytes, 2 * (L - 1) * ((payload + L - 1) / L) * elem);
   spcclStateDestroy(hier);
   spcclStateDestroy(flat);
   EXPECT_TRUE(allRanks(!HasFailure()));
