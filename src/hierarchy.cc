@@ -15,6 +15,7 @@
 
 #include "hierarchy.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,6 +184,9 @@ spcclResult_t hierarchicalSetup(spcclState* st, const char* api) {
     // one count-element residual (spcclStateGetResidual) and conservation holds per shard.
     free(h->inner->residual.ptr);
     h->inner->residual.ptr = static_cast<char*>(st->residual.ptr) + h->offset * elem;
+    // Written through the outer state too (its spcclStateSetResidual, a caller's pointer):
+    // the inner state never knows its residual empty, it reads it (state.h, residualEmpty).
+    h->inner->residualShared = true;
   }
   INFO(kSubsysInit, "%s : hierarchical %s: local rank %d of %d owns [%zu, %zu) across %d hosts", api,
        st->method->name, t.localRank, t.localSize, h->offset, h->offset + h->mine, t.hosts);
@@ -366,6 +370,24 @@ spcclResult_t hierarchicalSum(const spcclState& st, const void* sendbuff, void* 
 }
 
 bool hierarchicalOnShards(const spcclState& st) { return st.hier && st.hier->onShards; }
+
+spcclResult_t hierarchicalResidualCheck(const spcclState& st, const void* residual, const char* api) {
+  const HierState& h = *st.hier;
+  if (!h.onShards) return spcclSuccess;
+  size_t stray = SIZE_MAX;
+  withStorage(st.datatype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* e = static_cast<const T*>(residual);
+    for (size_t i = 0; i < st.count && stray == SIZE_MAX; ++i)
+      if ((i < h.offset || i >= h.offset + h.mine) && !(toAcc(e[i]) == 0)) stray = i;
+  });
+  SPCCL_REQUIRE(stray == SIZE_MAX, spcclInvalidArgument,
+                "%s : element %zu is not zero, but this rank's residual on a hierarchical state holds only its "
+                "shard [%zu, %zu) (host sums of what the shard did not send); restore what spcclStateGetResidual "
+                "gave on this rank",
+                api, stray, h.offset, h.offset + h.mine);
+  return spcclSuccess;
+}
 
 void hierarchicalReset(const spcclState& st) { st.hier->op = -1; }
 

@@ -231,9 +231,10 @@ spcclResult_t spcclStateSetResidual(spcclState_t state, const void* residual, si
                 "%s : the state's feedback is none, so it keeps no residual", api);
   if (count == 0) return spcclSuccess;
   SPCCLCHECK(ptrCheck(residual, api, "residual"));
-  state->residualEmpty = false;
   SPCCLCHECK(alignCheck(residual, state->elemSize, api, "residual"));
   SPCCLCHECK(memoryCheck(state->comm, residual, api, "residual"));
+  if (state->hier) SPCCLCHECK(hierarchicalResidualCheck(*state, residual, api));
+  state->residualEmpty = false;
   if (state->residual.kind != kDeviceMemory) {
     memmove(state->residual.ptr, residual, state->residual.bytes);
     return spcclSuccess;

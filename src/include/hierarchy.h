@@ -75,6 +75,11 @@ spcclResult_t hierarchicalSetup(spcclState* st, const char* api);
 spcclResult_t hierarchicalSum(const spcclState& st, const void* sendbuff, void* recvbuff, size_t count,
                               spcclRedOp_t op);
 
+// spcclStateSetResidual of a hierarchical state: on shards a residual holds this rank's shard
+// only (host sums of what it did not send) and is zero elsewhere; anything else there would be
+// feedback no call ever sends, so it is refused (spcclInvalidArgument) rather than dropped.
+spcclResult_t hierarchicalResidualCheck(const spcclState& st, const void* residual, const char* api);
+
 // spcclSparseAllReduce of a hierarchical state on shards. On failure residual and step are unchanged.
 // Avg averages inside the host, then across hosts; the residual then holds host means, so a
 // state keeps the op of its first call until spcclStateReset (hierarchicalReset).

@@ -7,9 +7,11 @@
 
 #include <string.h>
 
+#include <string>
 #include <vector>
 
 #include "autoselect.h"
+#include "hosts.h"
 #include "mpi_test.h"
 
 namespace spccl_test {
@@ -100,7 +102,11 @@ size_t wrongSums(const std::vector<float>& out, const std::vector<float>& g, con
 // A dense call skips reading an empty residual only while nothing can have written it: every
 // library call that writes it (spcclStateSetResidual, spcclCompress) makes the next dense call
 // send g + e, and once a caller holds the residual's address its bytes are read every call.
-TEST(DenseCalls, AnEmptyResidualIsTrustedOnlyUntilSomethingWritesIt) {
+// Flat, and as the library chooses (hierarchical across hosts: the shards' inner states run
+// the dense switch on slices of the residual that the outer state's calls write).
+class DenseCalls : public ::testing::TestWithParam<int> {};
+
+TEST_P(DenseCalls, AnEmptyResidualIsTrustedOnlyUntilSomethingWritesIt) {
   World& w = world();
   if (w.nranks < 2) GTEST_SKIP() << "the dense switch needs several ranks";
   const size_t n = 4096;
@@ -109,9 +115,22 @@ TEST(DenseCalls, AnEmptyResidualIsTrustedOnlyUntilSomethingWritesIt) {
   cfg.density = 0.75;  // pairs cost more than the tensor: every collective runs dense
   cfg.feedback = spcclFeedbackEF;
   cfg.denseSwitch = 1;
+  cfg.hierarchical = GetParam();
   spcclState_t st = nullptr;
   ASSERT_EQ(spcclStateCreate(&st, w.comm, &cfg, n, spcclFloat32), spcclSuccess) << spcclGetLastError(nullptr);
   ASSERT_EQ(infoOf(st).denseSwitched, 1);
+  spcclConfig_t resolved;
+  ASSERT_EQ(spcclStateGetConfig(st, &resolved), spcclSuccess);
+  // A hierarchical state's residual holds this rank's shard only (zero elsewhere).
+  size_t offset = 0, mine = n;
+  spccl_perf::Hosts hosts;
+  spccl_perf::findHosts(MPI_COMM_WORLD, &hosts);
+  if (resolved.hierarchical) hosts.shard(n, &offset, &mine);
+  auto onShard = [&](std::vector<float> v) {
+    for (size_t i = 0; i < n; ++i)
+      if (i < offset || i >= offset + mine) v[i] = 0;
+    return v;
+  };
   const std::vector<float> zero(n, 0.0f);
   std::vector<float> out(n);
   auto call = [&](unsigned step, const std::vector<float>& e, const char* after) {
@@ -121,31 +140,44 @@ TEST(DenseCalls, AnEmptyResidualIsTrustedOnlyUntilSomethingWritesIt) {
     EXPECT_EQ(wrongSums(out, g, e), 0u) << "the dense call after " << after;
   };
   call(0, zero, "creation");
-  const std::vector<float> restored = inputs<float>(w.rank, 7, n);
+  const std::vector<float> restored = onShard(inputs<float>(w.rank, 7, n));
+  if (mine < n) {  // feedback outside the shard would never be sent: refused, nothing changed
+    const std::vector<float> full = inputs<float>(w.rank, 7, n);
+    EXPECT_EQ(spcclStateSetResidual(st, full.data(), n, spcclFloat32, nullptr), spcclInvalidArgument);
+    EXPECT_NE(std::string(spcclGetLastError(nullptr)).find("shard"), std::string::npos) << spcclGetLastError(nullptr);
+    call(1, zero, "a refused spcclStateSetResidual");
+  }
   ASSERT_EQ(spcclStateSetResidual(st, restored.data(), n, spcclFloat32, nullptr), spcclSuccess);
   call(1, restored, "spcclStateSetResidual");
   call(2, zero, "a dense call");
-  // spcclCompress keeps what it did not select: e = g - c.
-  const std::vector<float> g3 = inputs<float>(w.rank, 3, n);
-  size_t capacity = 0, nvalues = 0;
-  ASSERT_EQ(spcclCompressedCount(st, &capacity), spcclSuccess);
-  std::vector<float> values(capacity);
-  std::vector<uint32_t> indices(capacity);
-  unsigned long long used = 0;
-  ASSERT_EQ(spcclCompress(g3.data(), values.data(), indices.data(), &nvalues, &used, st, nullptr), spcclSuccess);
-  std::vector<float> kept = g3;
-  for (size_t j = 0; j < nvalues; ++j)
-    if (indices[j] != SPCCL_PAD_INDEX) kept[indices[j]] = g3[indices[j]] - values[j];
-  call(4, kept, "spcclCompress");
+  if (!resolved.hierarchical) {  // (a hierarchical state on shards has no spcclCompress)
+    // spcclCompress keeps what it did not select: e = g - c.
+    const std::vector<float> g3 = inputs<float>(w.rank, 3, n);
+    size_t capacity = 0, nvalues = 0;
+    ASSERT_EQ(spcclCompressedCount(st, &capacity), spcclSuccess);
+    std::vector<float> values(capacity);
+    std::vector<uint32_t> indices(capacity);
+    unsigned long long used = 0;
+    ASSERT_EQ(spcclCompress(g3.data(), values.data(), indices.data(), &nvalues, &used, st, nullptr), spcclSuccess);
+    std::vector<float> kept = g3;
+    for (size_t j = 0; j < nvalues; ++j)
+      if (indices[j] != SPCCL_PAD_INDEX) kept[indices[j]] = g3[indices[j]] - values[j];
+    call(4, kept, "spcclCompress");
+  }
   // A caller with the residual's address writes it in place.
   void* e = nullptr;
   ASSERT_EQ(spcclStateGetResidual(st, &e), spcclSuccess);
   call(5, zero, "spcclStateGetResidual");
-  const std::vector<float> written(n, 0.5f);
+  const std::vector<float> written = onShard(std::vector<float>(n, 0.5f));
   memcpy(e, written.data(), n * sizeof(float));
   call(6, written, "a write through spcclStateGetResidual's pointer");
   EXPECT_EQ(spcclStateDestroy(st), spcclSuccess);
 }
+
+INSTANTIATE_TEST_SUITE_P(DenseCallsFlatAndLibrarysChoice, DenseCalls, ::testing::Values(0, SPCCL_CONFIG_UNDEF_INT),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return std::string(info.param == 0 ? "Flat" : "LibrarysChoice");
+                         });
 
 }  // namespace
 }  // namespace spccl_test
