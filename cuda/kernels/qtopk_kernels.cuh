@@ -110,6 +110,9 @@ __global__ void __launch_bounds__(Threads)
       }
       unsigned long long above = 0;
       Scan(temp.scan).ExclusiveSum(sum, above);
+      // Every thread has read prefix, mask and remaining (pfx, msk, want) before the one that
+      // finds the bucket writes them: not left to the scan's own barriers.
+      __syncthreads();
       for (int j = 0; j < kPerThread; ++j) {
         const int pos = threadIdx.x * kPerThread + j, bin = bins - 1 - pos;
         if (pos < bins && above < want && want <= above + counts[j]) {
@@ -141,9 +144,11 @@ __global__ void __launch_bounds__(Threads)
       const unsigned long long gtRank = before >> 32, eqRank = before & 0xffffffffull;
       if (gt || (eq && eqRank < needEq)) {
         const unsigned long long pos = gtRank + (eqRank < needEq ? eqRank : needEq);
-        if (pos < slots) slot[pos] = i;
-        const double m = fabs((double)toAcc(v));
-        if (m <= largestFinite<T>() && m > peak) peak = m;
+        if (pos < slots) {  // (the peak is over the sent slots only, as the host's)
+          slot[pos] = i;
+          const double m = fabs((double)toAcc(v));
+          if (m <= largestFinite<T>() && m > peak) peak = m;
+        }
       }
       __syncthreads();  // temp is reused
     }
@@ -168,6 +173,8 @@ __global__ void __launch_bounds__(Threads)
 
 // Word w of the payload's fields: every field overlapping bits [64w, 64w + 64) ORed in, as
 // quantPutField would leave it. Thread 0 also clears the exponents' padding.
+// (A template only so that a second file may include this header without a duplicate symbol.)
+template <int = 0>
 __global__ void quantPackKernel(QuantLayout q, const uint64_t* __restrict__ fields, int16_t* __restrict__ exponents,
                                 uint64_t* __restrict__ words) {
   const uint64_t nwords = quantFieldWords(q), nfields = (uint64_t)q.nchunks * q.k, bits = quantFieldBits(q);

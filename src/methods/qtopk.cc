@@ -16,8 +16,8 @@
 // (about 290 at density 1/64, chunks of 4096, 2 bits) the state runs dense instead
 // (config.denseSwitch, as the top-k family does).
 // Invariants: c + e_new == g + e_old on every coordinate, exactly (the power-of-two scale
-// makes acc - c exact, qtopk_core.h); the residual changes only after the allgather and the
-// payload check succeeded.
+// makes acc - c exact, qtopk_core.h); on the host (and an MPI device comm) the residual
+// changes only after the allgather and the payload check succeeded.
 // Device buffers run the same passes as CUDA kernels (device.h, cuda/kernels/qtopk_kernels.cuh)
 // with the same bits, stream-ordered with no host round trip: on an NCCL comm the payloads are
 // checked by the unpack kernel (a chunk that does not decode is skipped and reported by the
