@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "device.h"
 #include "dtype_core.h"
 #include "spccl.h"
 
@@ -151,6 +152,21 @@ constexpr spcclDataType_t dataTypeOf() {
          : std::is_same<T, double>::value ? spcclFloat64
          : std::is_same<T, spccl::half_t>::value ? spcclFloat16 : spcclBfloat16;
 }
+
+// A pinned corrupt-pair report (device.h) that scatter and unpack kernels write into, read back
+// after the stream is done.
+class PinnedReport {
+ public:
+  PinnedReport() {
+    if (cudaMallocHost(&r_, sizeof(*r_)) == cudaSuccess) clear();
+  }
+  ~PinnedReport() { cudaFreeHost(r_); }
+  spccl::device::BadPairReport* get() const { return r_; }
+  void clear() { *r_ = {spccl::device::kPairsClean, 0}; }
+
+ private:
+  spccl::device::BadPairReport* r_ = nullptr;
+};
 
 }  // namespace spccl_test
 

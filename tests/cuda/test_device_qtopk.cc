@@ -206,20 +206,6 @@ TYPED_TEST(DeviceTyped, QuantUnpackMatchesHost) {
   }
 }
 
-// A pinned report the unpack writes into, read back after the stream is done.
-class PinnedReport {
- public:
-  PinnedReport() {
-    if (cudaMallocHost(&r_, sizeof(*r_)) == cudaSuccess) clear();
-  }
-  ~PinnedReport() { cudaFreeHost(r_); }
-  device::BadPairReport* get() const { return r_; }
-  void clear() { *r_ = {device::kPairsClean, 0}; }
-
- private:
-  device::BadPairReport* r_ = nullptr;
-};
-
 // Corrupt payloads (what a peer with a corrupt payload or a different layout sends): an
 // offset outside its chunk, a repeated offset, a level on a chunk without a scale. The host
 // check finds the first bad chunk; the device skips each bad (payload, chunk), adds the rest

@@ -280,20 +280,6 @@ TYPED_TEST(DeviceTyped, ScatterAddTakesAnyOrder) {
   EXPECT_TRUE(sameBits(dout.download(), want));
 }
 
-// A pinned report (device.h) the scatters write into, read back after the stream is done.
-class PinnedReport {
- public:
-  PinnedReport() {
-    if (cudaMallocHost(&r_, sizeof(*r_)) == cudaSuccess) clear();
-  }
-  ~PinnedReport() { cudaFreeHost(r_); }
-  device::BadPairReport* get() const { return r_; }
-  void clear() { *r_ = {device::kPairsClean, 0}; }
-
- private:
-  device::BadPairReport* r_ = nullptr;
-};
-
 // The one-pass scatter of nlists lists of float pairs (list l at l * stride bytes), with the
 // scratch it needs.
 std::vector<float> scatterLists(const std::vector<uint32_t>& idx, const std::vector<float>& val, size_t npairs,
