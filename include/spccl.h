@@ -223,7 +223,9 @@ spcclResult_t spcclStateGetStep(spcclState_t state, unsigned long long* step);
  * spcclStateGetResidualCount's and datatype the state's; the same memory kind as the state's
  * buffers; on a device state the copy is ordered on `stream` and complete when the call
  * returns). A state with feedback none keeps no residual and refuses one
- * (spcclInvalidUsage). On failure the state is unchanged. Local. */
+ * (spcclInvalidUsage). A hierarchical state whose method runs on shards (the Top-k family)
+ * keeps feedback for this rank's shard only and refuses a residual that is not zero elsewhere
+ * (spcclInvalidArgument). On failure the state is unchanged. Local. */
 spcclResult_t spcclStateSetStep(spcclState_t state, unsigned long long step);
 spcclResult_t spcclStateSetResidual(spcclState_t state, const void* residual, size_t count, spcclDataType_t datatype,
                                     spcclStream_t stream);
