@@ -198,17 +198,7 @@ namespace {
 // The state's own collective: its method, flat (hierarchical on values included: its payload's
 // allreduce is hierarchical) or on shards.
 spcclResult_t runSparse(const spcclInfo& info) {
-  spcclState& st = *info.state;
-  if (hierarchicalOnShards(st)) {
-    st.residualEmpty = false;  // the inner state writes its slice
-    return hierarchicalAllReduce(info);
-  }
-  // The method writes the residual, unless its dense switch runs the call (denseWithFeedback,
-  // which keeps track of an empty residual itself).
-  spcclStateInfo_t next{};
-  st.method->describe(st, &next);
-  if (!next.denseSwitched) st.residualEmpty = false;
-  return st.method->sparseAllReduce(info);
+  return hierarchicalOnShards(*info.state) ? hierarchicalAllReduce(info) : info.state->method->sparseAllReduce(info);
 }
 
 }  // namespace

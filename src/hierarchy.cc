@@ -185,7 +185,7 @@ spcclResult_t hierarchicalSetup(spcclState* st, const char* api) {
     free(h->inner->residual.ptr);
     h->inner->residual.ptr = static_cast<char*>(st->residual.ptr) + h->offset * elem;
     // Written through the outer state too (its spcclStateSetResidual, a caller's pointer):
-    // the inner state never knows its residual empty, it reads it (state.h, residualEmpty).
+    // the inner state never knows its residual empty, it reads it (state.h, residualEmptyAtStep).
     h->inner->residualShared = true;
   }
   INFO(kSubsysInit, "%s : hierarchical %s: local rank %d of %d owns [%zu, %zu) across %d hosts", api,

@@ -68,7 +68,6 @@ spcclResult_t spcclCompress(const void* sendbuff, void* values, uint32_t* indice
   const unsigned long long used = state->step;
   spcclInfo info = {spcclFuncCompress, api, sendbuff, values, state->count, state->datatype, spcclSum, 0, state, state->comm, stream};
   size_t written = 0;
-  state->residualEmpty = false;  // the method writes it
   const spcclResult_t ran = state->count > 0 ? state->method->compress(info, values, indices, &written) : spcclSuccess;
   const spcclResult_t ended = endCall(*state, ran, stream);
   if (ran == spcclSuccess) {  // enqueued and counted, even if the bookkeeping after it failed

@@ -178,7 +178,7 @@ spcclResult_t spcclStateReset(spcclState_t state) {
     memset(state->residual.ptr, 0, state->residual.bytes);
   }
   state->step = 0;
-  state->residualEmpty = true;
+  state->residualEmptyAtStep = 0;
   if (state->hier) hierarchicalReset(*state);
   return spcclSuccess;
 }
@@ -213,6 +213,7 @@ spcclResult_t spcclStateSetStep(spcclState_t state, unsigned long long step) {
   if (state->deviceStep.ptr)
     SPCCLCHECK(device::copyNow(state->deviceSync, state->deviceStep.ptr, &step, sizeof(step)));
   state->step = step;
+  state->residualEmptyAtStep = kResidualNotKnownEmpty;  // a method call may have written it since
   return spcclSuccess;
 }
 
@@ -234,7 +235,7 @@ spcclResult_t spcclStateSetResidual(spcclState_t state, const void* residual, si
   SPCCLCHECK(alignCheck(residual, state->elemSize, api, "residual"));
   SPCCLCHECK(memoryCheck(state->comm, residual, api, "residual"));
   if (state->hier) SPCCLCHECK(hierarchicalResidualCheck(*state, residual, api));
-  state->residualEmpty = false;
+  state->residualEmptyAtStep = kResidualNotKnownEmpty;
   if (state->residual.kind != kDeviceMemory) {
     memmove(state->residual.ptr, residual, state->residual.bytes);
     return spcclSuccess;

@@ -21,6 +21,7 @@
 namespace spccl {
 constexpr uint64_t kStateMagic = 0x5bcc15a7e5a7e5a7ull;
 constexpr size_t kMethodPrivateBytes = 64;
+constexpr unsigned long long kResidualNotKnownEmpty = ~0ull;
 struct MethodOps;
 
 enum MemoryKind { kHostMemory = 0, kDeviceMemory = 1, kPinnedMemory = 2 };
@@ -76,11 +77,13 @@ struct spcclState {
   alignas(16) unsigned char methodPrivate[spccl::kMethodPrivateBytes] = {};
   // config.autoSelect: the calibration and the decision (autoselect.h).
   spccl::AutoSelect autoSelect;
-  // The residual is known to be all zero: a dense call emptied it (or spcclStateReset did), and
-  // nothing has run since that writes it (a method call, spcclCompress, spcclStateSetResidual
-  // clear this). Trusted only while no caller holds its address (residualShared: a caller
-  // with spcclStateGetResidual's pointer may write it in place), else its bytes are read.
-  bool residualEmpty = true;
+  // The step at which the residual is known to be all zero: a dense call emptied it, for the
+  // step after its own (spcclStateReset: step 0). Every other library call that writes the
+  // residual (a method's collective, spcclCompress) advances the step past it, and
+  // spcclStateSetResidual and spcclStateSetStep forget it (kResidualNotKnownEmpty). Trusted
+  // only while no caller holds the residual's address (residualShared: a caller with
+  // spcclStateGetResidual's pointer may write it in place), else its bytes are read.
+  unsigned long long residualEmptyAtStep = 0;
   bool residualShared = false;
   // Every rank's state was found equal to this one (enqueue.cc, the first collective).
   bool agreed = false;

@@ -85,10 +85,11 @@ spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc, double* allRed
   // and the call is the plain allreduce (not a pass that forms g + e and one that empties e).
   // Known empty (state.h) unless a caller holds the residual's address; then its bytes are
   // read (the adapters write it in place: DEF's rescaling, LocalSGD's decay, restores).
-  const bool empty = !e || (st.residualEmpty && !st.residualShared) || allBytesZero(e, st.residual.bytes);
+  const bool knownEmpty = st.residualEmptyAtStep == st.step && !st.residualShared;
+  const bool empty = !e || knownEmpty || allBytesZero(e, st.residual.bytes);
   if (!st.onDevice && e == eOut && empty) {
     SPCCLCHECK(allReduce(info.sendbuff));
-    st.residualEmpty = true;
+    st.residualEmptyAtStep = st.step + 1;  // the caller advances the step past this call
     return spcclSuccess;
   }
   if (st.onDevice) {
@@ -107,7 +108,7 @@ spcclResult_t denseWithFeedback(const spcclInfo& info, void* acc, double* allRed
   // Everything was sent.
   if (eOut && st.onDevice) return device::zeroAsync(eOut, st.residual.bytes, info.stream);
   if (eOut) memset(eOut, 0, st.residual.bytes);
-  st.residualEmpty = true;
+  st.residualEmptyAtStep = st.step + 1;
   return spcclSuccess;
 }
 

@@ -162,7 +162,9 @@ TEST_P(DenseCalls, AnEmptyResidualIsTrustedOnlyUntilSomethingWritesIt) {
     std::vector<float> kept = g3;
     for (size_t j = 0; j < nvalues; ++j)
       if (indices[j] != SPCCL_PAD_INDEX) kept[indices[j]] = g3[indices[j]] - values[j];
-    call(4, kept, "spcclCompress");
+    // Back to the step at which the residual was last known empty: it is not, any more.
+    ASSERT_EQ(spcclStateSetStep(st, used), spcclSuccess);
+    call(4, kept, "spcclCompress and spcclStateSetStep back to its step");
   }
   // A caller with the residual's address writes it in place.
   void* e = nullptr;
