@@ -19,6 +19,7 @@
 #include "checks.h"
 #include "comm.h"
 #include "device.h"
+#include "dispatch.h"
 #include "dtype_core.h"
 #include "mpi_transport.h"
 #include "spccl_mpi.h"
@@ -220,7 +221,7 @@ class MpiTransport final : public Transport {
                   "spcclReduceScatter : recvcount %zu exceeds the MPI transport's limit %d", recvcount, INT_MAX);
     if (isHalfType(datatype) && op == spcclAvg) return averageHalf(sendbuff, recvbuff, nranks_, recvcount, datatype);
     const size_t bytes = recvcount * dataTypeSize(datatype);
-    if (!staged() && sendbuff != recvbuff && nranks_ > 1 && nranks_ * bytes >= kRingMinBytes) {
+    if (!staged() && sendbuff != recvbuff && ringReduceScatterPays(nranks_ * bytes)) {
       SPCCLCHECK(ringReduceScatter(sendbuff, recvbuff, recvcount, datatype));
     } else if (!staged()) {
       SPCCLCHECK(reduceScatterSum(sendbuff == recvbuff ? MPI_IN_PLACE : sendbuff, recvbuff, recvcount,
@@ -335,19 +336,13 @@ class MpiTransport final : public Transport {
     return spcclSuccess;
   }
   void divideByRanks(void* buff, size_t count, spcclDataType_t datatype) const {
-    const int nranks = nranks_;
-    auto scale = [&](auto* p) {
-      using T = std::remove_pointer_t<decltype(p)>;
+    withStorage(datatype, [&](auto tag) {
+      using T = decltype(tag);
       using AccT = typename AccumOf<T>::type;
-      const AccT inv = AccT(1) / AccT(nranks);
+      T* p = static_cast<T*>(buff);
+      const AccT inv = AccT(1) / AccT(nranks_);
       for (size_t i = 0; i < count; ++i) p[i] = scaleRounded(p[i], inv);
-    };
-    switch (datatype) {
-      case spcclFloat32: scale(static_cast<float*>(buff)); break;
-      case spcclFloat64: scale(static_cast<double*>(buff)); break;
-      case spcclFloat16: scale(static_cast<half_t*>(buff)); break;
-      default: scale(static_cast<bfloat16_t*>(buff)); break;
-    }
+    });
   }
 
   // With SPCCL_TIMEOUT_MS, operations run on scratch_, so one that is abandoned can never
@@ -362,6 +357,10 @@ class MpiTransport final : public Transport {
   bool ringBeatsLibnbc(size_t bytes, bool inPlace) const {
     return nranks_ > 1 && (nranks_ < 4 || inPlace) && bytes >= kRingMinBytes;
   }
+
+  // Whether a reduce-scatter of `bytes` in all runs as spccl's ring (ringReduceScatter): libnbc's
+  // reduces the whole message onto one rank at every size that matters.
+  bool ringReduceScatterPays(size_t bytes) const { return nranks_ > 1 && bytes >= kRingMinBytes; }
 
   // recvbuff = sum over ranks of sendbuff (in place when they are equal), in MPI-sized pieces;
   // large messages where libnbc would pick its binomial tree by spccl's own ring (ringSum).
@@ -502,18 +501,13 @@ class MpiTransport final : public Transport {
   // dst[i] = a[i] + b[i], rounded to the type once (the MPI ops' rule for fp16/bf16); dst may
   // be a or b.
   static void sumInto(char* dst, const char* a, const char* b, size_t count, spcclDataType_t datatype) {
-    auto add = [&](auto* d) {
-      using T = std::remove_pointer_t<decltype(d)>;
+    withStorage(datatype, [&](auto tag) {
+      using T = decltype(tag);
+      T* d = reinterpret_cast<T*>(dst);
       const T* x = reinterpret_cast<const T*>(a);
       const T* y = reinterpret_cast<const T*>(b);
       for (size_t i = 0; i < count; ++i) d[i] = addRounded(x[i], y[i]);
-    };
-    switch (datatype) {
-      case spcclFloat32: add(reinterpret_cast<float*>(dst)); break;
-      case spcclFloat64: add(reinterpret_cast<double*>(dst)); break;
-      case spcclFloat16: add(reinterpret_cast<half_t*>(dst)); break;
-      default: add(reinterpret_cast<bfloat16_t*>(dst)); break;
-    }
+    });
   }
 
   spcclResult_t reduceScatterSum(const void* src, void* recvbuff, size_t recvcount, MPI_Datatype type, MPI_Op op) {
@@ -538,7 +532,7 @@ class MpiTransport final : public Transport {
       const T* in = static_cast<const T*>(sendbuff);
       for (size_t i = 0; i < total; ++i) wide[i] = toAcc(in[i]);
       if (nblocks == 1) SPCCLCHECK(sumChunks(wide, wide, count, spcclFloat32));
-      else if (!staged() && nranks_ > 1 && total * sizeof(float) >= kRingMinBytes)
+      else if (!staged() && ringReduceScatterPays(total * sizeof(float)))
         SPCCLCHECK(ringReduceScatter(wide, wide, count, spcclFloat32));
       else SPCCLCHECK(reduceScatterSum(MPI_IN_PLACE, wide, count, MPI_FLOAT, MPI_SUM));
       T* out = static_cast<T*>(recvbuff);
